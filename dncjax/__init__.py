@@ -1,0 +1,19 @@
+"""dncjax: the Differentiable Neural Computer, LSTM and RNN as pure functional JAX cores.
+
+Notation used throughout (shapes are written into names, e.g. `memory_NxW`):
+
+  B  batch (lanes)          S  window length (time steps of one update)
+  T  time                   V  vocabulary / output size     I  input size
+  H  controller hidden size
+  N  memory slots           W  word size                    R  read heads
+
+Paper symbols (Graves et al., Nature 538, 2016, Methods): M_t memory, u_t usage,
+psi_t retention, a_t allocation, p_t precedence, L_t temporal link matrix,
+w^r read weights, w^w write weights, r_t read vectors.
+"""
+
+from dncjax import lstm, rnn, seed_dnc  # noqa: F401  (register the models)
+from dncjax.core import Model, batch_unroll, build, make_config, make_model, model_names, unroll
+
+__all__ = ["Model", "batch_unroll", "build", "make_config", "make_model", "model_names",
+           "unroll"]

@@ -1,0 +1,59 @@
+"""Vanilla RNN (the seed's rnn-numpy.py, after min-char-rnn).
+
+  h_t = tanh(W_xh x_t + W_hh h_{t-1} + b_h)
+  y_t = W_hy h_t + b_y
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from dncjax import core
+
+
+@dataclasses.dataclass(frozen=True)
+class RNNConfig:
+  input_size: int
+  output_size: int
+  hidden: int = 32         # H
+  init_scale: float = 0.01  # weights ~ N(0, init_scale^2), as randn * 0.01
+  dtype: str = "float32"
+
+  def __post_init__(self):
+    core.check_positive(self, "input_size", "output_size", "hidden")
+    core.check_dtype(self.dtype)
+
+
+class RNNState(NamedTuple):
+  h: jax.Array  # [H]
+
+
+def make(config: RNNConfig) -> core.Model:
+  H, V_in, V_out, dtype = config.hidden, config.input_size, config.output_size, config.dtype
+
+  def init(key):
+    k_xh, k_hh, k_hy = jax.random.split(key, 3)
+    s = config.init_scale
+    return {
+        "Wxh": core.normal(k_xh, (H, V_in), s, dtype),
+        "Whh": core.normal(k_hh, (H, H), s, dtype),
+        "Why": core.normal(k_hy, (V_out, H), s, dtype),
+        "bh": jnp.zeros((H,), dtype),
+        "by": jnp.zeros((V_out,), dtype),
+    }
+
+  def initial_state():
+    return RNNState(h=jnp.zeros((H,), dtype))
+
+  def step(params, state, x):
+    h = jnp.tanh(core.input_projection(params["Wxh"], x) + params["Whh"] @ state.h + params["bh"])
+    return RNNState(h), params["Why"] @ h + params["by"]
+
+  return core.Model(init, initial_state, step, core.keep_state, config)
+
+
+core.register("rnn", RNNConfig, make)

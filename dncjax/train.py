@@ -1,0 +1,121 @@
+"""Losses, the optax optimiser and the one jitted training step (truncated BPTT).
+
+A window of S characters for B lanes is a `Batch`; lanes flagged in `reset` start from
+the model's initial state (a lane that ran off the end of the text), the others carry
+their state over from the previous window, passed through `model.truncate` (the seed
+DNC wipes its memory there). Loss is the cross-entropy SUMMED over the window and the
+batch, as in the seed; bits per character BPC = loss / (ln 2 * B * S).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from dncjax import core
+
+
+class Batch(NamedTuple):
+  inputs: jax.Array   # [B, S] token ids, or [B, S, I] float vectors
+  targets: Any        # [B, S] token ids (or a loss-specific pytree)
+  reset: jax.Array    # [B] bool: the lane starts from the initial state
+
+
+class TrainState(NamedTuple):
+  params: core.Params
+  opt_state: optax.OptState
+  model_state: core.State  # leading axis B
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerConfig:
+  """Adagrad exactly as the seed: G_t = G_{t-1} + g^2 (G_0 = 0), p -= lr g / sqrt(G_t + eps).
+
+  The cleaned-up scripts use lr 0.1, eps 1e-8; dnc-debug.py uses lr 0.2, eps 1e-6.
+  """
+  learning_rate: float = 0.1
+  eps: float = 1e-8
+  clip_norm: float | None = None   # clip by global norm before the update
+  clip_value: float | None = None  # clip each gradient entry to [-v, v] (the seed's np.clip)
+
+  def __post_init__(self):
+    if not self.learning_rate > 0:
+      raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+    if not self.eps > 0:
+      raise ValueError(f"eps must be positive, got {self.eps}")
+    for name in ("clip_norm", "clip_value"):
+      value = getattr(self, name)
+      if value is not None and not value > 0:
+        raise ValueError(f"{name} must be positive, got {value}")
+
+
+def make_optimizer(config: OptimizerConfig) -> optax.GradientTransformation:
+  parts = []
+  if config.clip_value is not None:
+    parts.append(optax.clip(config.clip_value))
+  if config.clip_norm is not None:
+    parts.append(optax.clip_by_global_norm(config.clip_norm))
+  parts.append(optax.adagrad(config.learning_rate, initial_accumulator_value=0.0,
+                             eps=config.eps))
+  return optax.chain(*parts)
+
+
+def softmax_cross_entropy(logits_BxSxV: jax.Array, targets_BxS: jax.Array) -> jax.Array:
+  """Summed -log softmax(y)[target] over batch and time."""
+  return optax.softmax_cross_entropy_with_integer_labels(logits_BxSxV, targets_BxS).sum()
+
+
+def bits_per_char(loss_sum, num_chars: int):
+  return loss_sum / (math.log(2) * num_chars)
+
+
+def start_states(model: core.Model, states: core.State, reset_B: jax.Array) -> core.State:
+  """Per lane: the initial state where `reset`, else the carried state."""
+  init = model.initial_state()
+  return jax.tree.map(
+      lambda s, s0: jnp.where(reset_B.reshape((-1,) + (1,) * s0.ndim), s0, s), states, init)
+
+
+def window_loss(model: core.Model, loss_fn: Callable, params, states, batch: Batch):
+  """Loss of one window and the lanes' final states: (loss, (states, logits))."""
+  states = start_states(model, states, batch.reset)
+  final, ys = core.batch_unroll(model, params, states, batch.inputs)
+  return loss_fn(ys, batch.targets), (final, ys)
+
+
+def init_train_state(model: core.Model, optimizer, key, batch_size: int) -> TrainState:
+  params = model.init(key)
+  return TrainState(params, optimizer.init(params), core.batch_initial_state(model, batch_size))
+
+
+def make_train_step(model: core.Model, optimizer: optax.GradientTransformation,
+                    loss_fn: Callable = softmax_cross_entropy, jit: bool = True):
+  """(TrainState, Batch) -> (TrainState, {'loss', 'grad_norm'}): forward, backward, update."""
+
+  def train_step(state: TrainState, batch: Batch):
+    grad_fn = jax.value_and_grad(
+        lambda p: window_loss(model, loss_fn, p, state.model_state, batch), has_aux=True)
+    (loss, (final, _)), grads = grad_fn(state.params)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    carried = jax.vmap(model.truncate)(final)
+    return TrainState(params, opt_state, carried), {
+        "loss": loss, "grad_norm": optax.global_norm(grads)}
+
+  return jax.jit(train_step) if jit else train_step
+
+
+def make_eval_step(model: core.Model, loss_fn: Callable = softmax_cross_entropy,
+                   jit: bool = True):
+  """(params, states, Batch) -> (loss, carried states): scoring without learning."""
+
+  def eval_step(params, states, batch: Batch):
+    loss, (final, _) = window_loss(model, loss_fn, params, states, batch)
+    return loss, jax.vmap(model.truncate)(final)
+
+  return jax.jit(eval_step) if jit else eval_step
