@@ -65,9 +65,14 @@ def make_optimizer(config: OptimizerConfig) -> optax.GradientTransformation:
   return optax.chain(*parts)
 
 
+def softmax_cross_entropy_per_position(logits_BxSxV: jax.Array, targets_BxS: jax.Array):
+  """-log softmax(y)[target] at each position [B, S] (log-sum-exp, stable)."""
+  return optax.softmax_cross_entropy_with_integer_labels(logits_BxSxV, targets_BxS)
+
+
 def softmax_cross_entropy(logits_BxSxV: jax.Array, targets_BxS: jax.Array) -> jax.Array:
   """Summed -log softmax(y)[target] over batch and time."""
-  return optax.softmax_cross_entropy_with_integer_labels(logits_BxSxV, targets_BxS).sum()
+  return softmax_cross_entropy_per_position(logits_BxSxV, targets_BxS).sum()
 
 
 def bits_per_char(loss_sum, num_chars: int):
@@ -105,7 +110,7 @@ def make_train_step(model: core.Model, optimizer: optax.GradientTransformation,
     params = optax.apply_updates(state.params, updates)
     carried = jax.vmap(model.truncate)(final)
     return TrainState(params, opt_state, carried), {
-        "loss": loss, "grad_norm": optax.global_norm(grads)}
+        "loss": loss, "grad_norm": optax.tree.norm(grads)}
 
   return jax.jit(train_step) if jit else train_step
 

@@ -1,0 +1,328 @@
+"""Character-level language modelling (the seed's job on alice29.txt), end to end.
+
+`train_and_evaluate(options)` loads the text, builds the model and Adagrad, restores or
+starts a run in `options.workdir`, trains with `dncjax.loop`, evaluates on the held-out
+tail (static BPC, and dynamic evaluation: Krause et al. 2017), samples text, keeps the
+latest and the best-validation checkpoints and writes metrics.jsonl, samples.txt,
+metrics.png and results.json. experiments/alice.py is its command line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import pathlib
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dncjax import checkpoint, core, data, gradcheck, loop, plots, sampling, train
+
+FORMAT = 1  # bump when the checkpoint layout changes
+
+
+class TrainingError(RuntimeError):
+  """Training cannot go on (e.g. a NaN loss): one-line message, exit status 1."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+  """What defines a run: a resumed run must agree with its checkpoint on all of it."""
+  model: str = "seed_dnc"
+  hyper: tuple[tuple[str, Any], ...] = ()  # model hyperparameters, sorted (name, value)
+  data: str | None = None      # text file; None: alice29.txt (see dncjax.data)
+  val_fraction: float = 0.1
+  batch_size: int = 32         # B lanes
+  seq_length: int = 32         # S characters per window
+  overlap: float = 0.0         # dnc-debug.py: 2/3
+  learning_rate: float = 0.2
+  eps: float = 1e-6            # Adagrad epsilon inside the square root
+  clip_norm: float | None = None
+  clip_value: float | None = None
+  fp64: bool = False
+  seed: int = 0
+
+  def to_json(self) -> dict:
+    d = dataclasses.asdict(self)
+    d["hyper"] = dict(self.hyper)
+    return d
+
+  @classmethod
+  def from_json(cls, d: dict) -> "RunConfig":
+    d = dict(d)
+    d["hyper"] = tuple(sorted(d.get("hyper", {}).items()))
+    return cls(**d)
+
+  def optimizer(self) -> train.OptimizerConfig:
+    return train.OptimizerConfig(self.learning_rate, self.eps, self.clip_norm, self.clip_value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+  """How to run it (may change between a run and its resumption)."""
+  workdir: str = "runs/alice"
+  resume: bool = False
+  steps: int | None = None
+  timelimit: float | None = 3600.0
+  report_interval: int = 20
+  eval_every: int = 500
+  checkpoint_every: int = 500
+  keep: int = 3
+  sample_length: int = 500
+  prime: str = "Alice"
+  temperature: float = 1.0
+  eval_lanes: int = 1
+  dynamic_eval: bool = True
+  dynamic_lr: float | None = None  # None: the training learning rate
+  gradcheck: bool = False
+
+
+def resolve_config(given: dict, defaults: RunConfig, workdir: pathlib.Path,
+                   resume: bool) -> tuple[RunConfig, checkpoint.Checkpoints | None, int | None,
+                                          dict | None]:
+  """The run's config: the flags given on top of `defaults`, or, with `resume`, on top of
+  the latest checkpoint's config, where any given flag must agree with it."""
+  ckpt_dir = workdir / "checkpoints"
+  if not resume:
+    if ckpt_dir.is_dir() and checkpoint.Checkpoints(ckpt_dir, create=False).latest_step() is not None:
+      raise checkpoint.CheckpointError(
+          f"{ckpt_dir} already holds checkpoints: pass --resume to continue that run, "
+          f"or choose another --workdir")
+    model = given.get("model", defaults.model)
+    takes = {f.name for f in dataclasses.fields(core.config_class(model))}
+    hyper = {k: v for k, v in defaults.hyper if k in takes}
+    hyper.update(given.get("hyper", {}))
+    flags = {k: v for k, v in given.items() if k != "hyper"}
+    return (dataclasses.replace(defaults, **flags, hyper=tuple(sorted(hyper.items()))),
+            None, None, None)
+  if not ckpt_dir.is_dir():
+    raise checkpoint.CheckpointError(f"--resume: no checkpoint folder at {ckpt_dir}")
+  ckpts = checkpoint.Checkpoints(ckpt_dir, create=False)
+  step, meta = ckpts.restore_meta()
+  if meta.get("format") != FORMAT or "config" not in meta:
+    raise checkpoint.CheckpointError(f"checkpoint {step} in {ckpt_dir} is not a dncjax "
+                                     f"char-LM checkpoint of format {FORMAT}")
+  saved = RunConfig.from_json(meta["config"])
+  clashes = [f"{k}={v!r} (checkpoint: {getattr(saved, k)!r})" for k, v in given.items()
+             if k != "hyper" and getattr(saved, k) != v]
+  saved_hyper = dict(saved.hyper)
+  clashes += [f"{k}={v!r} (checkpoint: {saved_hyper.get(k, 'model default')!r})"
+              for k, v in dict(given.get("hyper", ())).items() if saved_hyper.get(k) != v]
+  if clashes:
+    raise checkpoint.CheckpointError(
+        f"--resume: the checkpoint in {ckpt_dir} was trained with another config: "
+        + "; ".join(clashes))
+  return saved, ckpts, step, meta
+
+
+def masked_cross_entropy(logits, targets_and_mask):
+  targets, mask = targets_and_mask
+  return (train.softmax_cross_entropy_per_position(logits, targets) * mask).sum()
+
+
+def stack_validation(val_ids: np.ndarray, seq_length: int, lanes: int):
+  """All validation windows stacked: Batch with [K, b, S] leaves, mask inside targets."""
+  windows = list(data.validation_windows(val_ids, seq_length, lanes))
+  if not windows:
+    return None
+  inputs = np.stack([b.inputs for b, _ in windows])
+  targets = np.stack([b.targets for b, _ in windows])
+  masks = np.stack([m for _, m in windows])
+  resets = np.stack([b.reset for b, _ in windows])
+  return train.Batch(jnp.asarray(inputs), (jnp.asarray(targets), jnp.asarray(masks)),
+                     jnp.asarray(resets))
+
+
+def make_static_eval(model: core.Model):
+  """(params, windows) -> summed loss over all validation windows, state carried."""
+  eval_step = train.make_eval_step(model, masked_cross_entropy, jit=False)
+
+  @jax.jit
+  def evaluate(params, windows):
+    states = core.batch_initial_state(model, windows.reset.shape[1])
+
+    def body(states, window):
+      loss, states = eval_step(params, states, window)
+      return states, loss
+
+    return jax.lax.scan(body, states, windows)[1].sum()
+
+  return evaluate
+
+
+def make_dynamic_eval(model: core.Model, optimizer):
+  """Dynamic evaluation: each window is scored, THEN learned from (one optimiser step),
+  so the model adapts to the validation text as it reads it. Returns the summed loss."""
+  train_step = train.make_train_step(model, optimizer, masked_cross_entropy, jit=False)
+
+  @jax.jit
+  def evaluate(params, opt_state, windows):
+    states = core.batch_initial_state(model, windows.reset.shape[1])
+
+    def body(ts, window):
+      ts, metrics = train_step(ts, window)  # the loss is computed before the update
+      return ts, metrics["loss"]
+
+    return jax.lax.scan(body, train.TrainState(params, opt_state, states), windows)[1].sum()
+
+  return evaluate
+
+
+def train_and_evaluate(config: RunConfig, options: Options, given: dict | None = None,
+                       out=print) -> dict:
+  """Runs (or resumes) a char-LM run; returns the summary written to results.json."""
+  workdir = pathlib.Path(options.workdir)
+  config, ckpts, step, meta = resolve_config(given or {}, config, workdir, options.resume)
+  if config.fp64:
+    jax.config.update("jax_enable_x64", True)
+  sampling.check_temperature(options.temperature)
+  corpus = data.load_corpus(config.data, config.val_fraction, config.seq_length)
+  vocab = corpus.vocab
+  if meta is not None and meta["vocab"] != vocab.to_list():
+    raise checkpoint.CheckpointError(
+        f"--resume: the vocabulary of {corpus.path} ({vocab.size} characters) is not the "
+        f"checkpoint's ({len(meta['vocab'])} characters)")
+  prime_ids = vocab.encode(options.prime) if options.prime else vocab.encode(vocab.decode([0]))
+  model = core.make_model(config.model, vocab.size, vocab.size,
+                          **dict(config.hyper), dtype="float64" if config.fp64 else "float32")
+  optimizer = train.make_optimizer(config.optimizer())
+  batcher = data.lane_batcher(corpus.train_ids, config.batch_size, config.seq_length,
+                              config.overlap)
+  key = jax.random.key(config.seed)
+  ts = train.init_train_state(model, optimizer, jax.random.fold_in(key, 0), config.batch_size)
+  lanes = batcher.init(config.seed)
+  rng = checkpoint.key_to_array(jax.random.fold_in(key, 1))
+  best = {"val_bpc": math.inf, "step": None}
+  elapsed = 0.0
+  if ckpts is not None:  # restore everything the uninterrupted run would hold now
+    restored = ckpts.restore_state(step, {"train": ts, "rng": rng})
+    ts, rng = restored["train"], np.asarray(restored["rng"])
+    lanes = data.LaneState.from_dict(meta["data"])
+    best, elapsed = meta["best"], meta["elapsed"]
+    out(f"resumed {workdir} at iter {step} ({elapsed:.1f} s trained)")
+  else:
+    step = 0
+    ckpts = checkpoint.Checkpoints(workdir / "checkpoints", keep=options.keep)
+  best_ckpts = checkpoint.Checkpoints(workdir / "best", keep=1)
+  log = loop.MetricsLog(workdir / "metrics.jsonl", resume_step=step if options.resume else None)
+  if not options.resume and (workdir / "samples.txt").exists():
+    (workdir / "samples.txt").unlink()
+  (workdir / "config.json").write_text(json.dumps(config.to_json(), indent=2) + "\n")
+  out(f"data {corpus.path}: {len(corpus.train_ids)} train / {len(corpus.val_ids)} validation "
+      f"characters, {vocab.size} distinct")
+  out(f"model {config.model} {model.config}; {sum(p.size for p in jax.tree.leaves(ts.params)):,}"
+      f" parameters; workdir {workdir}")
+
+  train_step = train.make_train_step(model, optimizer)
+  val_windows = stack_validation(corpus.val_ids, config.seq_length, options.eval_lanes)
+  n_val = float(val_windows.targets[1].sum()) if val_windows is not None else 0.0
+  static_eval = make_static_eval(model)
+  position = {"lanes": lanes}
+
+  def next_batch():
+    position["lanes"], batch = batcher.next(position["lanes"])
+    return batch
+
+  def meta_now(at_step, elapsed_s):
+    return {"format": FORMAT, "step": at_step, "config": config.to_json(),
+            "model_config": dataclasses.asdict(model.config), "vocab": vocab.to_list(),
+            "data": position["lanes"].to_dict(), "best": best, "elapsed": elapsed_s}
+
+  def save(at_step, state, elapsed_s):
+    ckpts.save(at_step, {"train": state, "rng": rng}, meta_now(at_step, elapsed_s))
+
+  def sample_text(params, at_step):
+    sample_key = jax.random.fold_in(checkpoint.array_to_key(rng), at_step)
+    ids, _ = sampling.sample(model, params, model.initial_state(), jnp.asarray(prime_ids),
+                             sample_key, options.sample_length, options.temperature)
+    text = options.prime + vocab.decode(np.asarray(ids))
+    with (workdir / "samples.txt").open("a") as f:
+      f.write(f"---- iter {at_step}\n{text}\n")
+    return text
+
+  def evaluate(state, at_step):
+    metrics = {}
+    if val_windows is not None:
+      metrics["val_bpc"] = float(static_eval(state.params, val_windows)) / (math.log(2) * n_val)
+      if metrics["val_bpc"] < best["val_bpc"]:
+        best.update(val_bpc=metrics["val_bpc"], step=at_step)
+        best_ckpts.save(at_step, {"train": state, "rng": rng}, meta_now(at_step, 0.0))
+    if options.sample_length:
+      out("----\n" + sample_text(state.params, at_step) + "\n----")
+    return metrics
+
+  if options.gradcheck:
+    run_gradcheck(model, ts, batcher, lanes, out)
+
+  loop_config = loop.LoopConfig(options.steps, options.timelimit, options.report_interval,
+                                options.eval_every, options.checkpoint_every)
+  result = loop.run(step_fn=train_step, state=ts, next_batch=next_batch, start_step=step,
+                    config=loop_config, items_per_step=config.batch_size * config.seq_length,
+                    log=log, save=save, evaluate=evaluate, elapsed=elapsed, print_fn=out)
+  ckpts.close()
+  best_ckpts.close()
+  if result.reason == "nan":
+    raise TrainingError(f"the loss became NaN/Inf after iter {result.step}; the last good "
+                        f"checkpoint is {ckpts.latest_step()} in {ckpts.directory}")
+  summary = {"step": result.step, "elapsed_s": result.elapsed, "stopped_by": result.reason,
+             "best_val_bpc": best["val_bpc"], "best_step": best["step"]}
+  records = log.read()
+  if records and "train_bpc" in records[-1]:
+    summary["train_bpc"] = records[-1]["train_bpc"]
+  if options.dynamic_eval and val_windows is not None and result.reason != "interrupted":
+    dyn_lr = options.dynamic_lr or config.learning_rate
+    dyn_opt = train.make_optimizer(dataclasses.replace(config.optimizer(), learning_rate=dyn_lr))
+    start = time.monotonic()
+    loss = make_dynamic_eval(model, dyn_opt)(result.state.params, result.state.opt_state,
+                                             val_windows)
+    summary["dynamic_val_bpc"] = float(loss) / (math.log(2) * n_val)
+    out(f"dynamic evaluation (lr {dyn_lr}): {summary['dynamic_val_bpc']:.4f} BPC on the "
+        f"validation tail ({time.monotonic() - start:.1f} s)")
+  (workdir / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
+  plots.plot_metrics(log.read(), workdir / "metrics.png", title=f"{config.model} on "
+                     f"{pathlib.Path(corpus.path).name}")
+  out(f"stopped by {result.reason} at iter {result.step}; best validation "
+      f"{best['val_bpc']:.4f} BPC at iter {best['step']}; outputs in {workdir}")
+  if result.reason == "interrupted":
+    raise KeyboardInterrupt
+  return summary
+
+
+def run_gradcheck(model, ts, batcher, lanes, out) -> None:
+  """The seed's --gradcheck: jax.grad vs finite differences on the first training batch."""
+  _, batch = batcher.next(lanes)
+  rows = gradcheck.check_model(model, params=ts.params, states=ts.model_state, batch=batch)
+  out(gradcheck.format_table(rows))
+  worst = gradcheck.max_error(rows)
+  note = "" if model.config.dtype == "float64" else " (float32: pass --fp64 for a tight check)"
+  out(f"gradient check: largest relative error {worst:.3e}{note}")
+
+
+def restore_for_sampling(workdir: str | pathlib.Path, best: bool = False):
+  """(model, params, vocab, meta) from the latest (or best-validation) checkpoint."""
+  folder = pathlib.Path(workdir) / ("best" if best else "checkpoints")
+  ckpts = checkpoint.Checkpoints(folder, create=False)
+  step, meta = ckpts.restore_meta()
+  if meta.get("format") != FORMAT:
+    raise checkpoint.CheckpointError(f"{folder} holds no dncjax char-LM checkpoint")
+  config = RunConfig.from_json(meta["config"])
+  if config.fp64:
+    jax.config.update("jax_enable_x64", True)
+  vocab = data.Vocab.from_list(meta["vocab"])
+  model = core.make_model(config.model, vocab.size, vocab.size, **dict(config.hyper),
+                          dtype="float64" if config.fp64 else "float32")
+  optimizer = train.make_optimizer(config.optimizer())
+  template = train.init_train_state(model, optimizer, jax.random.key(0), config.batch_size)
+  rng = checkpoint.key_to_array(jax.random.key(0))
+  restored = ckpts.restore_state(step, {"train": template, "rng": rng})
+  ckpts.close()
+  return model, restored["train"].params, vocab, {**meta, "step": step}
+
+
+def error_types() -> tuple[type[BaseException], ...]:
+  return (data.DataError, checkpoint.CheckpointError, TrainingError)
+

@@ -1,0 +1,97 @@
+"""Checkpoints on disk with orbax's CheckpointManager (current `args=` API).
+
+A checkpoint is a step folder holding two items:
+  state  the arrays (params, optimiser state, recurrent state, RNG key), StandardSave
+  meta   JSON: the full config, vocabulary, data pointers and RNG state, elapsed time ...
+orbax writes each step into a temporary folder and renames it when complete, so a
+process killed while saving leaves the previous step as the latest restorable one.
+Restoring reads `meta` first, so the caller can rebuild the model and optimiser from the
+saved config and hand `restore_state` a template of the right structure.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+
+class CheckpointError(RuntimeError):
+  """A checkpoint that is missing, unreadable or does not fit: one-line message."""
+
+
+class Checkpoints:
+  """The numbered checkpoints of one folder (e.g. workdir/checkpoints)."""
+
+  def __init__(self, directory: str | pathlib.Path, keep: int | None = 3, create: bool = True):
+    self.directory = pathlib.Path(directory).absolute()
+    if not create and not self.directory.is_dir():
+      raise CheckpointError(f"no checkpoint folder at {self.directory}")
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=create,
+                                           cleanup_tmp_directories=create)
+    self._manager = ocp.CheckpointManager(self.directory, options=options,
+                                          item_names=("state", "meta"))
+
+  def latest_step(self) -> int | None:
+    return self._manager.latest_step()
+
+  def all_steps(self) -> list[int]:
+    return list(self._manager.all_steps())
+
+  def save(self, step: int, state: Any, meta: dict) -> None:
+    self._manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
+
+  def restore_meta(self, step: int | None = None) -> tuple[int, dict]:
+    """(step, meta) of `step` (default: the latest)."""
+    step = self._step(step)
+    try:
+      restored = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+    except Exception as e:  # orbax raises many kinds on damaged folders
+      raise CheckpointError(f"checkpoint {step} in {self.directory} is unreadable "
+                            f"({type(e).__name__}: {_first_line(e)})") from None
+    return step, restored.meta
+
+  def restore_state(self, step: int, template: Any) -> Any:
+    """The arrays of `step`, in the structure, shapes and dtypes of `template`."""
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
+    try:
+      restored = self._manager.restore(
+          step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
+    except Exception as e:
+      raise CheckpointError(f"checkpoint {step} in {self.directory} does not restore "
+                            f"({type(e).__name__}: {_first_line(e)})") from None
+    return restored.state
+
+  def wait(self) -> None:
+    self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    self._manager.wait_until_finished()
+    self._manager.close()
+
+  def _step(self, step: int | None) -> int:
+    if step is None:
+      step = self.latest_step()
+      if step is None:
+        raise CheckpointError(f"no checkpoint in {self.directory}")
+    elif step not in self.all_steps():
+      raise CheckpointError(f"no checkpoint for step {step} in {self.directory}")
+    return step
+
+
+def _first_line(e: BaseException) -> str:
+  text = str(e).strip().splitlines()
+  return text[0][:200] if text else ""
+
+
+def key_to_array(key: jax.Array) -> np.ndarray:
+  """A typed PRNG key as its raw uint32 data (savable as an ordinary array)."""
+  return np.asarray(jax.random.key_data(key))
+
+
+def array_to_key(data) -> jax.Array:
+  return jax.random.wrap_key_data(np.asarray(data, np.uint32))

@@ -1,0 +1,174 @@
+"""The training loop shared by the experiments: progress, evaluation, checkpoints, stops.
+
+It runs a jitted `step_fn(state, batch) -> (state, {'loss': ...})` and prints the seed's
+progress line every `report_interval` steps
+
+  I: T s, iter N, X BPC, Y char/s
+
+(I the report number, T seconds since the run began (resumes included), X the mean BPC
+over the interval, Y the characters trained on per second). On a terminal a tqdm bar
+runs below it; elsewhere only the lines are printed. It evaluates every `eval_every`
+steps, saves every `checkpoint_every` steps and at the end (step budget, time limit or
+Ctrl-C), and stops at a NaN/Inf loss WITHOUT saving the bad state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import pathlib
+import signal
+import sys
+import time
+from typing import Any, Callable
+
+import tqdm
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopConfig:
+  steps: int | None = None          # stop after this many steps in all (None: no limit)
+  timelimit: float | None = None    # stop after this many seconds in all (None: no limit)
+  report_interval: int = 20         # steps between progress lines
+  eval_every: int = 0               # steps between evaluations (0: only at the end)
+  checkpoint_every: int = 0         # steps between checkpoints (0: only at the end)
+
+  def __post_init__(self):
+    if self.steps is None and self.timelimit is None:
+      raise ValueError("give a step budget or a time limit")
+    for name in ("steps", "timelimit"):
+      value = getattr(self, name)
+      if value is not None and value <= 0:
+        raise ValueError(f"{name} must be positive, got {value}")
+    for name in ("report_interval", "eval_every", "checkpoint_every"):
+      if getattr(self, name) < 0 or (name == "report_interval" and self.report_interval == 0):
+        raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+
+
+class MetricsLog:
+  """Append-only JSON lines (one record per report/evaluation) in `path`."""
+
+  def __init__(self, path: str | pathlib.Path, resume_step: int | None = None):
+    self.path = pathlib.Path(path)
+    if resume_step is not None and self.path.exists():  # drop records past the checkpoint
+      kept = [l for l in self.path.read_text().splitlines()
+              if l.strip() and json.loads(l).get("step", 0) <= resume_step]
+      self.path.write_text("".join(l + "\n" for l in kept))
+    elif resume_step is None and self.path.exists():
+      self.path.unlink()
+
+  def write(self, record: dict) -> None:
+    with self.path.open("a") as f:
+      f.write(json.dumps(record) + "\n")
+
+  def read(self) -> list[dict]:
+    if not self.path.exists():
+      return []
+    return [json.loads(l) for l in self.path.read_text().splitlines() if l.strip()]
+
+
+@dataclasses.dataclass
+class LoopResult:
+  step: int
+  state: Any
+  reason: str       # 'steps', 'timelimit', 'interrupted' or 'nan'
+  elapsed: float
+  last_saved: int | None
+
+
+class _CtrlC:
+  """First Ctrl-C asks the loop to stop after the current step; a second one aborts."""
+
+  def __init__(self):
+    self.requested = False
+
+  def __enter__(self):
+    self._old = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    if self.requested:
+      raise KeyboardInterrupt
+    self.requested = True
+    print("\nCtrl-C: stopping after this step and saving a checkpoint "
+          "(press again to abort without saving)", file=sys.stderr, flush=True)
+
+  def __exit__(self, *exc):
+    signal.signal(signal.SIGINT, self._old)
+
+
+def run(*, step_fn: Callable, state: Any, next_batch: Callable[[], Any], start_step: int,
+        config: LoopConfig, items_per_step: int, log: MetricsLog,
+        save: Callable[[int, Any, float], None], evaluate: Callable | None = None,
+        elapsed: float = 0.0, unit: str = "char", bpc_scale: float | None = None,
+        print_fn: Callable[[str], None] | None = None) -> LoopResult:
+  """Trains from `start_step`; returns where and why it stopped.
+
+  `next_batch()` gives the next batch (the caller owns the data position, so its `save`
+  callback can store it); `save(step, state, elapsed)` writes a checkpoint;
+  `evaluate(state, step) -> dict` returns metrics to log and print (e.g. val_bpc);
+  the training metric printed is loss * bpc_scale (default 1 / (ln 2 * items_per_step)).
+  """
+  bpc_scale = bpc_scale if bpc_scale is not None else 1.0 / (math.log(2) * items_per_step)
+  begin = time.monotonic() - elapsed
+  bar = tqdm.tqdm(total=config.steps, initial=start_step, unit="step", dynamic_ncols=True,
+                  disable=not sys.stderr.isatty(), leave=False)
+  out = print_fn or (lambda line: bar.write(line) if not bar.disable else print(line, flush=True))
+  step, last_saved, last_eval, reports = start_step, None, None, start_step // config.report_interval
+  interval_loss, interval_steps, interval_start = 0.0, 0, time.monotonic()
+
+  def do_eval():
+    nonlocal last_eval
+    if evaluate is None:
+      return
+    metrics = evaluate(state, step)
+    log.write({"step": step, "time": time.monotonic() - begin, **metrics})
+    out("  eval at iter %d: %s" % (step, ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())))
+    last_eval = step
+
+  with _CtrlC() as ctrl_c:
+    while True:
+      if config.steps is not None and step >= config.steps:
+        reason = "steps"
+        break
+      if config.timelimit is not None and time.monotonic() - begin >= config.timelimit:
+        reason = "timelimit"
+        break
+      if ctrl_c.requested:
+        reason = "interrupted"
+        break
+      new_state, metrics = step_fn(state, next_batch())
+      loss = float(metrics["loss"])
+      if not math.isfinite(loss):
+        out(f"loss became {loss} at iter {step + 1}: stopping; the bad state is not saved")
+        reason = "nan"
+        break
+      state, step = new_state, step + 1
+      bar.update(1)
+      interval_loss, interval_steps = interval_loss + loss, interval_steps + 1
+      if step % config.report_interval == 0:
+        now = time.monotonic()
+        bpc = interval_loss / interval_steps * bpc_scale
+        rate = items_per_step * interval_steps / max(now - interval_start, 1e-9)
+        out("%2d: %.3f s, iter %d, %.4f BPC, %.2f %s/s" % (reports, now - begin, step, bpc,
+                                                          rate, unit))
+        log.write({"step": step, "time": now - begin, "train_bpc": bpc, f"{unit}_per_s": rate})
+        reports += 1
+        interval_loss, interval_steps, interval_start = 0.0, 0, now
+      paused = time.monotonic()  # evaluation and saving do not count as training time
+      if config.eval_every and step % config.eval_every == 0:
+        do_eval()
+      if config.checkpoint_every and step % config.checkpoint_every == 0:
+        save(step, state, time.monotonic() - begin)
+        last_saved = step
+      interval_start += time.monotonic() - paused
+  bar.close()
+  if reason != "nan":
+    if last_eval != step and step > start_step:
+      do_eval()
+    if last_saved != step and step > start_step:
+      save(step, state, time.monotonic() - begin)
+      last_saved = step
+  return LoopResult(step, state, reason, time.monotonic() - begin, last_saved)

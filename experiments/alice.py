@@ -1,0 +1,122 @@
+"""Train a character-level model on alice29.txt (or any UTF-8 text), as the seed did.
+
+  python experiments/alice.py                       # the seed's headline run, 1 hour
+  python experiments/alice.py --model lstm --hidden 128 --timelimit 300
+  python experiments/alice.py --workdir runs/alice --resume
+
+Prints the seed's progress line (I: T s, iter N, X BPC, Y char/s), evaluates on the
+held-out tail of the text, samples text, and keeps checkpoints, metrics.jsonl,
+samples.txt, metrics.png and results.json in --workdir. Ctrl-C saves and stops;
+--resume continues exactly where the last checkpoint left off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import dncjax
+from dncjax import charlm, cli
+
+RUN_DEFAULTS = charlm.RunConfig(hyper=(("hidden", 128),))
+OPTIONS = charlm.Options()
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=cli.HelpFormatter)
+  d, o = RUN_DEFAULTS, OPTIONS
+
+  def flag(*names, default, help, **kw):
+    p.add_argument(*names, default=None, help=f"{help} (default: {default})", **kw)
+
+  run = p.add_argument_group("run (a resumed run must agree with its checkpoint)")
+  run.add_argument("--model", default=None, choices=dncjax.model_names(),
+                   help=f"model (default: {d.model})")
+  run.add_argument("--data", default=None, metavar="PATH",
+                   help="UTF-8 text file (default: alice29.txt from $DNCJAX_DATA_DIR, the "
+                        "user cache, or downloaded once from the Canterbury corpus)")
+  for names, field, typ, text in [
+      (("--batchsize", "--batch-size", "--batch_size"), "batch_size", int, "lanes B"),
+      (("--seqlength", "--seq-length", "--seq_length"), "seq_length", int,
+       "window S, characters per update"),
+      (("--overlap",), "overlap", float, "window overlap; lanes advance by S*(1-overlap)"),
+      (("--val_fraction", "--val-fraction"), "val_fraction", float, "held-out tail"),
+      (("--lr", "--learning_rate", "--learning-rate"), "learning_rate", float, "Adagrad rate"),
+      (("--eps",), "eps", float, "Adagrad epsilon (inside the square root)"),
+      (("--clip_norm", "--clip-norm"), "clip_norm", float, "clip gradients by global norm"),
+      (("--clip_value", "--clip-value"), "clip_value", float, "clip each gradient entry"),
+      (("--seed",), "seed", int, "seed for parameters, lanes and sampling")]:
+    run.add_argument(*names, dest=field, type=typ, default=None,
+                     help=f"{text} (default: {getattr(d, field)})")
+  run.add_argument("--fp64", action="store_true", default=None,
+                   help="train in float64 (default: float32)")
+
+  opt = p.add_argument_group("schedule and outputs")
+  opt.add_argument("--workdir", default=o.workdir, help="checkpoints, metrics, samples, plots")
+  opt.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+  opt.add_argument("--steps", type=int, default=None, help="stop after this many iterations")
+  opt.add_argument("--timelimit", type=float, default=None,
+                   help=f"stop after this many seconds (default: {o.timelimit:.0f}, or none "
+                        "when --steps is given)")
+  for names, field, typ, text in [
+      (("--report_interval", "--report-interval"), "report_interval", int,
+       "iterations between progress lines"),
+      (("--eval_every", "--eval-every"), "eval_every", int,
+       "iterations between validation + sample (0: at the end only)"),
+      (("--checkpoint_every", "--checkpoint-every"), "checkpoint_every", int,
+       "iterations between checkpoints (0: at the end only)"),
+      (("--keep",), "keep", int, "latest checkpoints kept"),
+      (("--sample_length", "--sample-length"), "sample_length", int,
+       "characters sampled at each evaluation (0: none)"),
+      (("--prime",), "prime", str, "text the samples start from"),
+      (("--temperature",), "temperature", float, "sampling temperature"),
+      (("--eval_lanes", "--eval-lanes"), "eval_lanes", int,
+       "lanes the validation tail is split into (1: one pass, longest context)"),
+      (("--dynamic_lr", "--dynamic-lr"), "dynamic_lr", float,
+       "learning rate of dynamic evaluation (default: the training rate)")]:
+    opt.add_argument(*names, dest=field, type=typ, default=getattr(o, field),
+                     help=text)
+  opt.add_argument("--dynamic_eval", "--dynamic-eval", action=argparse.BooleanOptionalAction,
+                   default=o.dynamic_eval, help="dynamic evaluation at the end")
+  opt.add_argument("--gradcheck", action="store_true",
+                   help="check jax.grad against finite differences before training")
+  cli.add_model_flags(p, dict(RUN_DEFAULTS.hyper))
+  for action in p._actions:  # the model flags' shown defaults stay, their values are unset
+    if action.dest == "hidden":
+      action.default = None
+  return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+  args = parse_args(argv)
+  run_fields = {f.name for f in dataclasses.fields(charlm.RunConfig)} - {"hyper"}
+  given = {k: getattr(args, k) for k in run_fields if getattr(args, k, None) is not None}
+  model_fields = {f for n in dncjax.model_names()
+                  for f in dataclasses.asdict(dncjax.make_config(n, 1, 1))} - {
+                      "input_size", "output_size", "dtype"}
+  given["hyper"] = {k: getattr(args, k) for k in model_fields if getattr(args, k) is not None}
+  for k in ("batch_size", "seq_length"):
+    if k in given and given[k] <= 0:
+      raise cli.UsageError(f"--{k.replace('_', '')} must be positive, got {given[k]}")
+  if "overlap" in given and not 0 <= given["overlap"] < 1:
+    raise cli.UsageError(f"--overlap must be in [0, 1), got {given['overlap']}")
+  timelimit = args.timelimit if args.timelimit is not None else (
+      None if args.steps is not None else OPTIONS.timelimit)
+  options = charlm.Options(
+      workdir=args.workdir, resume=args.resume, steps=args.steps, timelimit=timelimit,
+      report_interval=args.report_interval, eval_every=args.eval_every,
+      checkpoint_every=args.checkpoint_every, keep=args.keep, sample_length=args.sample_length,
+      prime=args.prime, temperature=args.temperature, eval_lanes=args.eval_lanes,
+      dynamic_eval=args.dynamic_eval, dynamic_lr=args.dynamic_lr, gradcheck=args.gradcheck)
+  for k in ("keep", "eval_lanes", "report_interval"):
+    if getattr(options, k) <= 0:
+      raise cli.UsageError(f"--{k} must be positive, got {getattr(options, k)}")
+  for k in ("sample_length", "eval_every", "checkpoint_every"):
+    if getattr(options, k) < 0:
+      raise cli.UsageError(f"--{k} must be >= 0, got {getattr(options, k)}")
+  charlm.train_and_evaluate(RUN_DEFAULTS, options, given)
+  return 0
+
+
+if __name__ == "__main__":
+  cli.run(main, charlm.error_types())
