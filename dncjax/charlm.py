@@ -270,9 +270,9 @@ def train_and_evaluate(config: RunConfig, options: Options, given: dict | None =
                         f"checkpoint is {ckpts.latest_step()} in {ckpts.directory}")
   summary = {"step": result.step, "elapsed_s": result.elapsed, "stopped_by": result.reason,
              "best_val_bpc": best["val_bpc"], "best_step": best["step"]}
-  records = log.read()
-  if records and "train_bpc" in records[-1]:
-    summary["train_bpc"] = records[-1]["train_bpc"]
+  train_records = [r for r in log.read() if "train_bpc" in r]
+  if train_records:
+    summary["train_bpc"] = train_records[-1]["train_bpc"]
   if options.dynamic_eval and val_windows is not None and result.reason != "interrupted":
     dyn_lr = options.dynamic_lr or config.learning_rate
     dyn_opt = train.make_optimizer(dataclasses.replace(config.optimizer(), learning_rate=dyn_lr))

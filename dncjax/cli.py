@@ -29,6 +29,17 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     return f"{text} (default: %(default)s)"
 
 
+class ArgumentParser(argparse.ArgumentParser):
+  """argparse with one-line errors: `error: ... (see --help)`, exit status 2."""
+
+  def __init__(self, *args, **kwargs):
+    kwargs.setdefault("formatter_class", HelpFormatter)
+    super().__init__(*args, **kwargs)
+
+  def error(self, message):
+    self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 class UsageError(ValueError):
   """Bad command-line input: printed as one line, exit status 2."""
 

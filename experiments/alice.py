@@ -23,7 +23,7 @@ OPTIONS = charlm.Options()
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=cli.HelpFormatter)
+  p = cli.ArgumentParser(description=__doc__)
   d, o = RUN_DEFAULTS, OPTIONS
 
   def flag(*names, default, help, **kw):

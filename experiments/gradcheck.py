@@ -13,8 +13,7 @@ from dncjax import cli, gradcheck
 
 
 def parse_args(argv=None):
-  parser = argparse.ArgumentParser(
-      description=__doc__, formatter_class=cli.HelpFormatter)
+  parser = cli.ArgumentParser(description=__doc__)
   parser.add_argument("--model", default="seed_dnc", choices=dncjax.model_names())
   parser.add_argument("--vocab", type=int, default=11, help="vocabulary size V (random tokens)")
   parser.add_argument("--batchsize", "--batch-size", type=int, default=4, help="B")

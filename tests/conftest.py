@@ -14,5 +14,7 @@ jax.config.update("jax_enable_x64", True)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 _shared = REPO.parent / "shared" / "data"
-if "DNCJAX_DATA_DIR" not in os.environ and (_shared / "alice29.txt").exists():
+if "DNCJAX_DATA_DIR" in os.environ:  # CI gives it relative to the repository root
+  os.environ["DNCJAX_DATA_DIR"] = os.path.abspath(os.environ["DNCJAX_DATA_DIR"])
+elif (_shared / "alice29.txt").exists():
   os.environ["DNCJAX_DATA_DIR"] = str(_shared)
