@@ -88,10 +88,11 @@ def resolve_config(given: dict, defaults: RunConfig, workdir: pathlib.Path,
   the latest checkpoint's config, where any given flag must agree with it."""
   ckpt_dir = workdir / "checkpoints"
   if not resume:
-    if ckpt_dir.is_dir() and checkpoint.Checkpoints(ckpt_dir, create=False).latest_step() is not None:
-      raise checkpoint.CheckpointError(
-          f"{ckpt_dir} already holds checkpoints: pass --resume to continue that run, "
-          f"or choose another --workdir")
+    for folder in (ckpt_dir, workdir / "best"):
+      if folder.is_dir() and checkpoint.Checkpoints(folder, create=False).latest_step() is not None:
+        raise checkpoint.CheckpointError(
+            f"{folder} already holds checkpoints: pass --resume to continue that run, "
+            f"or choose another --workdir")
     model = given.get("model", defaults.model)
     takes = {f.name for f in dataclasses.fields(core.config_class(model))}
     hyper = {k: v for k, v in defaults.hyper if k in takes}
@@ -107,8 +108,10 @@ def resolve_config(given: dict, defaults: RunConfig, workdir: pathlib.Path,
     raise checkpoint.CheckpointError(f"checkpoint {step} in {ckpt_dir} is not a dncjax "
                                      f"char-LM checkpoint of format {FORMAT}")
   saved = RunConfig.from_json(meta["config"])
+  if given.get("data"):  # the text may move; its vocabulary is checked once it is read
+    saved = dataclasses.replace(saved, data=given["data"])
   clashes = [f"{k}={v!r} (checkpoint: {getattr(saved, k)!r})" for k, v in given.items()
-             if k != "hyper" and getattr(saved, k) != v]
+             if k not in ("hyper", "data") and getattr(saved, k) != v]
   saved_hyper = dict(saved.hyper)
   clashes += [f"{k}={v!r} (checkpoint: {saved_hyper.get(k, 'model default')!r})"
               for k, v in dict(given.get("hyper", ())).items() if saved_hyper.get(k) != v]
@@ -266,7 +269,7 @@ def train_and_evaluate(config: RunConfig, options: Options, given: dict | None =
   ckpts.close()
   best_ckpts.close()
   if result.reason == "nan":
-    raise TrainingError(f"the loss became NaN/Inf after iter {result.step}; the last good "
+    raise TrainingError(f"the loss became NaN/Inf at iter {result.step + 1}; the last good "
                         f"checkpoint is {ckpts.latest_step()} in {ckpts.directory}")
   summary = {"step": result.step, "elapsed_s": result.elapsed, "stopped_by": result.reason,
              "best_val_bpc": best["val_bpc"], "best_step": best["step"]}

@@ -1,0 +1,204 @@
+"""experiments/alice.py end to end on tiny settings: exact resume, SIGKILL while saving,
+NaN stop, sampling, and one-line errors that leave existing checkpoints untouched."""
+
+import hashlib
+import importlib.util
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from dncjax import charlm, checkpoint
+from tests.conftest import REPO
+
+TINY = ["--model", "seed_dnc", "--hidden", "8", "--memory_size", "4", "--word_size", "4",
+        "--batchsize", "2", "--seqlength", "8", "--sample_length", "16", "--report_interval", "1",
+        "--eval_every", "3", "--no-dynamic_eval", "--fp64"]
+
+
+def _load(name):
+  spec = importlib.util.spec_from_file_location(name, REPO / "experiments" / f"{name}.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+alice, sample = _load("alice"), _load("sample")
+
+
+@pytest.fixture(scope="module")
+def text_file(tmp_path_factory):
+  """The first 4,000 characters of alice29.txt (400 held out)."""
+  corpus = pathlib.Path(os.environ["DNCJAX_DATA_DIR"]) / "alice29.txt"
+  path = tmp_path_factory.mktemp("data") / "small.txt"
+  path.write_text(corpus.read_text()[:4000])
+  return path
+
+
+def run(text_file, workdir, *extra):
+  return alice.main(["--data", str(text_file), "--workdir", str(workdir), *TINY, *extra])
+
+
+def bpcs(workdir, key):
+  records = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
+  return [(r["step"], r[key]) for r in records if key in r]
+
+
+def folder_digest(folder):
+  h = hashlib.sha256()
+  for path in sorted(pathlib.Path(folder).rglob("*")):
+    if path.is_file():
+      h.update(str(path.relative_to(folder)).encode() + path.read_bytes())
+  return h.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def straight(text_file, tmp_path_factory):
+  """8 iterations in one go (float64), checkpoints every 4."""
+  workdir = tmp_path_factory.mktemp("straight")
+  run(text_file, workdir, "--steps", "8", "--checkpoint_every", "4")
+  return workdir
+
+
+def test_resume_continues_exactly(text_file, straight, tmp_path):
+  run(text_file, tmp_path, "--steps", "4", "--checkpoint_every", "4")
+  assert checkpoint.Checkpoints(tmp_path / "checkpoints", create=False).latest_step() == 4
+  run(text_file, tmp_path, "--steps", "8", "--resume")
+  assert bpcs(tmp_path, "train_bpc") == bpcs(straight, "train_bpc")  # identical in float64
+  assert [s for s, _ in bpcs(tmp_path, "train_bpc")] == list(range(1, 9))
+  resumed_val = dict(bpcs(tmp_path, "val_bpc"))  # (+ the evaluation that ended the first leg)
+  assert {s: resumed_val[s] for s, _ in bpcs(straight, "val_bpc")} == dict(bpcs(straight, "val_bpc"))
+  a = charlm.restore_for_sampling(straight)[1]
+  b = charlm.restore_for_sampling(tmp_path)[1]
+  assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_run_writes_its_outputs(straight):
+  names = {p.name for p in straight.iterdir()}
+  assert {"checkpoints", "best", "metrics.jsonl", "samples.txt", "metrics.png", "results.json",
+          "config.json"} <= names
+  results = json.loads((straight / "results.json").read_text())
+  assert results["step"] == 8 and results["stopped_by"] == "steps"
+  best_step, best_bpc = min(bpcs(straight, "val_bpc"), key=lambda r: r[1])
+  assert results["best_step"] == best_step and results["best_val_bpc"] == best_bpc
+  assert checkpoint.Checkpoints(straight / "best", create=False).latest_step() == best_step
+  assert (straight / "metrics.png").read_bytes()[:4] == b"\x89PNG"
+  assert "---- iter 3" in (straight / "samples.txt").read_text()
+
+
+def test_sample_script_restores_and_generates(straight, capsys):
+  assert sample.main(["--workdir", str(straight), "--length", "40", "--prime", "Al"]) == 0
+  text = capsys.readouterr().out.rstrip("\n")
+  assert text.startswith("Al") and len(text) == 42
+
+
+def test_dynamic_evaluation_scores_before_learning(text_file, tmp_path):
+  run(text_file, tmp_path, "--steps", "3", "--dynamic_eval", "--dynamic_lr", "1e-12")
+  results = json.loads((tmp_path / "results.json").read_text())
+  # a vanishing learning rate changes nothing: dynamic == static evaluation
+  assert results["dynamic_val_bpc"] == pytest.approx(results["best_val_bpc"], rel=1e-9)
+  run(text_file, tmp_path / "adapt", "--steps", "3", "--dynamic_eval", "--dynamic_lr", "0.5")
+  adapted = json.loads((tmp_path / "adapt" / "results.json").read_text())["dynamic_val_bpc"]
+  assert adapted < results["dynamic_val_bpc"]
+
+
+BAD = [  # (flags, message, resume into the finished run?)
+    (["--data", "{tmp}/missing.txt"], "no such file", False),
+    (["--data", "{empty}"], "empty", False),
+    (["--data", "{binary}"], "not UTF-8", False),
+    (["--data", "{short}"], "fewer than", False),
+    (["--hidden", "0"], "hidden must be a positive integer", False),
+    (["--batchsize", "-2"], "must be positive", False),
+    (["--prime", "Ω"], "not in the vocabulary", False),
+    (["--temperature", "0"], "temperature must be positive", False),
+    (["--model", "rnn", "--memory_size", "3"], "has no hyperparameter", False),
+    (["--data", "{missing}"], "no such file", True),
+    (["--hidden", "16"], "another config", True),
+    (["--data", "{other}"], "vocabulary", True),
+    (["--prime", "Ω"], "not in the vocabulary", True),
+    ([], "already holds checkpoints", None),
+]
+
+
+@pytest.mark.parametrize("flags, message, resume", BAD)
+def test_bad_input_is_one_line_and_leaves_checkpoints_alone(text_file, straight, tmp_path,
+                                                           flags, message, resume):
+  (tmp_path / "empty.txt").write_text("")
+  (tmp_path / "binary.txt").write_bytes(b"Alice \xff\xfe was")
+  (tmp_path / "short.txt").write_text("Alice")
+  (tmp_path / "other.txt").write_text(text_file.read_text()[:3000] + "~" * 500)
+  paths = dict(tmp=tmp_path, empty=tmp_path / "empty.txt", binary=tmp_path / "binary.txt",
+               short=tmp_path / "short.txt", other=tmp_path / "other.txt",
+               missing=tmp_path / "missing.txt")
+  flags = [f.format(**paths) for f in flags]
+  workdir = straight if resume is not False else tmp_path / "fresh"
+  before = folder_digest(straight)
+  argv = ["--workdir", str(workdir), *TINY, "--steps", "9"] + (["--resume"] if resume else [])
+  if "--data" not in flags:
+    argv += ["--data", str(text_file)]
+  with pytest.raises((ValueError, OSError) + charlm.error_types()) as info:
+    alice.main(argv + flags)
+  assert message.lower() in str(info.value).lower() and "\n" not in str(info.value)
+  assert folder_digest(straight) == before
+  assert not (tmp_path / "fresh" / "checkpoints").exists()
+
+
+def test_resume_without_checkpoint_and_corrupt_checkpoint(text_file, straight, tmp_path):
+  with pytest.raises(checkpoint.CheckpointError, match="no checkpoint"):
+    run(text_file, tmp_path / "fresh", "--resume", "--steps", "2")
+  broken = tmp_path / "broken"
+  (broken / "checkpoints").mkdir(parents=True)
+  os.system(f"cp -r {straight}/checkpoints/8 {broken}/checkpoints/8")
+  for f in (broken / "checkpoints" / "8" / "state").rglob("*"):
+    if f.is_file() and f.stat().st_size > 0:
+      f.write_bytes(b"\0" * 7)
+  before = folder_digest(broken)
+  with pytest.raises(checkpoint.CheckpointError, match="checkpoint 8"):
+    run(text_file, broken, "--resume", "--steps", "9")
+  assert folder_digest(broken) == before
+
+
+def test_cli_errors_exit_nonzero_with_one_line(tmp_path):
+  proc = subprocess.run([sys.executable, "experiments/alice.py", "--data", str(tmp_path / "nope"),
+                         "--workdir", str(tmp_path / "w")], cwd=REPO, capture_output=True,
+                        text=True, timeout=120)
+  assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+  assert "nope" in proc.stderr and "Traceback" not in proc.stderr
+  assert not (tmp_path / "w" / "checkpoints").exists()
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(text_file, tmp_path):
+  with pytest.raises(charlm.TrainingError, match="NaN"):
+    alice.main(["--data", str(text_file), "--workdir", str(tmp_path), "--model", "rnn",
+                "--hidden", "8", "--batchsize", "2", "--seqlength", "8", "--lr", "3e38",
+                "--steps", "20", "--checkpoint_every", "1", "--sample_length", "0"])
+  ckpts = checkpoint.Checkpoints(tmp_path / "checkpoints", create=False)
+  step, meta = ckpts.restore_meta()
+  assert 0 < step < 20 and meta["step"] == step
+
+
+def test_sigkill_while_saving_leaves_a_restorable_checkpoint(text_file, tmp_path):
+  cmd = [sys.executable, "experiments/alice.py", "--data", str(text_file), "--workdir",
+         str(tmp_path), *TINY, "--steps", "100000", "--checkpoint_every", "1", "--keep", "2",
+         "--eval_every", "0", "--sample_length", "0"]
+  rng = np.random.default_rng(0)
+  for attempt in range(3):
+    proc = subprocess.Popen(cmd + (["--resume"] if attempt else []), cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    line = ""
+    while "iter" not in line:  # training (and saving every step) has begun
+      line = proc.stdout.readline()
+      assert line or proc.poll() is None, "alice.py ended before training"
+    time.sleep(rng.uniform(0.05, 0.6))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    ckpts = checkpoint.Checkpoints(tmp_path / "checkpoints", create=False)
+    step, _ = ckpts.restore_meta()
+    _, params, _, _ = charlm.restore_for_sampling(tmp_path)
+    assert step > 0 and all(np.isfinite(v).all() for v in params.values())
