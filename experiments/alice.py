@@ -72,6 +72,8 @@ def parse_args(argv=None) -> argparse.Namespace:
       (("--temperature",), "temperature", float, "sampling temperature"),
       (("--eval_lanes", "--eval-lanes"), "eval_lanes", int,
        "lanes the validation tail is split into (1: one pass, longest context)"),
+      (("--target_bpc", "--target-bpc"), "target_bpc", float,
+       "results.json records the time the training BPC first reaches this"),
       (("--dynamic_lr", "--dynamic-lr"), "dynamic_lr", float,
        "learning rate of dynamic evaluation (default: the training rate)")]:
     opt.add_argument(*names, dest=field, type=typ, default=getattr(o, field),
@@ -107,7 +109,8 @@ def main(argv=None) -> int:
       report_interval=args.report_interval, eval_every=args.eval_every,
       checkpoint_every=args.checkpoint_every, keep=args.keep, sample_length=args.sample_length,
       prime=args.prime, temperature=args.temperature, eval_lanes=args.eval_lanes,
-      dynamic_eval=args.dynamic_eval, dynamic_lr=args.dynamic_lr, gradcheck=args.gradcheck)
+      dynamic_eval=args.dynamic_eval, dynamic_lr=args.dynamic_lr, gradcheck=args.gradcheck,
+      target_bpc=args.target_bpc)
   for k in ("keep", "eval_lanes", "report_interval"):
     if getattr(options, k) <= 0:
       raise cli.UsageError(f"--{k} must be positive, got {getattr(options, k)}")
