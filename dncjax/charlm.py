@@ -43,6 +43,8 @@ class RunConfig:
   eps: float = 1e-6            # Adagrad epsilon inside the square root
   clip_norm: float | None = None
   clip_value: float | None = None
+  weight_decay: float = 0.0
+  dropout: float = 0.0         # on the readout's inputs (controller output, reads)
   fp64: bool = False
   seed: int = 0
 
@@ -53,12 +55,13 @@ class RunConfig:
 
   @classmethod
   def from_json(cls, d: dict) -> "RunConfig":
-    d = dict(d)
+    d = {**dataclasses.asdict(cls()), **d}  # fields added since the checkpoint take defaults
     d["hyper"] = tuple(sorted(d.get("hyper", {}).items()))
     return cls(**d)
 
   def optimizer(self) -> train.OptimizerConfig:
-    return train.OptimizerConfig(self.learning_rate, self.eps, self.clip_norm, self.clip_value)
+    return train.OptimizerConfig(self.learning_rate, self.eps, self.clip_norm, self.clip_value,
+                                 self.weight_decay)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,6 +197,7 @@ def train_and_evaluate(config: RunConfig, options: Options, given: dict | None =
   model = core.make_model(config.model, vocab.size, vocab.size,
                           **dict(config.hyper), dtype="float64" if config.fp64 else "float32")
   optimizer = train.make_optimizer(config.optimizer())
+  train.check_dropout(model, config.dropout)
   batcher = data.lane_batcher(corpus.train_ids, config.batch_size, config.seq_length,
                               config.overlap)
   key = jax.random.key(config.seed)
@@ -221,11 +225,12 @@ def train_and_evaluate(config: RunConfig, options: Options, given: dict | None =
   out(f"model {config.model} {model.config}; {sum(p.size for p in jax.tree.leaves(ts.params)):,}"
       f" parameters; workdir {workdir}")
 
-  train_step = train.make_train_step(model, optimizer)
+  train_step = train.make_train_step(model, optimizer, dropout=config.dropout)
   val_windows = stack_validation(corpus.val_ids, config.seq_length, options.eval_lanes)
   n_val = float(val_windows.targets[1].sum()) if val_windows is not None else 0.0
   static_eval = make_static_eval(model)
   position = {"lanes": lanes}
+  best_state = {"train": None}  # the best-validation TrainState of this process, if any
 
   def next_batch():
     position["lanes"], batch = batcher.next(position["lanes"])
@@ -254,6 +259,7 @@ def train_and_evaluate(config: RunConfig, options: Options, given: dict | None =
       metrics["val_bpc"] = float(static_eval(state.params, val_windows)) / (math.log(2) * n_val)
       if metrics["val_bpc"] < best["val_bpc"]:
         best.update(val_bpc=metrics["val_bpc"], step=at_step)
+        best_state["train"] = state
         best_ckpts.save(at_step, {"train": state, "rng": rng}, meta_now(at_step, 0.0))
     if options.sample_length:
       out("----\n" + sample_text(state.params, at_step) + "\n----")
@@ -268,7 +274,7 @@ def train_and_evaluate(config: RunConfig, options: Options, given: dict | None =
                     config=loop_config, items_per_step=config.batch_size * config.seq_length,
                     log=log, save=save, evaluate=evaluate, elapsed=elapsed, print_fn=out)
   ckpts.close()
-  best_ckpts.close()
+  best_ckpts.wait()
   if result.reason == "nan":
     raise TrainingError(f"the loss became NaN/Inf at iter {result.step + 1}; the last good "
                         f"checkpoint is {ckpts.latest_step()} in {ckpts.directory}")
@@ -284,12 +290,17 @@ def train_and_evaluate(config: RunConfig, options: Options, given: dict | None =
   if options.dynamic_eval and val_windows is not None and result.reason != "interrupted":
     dyn_lr = options.dynamic_lr or config.learning_rate
     dyn_opt = train.make_optimizer(dataclasses.replace(config.optimizer(), learning_rate=dyn_lr))
+    if best_state["train"] is None and best["step"] is not None:  # best found before a resume
+      best_state["train"] = best_ckpts.restore_state(best["step"], {"train": ts, "rng": rng})["train"]
+    start_from = best_state["train"] or result.state
     start = time.monotonic()
-    loss = make_dynamic_eval(model, dyn_opt)(result.state.params, result.state.opt_state,
-                                             val_windows)
+    loss = make_dynamic_eval(model, dyn_opt)(start_from.params, start_from.opt_state, val_windows)
     summary["dynamic_val_bpc"] = float(loss) / (math.log(2) * n_val)
-    out(f"dynamic evaluation (lr {dyn_lr}): {summary['dynamic_val_bpc']:.4f} BPC on the "
-        f"validation tail ({time.monotonic() - start:.1f} s)")
+    summary["dynamic_from_step"] = best["step"] if best_state["train"] is not None else result.step
+    out(f"dynamic evaluation (lr {dyn_lr}, from iter {summary['dynamic_from_step']}): "
+        f"{summary['dynamic_val_bpc']:.4f} BPC on the validation tail "
+        f"({time.monotonic() - start:.1f} s)")
+  best_ckpts.close()
   (workdir / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
   plots.plot_metrics(log.read(), workdir / "metrics.png", title=f"{config.model} on "
                      f"{pathlib.Path(corpus.path).name}")

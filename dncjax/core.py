@@ -31,6 +31,21 @@ class Model(NamedTuple):
   step: Callable[[Params, State, jax.Array], tuple[State, jax.Array]]
   truncate: Callable[[State], State]
   config: Any  # the model's frozen hyperparameter dataclass (hashable, jit-static)
+  # Optional split of `step` = readout o recur: the recurrence emits features (e.g. the
+  # controller output h), and the time-parallel readout maps them to y outside the scan
+  # (one [B*T, .] matmul instead of T small ones; dropout on the features goes between).
+  recur: Callable[[Params, State, jax.Array], tuple[State, Any]] | None = None
+  readout: Callable[[Params, Any], jax.Array] | None = None
+
+
+def split_model(init, initial_state, recur, readout, truncate, config) -> Model:
+  """A Model whose `step` is `readout` applied to what `recur` emits."""
+
+  def step(params, state, x):
+    state, features = recur(params, state, x)
+    return state, readout(params, features)
+
+  return Model(init, initial_state, step, truncate, config, recur, readout)
 
 
 _BUILDERS: dict[str, tuple[type, Callable[[Any], Model]]] = {}
@@ -97,14 +112,49 @@ def normal(key: jax.Array, shape: tuple[int, ...], scale: float, dtype) -> jax.A
   return scale * jax.random.normal(key, shape, dtype)
 
 
+def unroll_features(model: Model, params: Params, state: State, xs: jax.Array):
+  """The recurrence alone over time for one example: (final state, features [T, ...]).
+
+  For a model without a recur/readout split the features are its outputs y."""
+  if model.recur is None:
+    return jax.lax.scan(lambda s, x: model.step(params, s, x), state, xs)
+  return jax.lax.scan(lambda s, x: model.recur(params, s, x), state, xs)
+
+
+def readout(model: Model, params: Params, features):
+  """y for features with any number of leading (time, batch) axes."""
+  if model.readout is None:
+    return features
+  fn = lambda f: model.readout(params, f)
+  for _ in range(jax.tree.leaves(features)[0].ndim - _feature_ndim(model, params)):
+    fn = jax.vmap(fn)
+  return fn(features)
+
+
+def _feature_ndim(model: Model, params: Params) -> int:
+  """Rank of ONE step's features (e.g. 1 for h [H])."""
+  shapes = jax.eval_shape(lambda: model.recur(params, model.initial_state(),
+                                              jnp.zeros((), jnp.int32))[1])
+  return jax.tree.leaves(shapes)[0].ndim
+
+
 def unroll(model: Model, params: Params, state: State, xs: jax.Array):
-  """Runs `step` over time for one example: xs [T, ...] -> (final state, ys [T, O])."""
-  return jax.lax.scan(lambda s, x: model.step(params, s, x), state, xs)
+  """Runs `step` over time for one example: xs [T, ...] -> (final state, ys [T, O]).
+
+  With a recur/readout split, the scan runs `recur` and the readout is applied to all
+  T features at once after it; the values are those of a scan over `step`."""
+  state, features = unroll_features(model, params, state, xs)
+  return state, readout(model, params, features)
 
 
 def batch_unroll(model: Model, params: Params, states: State, xs_B: jax.Array):
   """`unroll` vmapped over a batch: states and xs carry a leading B axis."""
   return jax.vmap(lambda s, xs: unroll(model, params, s, xs))(states, xs_B)
+
+
+def batch_unroll_features(model: Model, params: Params, states: State, xs_B: jax.Array):
+  """`unroll_features` vmapped over a batch."""
+  return jax.vmap(lambda s, xs: unroll_features(model, params, s, xs))(states, xs_B)
 
 
 def batch_initial_state(model: Model, batch_size: int) -> State:

@@ -88,12 +88,15 @@ def make(config: LSTMConfig) -> core.Model:
   def initial_state():
     return LSTMState(h=jnp.zeros((H,), dtype), c=jnp.zeros((H,), dtype))
 
-  def step(params, state, x):
+  def recur(params, state, x):
     gates = core.input_projection(params["Wxh"], x) + params["Whh"] @ state.h + params["bh"]
     state = lstm_cell(gates, state.c, config.variant)
-    return state, params["Why"] @ state.h + params["by"]
+    return state, state.h
 
-  return core.Model(init, initial_state, step, core.keep_state, config)
+  def readout(params, h):
+    return params["Why"] @ h + params["by"]
+
+  return core.split_model(init, initial_state, recur, readout, core.keep_state, config)
 
 
 core.register("lstm", LSTMConfig, make)

@@ -49,11 +49,14 @@ def make(config: RNNConfig) -> core.Model:
   def initial_state():
     return RNNState(h=jnp.zeros((H,), dtype))
 
-  def step(params, state, x):
+  def recur(params, state, x):
     h = jnp.tanh(core.input_projection(params["Wxh"], x) + params["Whh"] @ state.h + params["bh"])
-    return RNNState(h), params["Why"] @ h + params["by"]
+    return RNNState(h), h
 
-  return core.Model(init, initial_state, step, core.keep_state, config)
+  def readout(params, h):
+    return params["Why"] @ h + params["by"]
+
+  return core.split_model(init, initial_state, recur, readout, core.keep_state, config)
 
 
 core.register("rnn", RNNConfig, make)

@@ -86,7 +86,7 @@ def make(config: SeedDNCConfig) -> core.Model:
     zeros = lambda *shape: jnp.zeros(shape, dtype)
     return SeedDNCState(h=zeros(H), c=zeros(H), memory=zeros(N, W), read=zeros(W))
 
-  def step(params, state, x):
+  def recur(params, state, x):
     gates = (core.input_projection(params["Wxh"], x) + params["Whh"] @ state.h
              + params["bh"] + params["Wrh"] @ state.read)
     ctrl = lstm.lstm_cell(gates, state.c, config.variant)
@@ -100,15 +100,18 @@ def make(config: SeedDNCConfig) -> core.Model:
     value = params["Whv"] @ h                   # v_t [W]
     memory = memory_prev * (1 - jnp.outer(w_write, erase)) + jnp.outer(w_write, value)
     read = memory.T @ w_read                    # r_t [W]
-    y = params["Why"] @ h + params["by"] + params["Wry"] @ read
-    return SeedDNCState(h=h, c=ctrl.c, memory=memory, read=read), y
+    return SeedDNCState(h=h, c=ctrl.c, memory=memory, read=read), (h, read)
+
+  def readout(params, features):
+    h, read = features
+    return params["Why"] @ h + params["by"] + params["Wry"] @ read
 
   def truncate(state):
     if not config.reset_memory:
       return state
     return state._replace(memory=jnp.zeros_like(state.memory), read=jnp.zeros_like(state.read))
 
-  return core.Model(init, initial_state, step, truncate, config)
+  return core.split_model(init, initial_state, recur, readout, truncate, config)
 
 
 core.register("seed_dnc", SeedDNCConfig, make)

@@ -30,6 +30,7 @@ class TrainState(NamedTuple):
   params: core.Params
   opt_state: optax.OptState
   model_state: core.State  # leading axis B
+  key: jax.Array | None = None  # raw uint32 [2] PRNG key data for dropout (None: no dropout)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,12 +43,15 @@ class OptimizerConfig:
   eps: float = 1e-8
   clip_norm: float | None = None   # clip by global norm before the update
   clip_value: float | None = None  # clip each gradient entry to [-v, v] (the seed's np.clip)
+  weight_decay: float = 0.0        # adds weight_decay * p to the gradient (L2), before Adagrad
 
   def __post_init__(self):
     if not self.learning_rate > 0:
       raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
     if not self.eps > 0:
       raise ValueError(f"eps must be positive, got {self.eps}")
+    if not self.weight_decay >= 0:
+      raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
     for name in ("clip_norm", "clip_value"):
       value = getattr(self, name)
       if value is not None and not value > 0:
@@ -60,6 +64,8 @@ def make_optimizer(config: OptimizerConfig) -> optax.GradientTransformation:
     parts.append(optax.clip(config.clip_value))
   if config.clip_norm is not None:
     parts.append(optax.clip_by_global_norm(config.clip_norm))
+  if config.weight_decay:
+    parts.append(optax.add_decayed_weights(config.weight_decay))
   parts.append(optax.adagrad(config.learning_rate, initial_accumulator_value=0.0,
                              eps=config.eps))
   return optax.chain(*parts)
@@ -86,31 +92,72 @@ def start_states(model: core.Model, states: core.State, reset_B: jax.Array) -> c
       lambda s, s0: jnp.where(reset_B.reshape((-1,) + (1,) * s0.ndim), s0, s), states, init)
 
 
-def window_loss(model: core.Model, loss_fn: Callable, params, states, batch: Batch):
-  """Loss of one window and the lanes' final states: (loss, (states, logits))."""
+def dropout_features(features, rate: float, key: jax.Array):
+  """Inverted dropout: each entry kept with probability 1 - rate and scaled by 1/(1 - rate)."""
+  leaves, treedef = jax.tree.flatten(features)
+  keys = jax.random.split(key, len(leaves))
+  keep = 1.0 - rate
+  return treedef.unflatten([
+      jnp.where(jax.random.bernoulli(k, keep, f.shape), f / keep, 0).astype(f.dtype)
+      for k, f in zip(keys, leaves)])
+
+
+def window_loss(model: core.Model, loss_fn: Callable, params, states, batch: Batch,
+                dropout: float = 0.0, key: jax.Array | None = None):
+  """Loss of one window and the lanes' final states: (loss, (states, logits)).
+
+  With `dropout` > 0 (training only), the readout's inputs (the controller output h, and
+  the read vectors of the memory models) are dropped out with a mask drawn from `key`;
+  the recurrence itself is untouched, so the carried state is the deterministic one."""
   states = start_states(model, states, batch.reset)
-  final, ys = core.batch_unroll(model, params, states, batch.inputs)
+  final, features = core.batch_unroll_features(model, params, states, batch.inputs)
+  if dropout:
+    features = dropout_features(features, dropout, key)
+  ys = core.readout(model, params, features)
   return loss_fn(ys, batch.targets), (final, ys)
 
 
 def init_train_state(model: core.Model, optimizer, key, batch_size: int) -> TrainState:
-  params = model.init(key)
-  return TrainState(params, optimizer.init(params), core.batch_initial_state(model, batch_size))
+  params = model.init(jax.random.fold_in(key, 0))
+  return TrainState(params, optimizer.init(params), core.batch_initial_state(model, batch_size),
+                    jax.random.key_data(jax.random.fold_in(key, 1)))
+
+
+def check_dropout(model: core.Model, dropout: float) -> None:
+  if not 0.0 <= dropout < 1.0:
+    raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+  if dropout and model.readout is None:
+    raise ValueError(f"dropout needs a model with a recur/readout split; "
+                     f"{type(model.config).__name__} has none")
 
 
 def make_train_step(model: core.Model, optimizer: optax.GradientTransformation,
-                    loss_fn: Callable = softmax_cross_entropy, jit: bool = True):
-  """(TrainState, Batch) -> (TrainState, {'loss', 'grad_norm'}): forward, backward, update."""
+                    loss_fn: Callable = softmax_cross_entropy, jit: bool = True,
+                    metrics_fn: Callable | None = None, dropout: float = 0.0):
+  """(TrainState, Batch) -> (TrainState, {'loss', 'grad_norm'}): forward, backward, update.
+
+  `metrics_fn(ys, targets) -> dict`, if given, adds metrics of the window's outputs
+  (computed before the update, like the loss). The loss is the one the gradient was
+  taken of (with dropout, if any); `dropout` draws its masks from `TrainState.key`.
+  """
+  check_dropout(model, dropout)
 
   def train_step(state: TrainState, batch: Batch):
+    key, next_key = None, state.key
+    if dropout:
+      key, next_key = jax.random.split(jax.random.wrap_key_data(state.key))
+      next_key = jax.random.key_data(next_key)
     grad_fn = jax.value_and_grad(
-        lambda p: window_loss(model, loss_fn, p, state.model_state, batch), has_aux=True)
-    (loss, (final, _)), grads = grad_fn(state.params)
+        lambda p: window_loss(model, loss_fn, p, state.model_state, batch, dropout, key),
+        has_aux=True)
+    (loss, (final, ys)), grads = grad_fn(state.params)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     carried = jax.vmap(model.truncate)(final)
-    return TrainState(params, opt_state, carried), {
-        "loss": loss, "grad_norm": optax.tree.norm(grads)}
+    metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads)}
+    if metrics_fn is not None:
+      metrics.update(metrics_fn(ys, batch.targets))
+    return TrainState(params, opt_state, carried, next_key), metrics
 
   return jax.jit(train_step) if jit else train_step
 

@@ -45,6 +45,10 @@ def parse_args(argv=None) -> argparse.Namespace:
       (("--eps",), "eps", float, "Adagrad epsilon (inside the square root)"),
       (("--clip_norm", "--clip-norm"), "clip_norm", float, "clip gradients by global norm"),
       (("--clip_value", "--clip-value"), "clip_value", float, "clip each gradient entry"),
+      (("--weight_decay", "--weight-decay"), "weight_decay", float,
+       "L2 weight decay added to the gradient"),
+      (("--dropout",), "dropout", float,
+       "dropout on the controller output (and read vectors) before the readout"),
       (("--seed",), "seed", int, "seed for parameters, lanes and sampling")]:
     run.add_argument(*names, dest=field, type=typ, default=None,
                      help=f"{text} (default: {getattr(d, field)})")

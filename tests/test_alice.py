@@ -19,7 +19,7 @@ from tests.conftest import REPO
 
 TINY = ["--model", "seed_dnc", "--hidden", "8", "--memory_size", "4", "--word_size", "4",
         "--batchsize", "2", "--seqlength", "8", "--sample_length", "16", "--report_interval", "1",
-        "--eval_every", "3", "--no-dynamic_eval", "--fp64"]
+        "--eval_every", "3", "--no-dynamic_eval", "--fp64", "--dropout", "0.1"]
 
 
 def _load(name):

@@ -1,0 +1,94 @@
+"""The training step: lane resets, the optimiser chain, dropout, and the readout split."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import dncjax
+from dncjax import core, train
+
+V, B, S, H = 5, 3, 4, 6
+
+
+@pytest.fixture(scope="module")
+def lstm():
+  return dncjax.make_model("lstm", V, V, hidden=H, init_scale=0.5, dtype="float64")
+
+
+def batch(reset, seed=0):
+  tokens = jax.random.randint(jax.random.key(seed), (B, S + 1), 0, V)
+  return train.Batch(tokens[:, :-1], tokens[:, 1:], jnp.asarray(reset))
+
+
+def test_reset_lanes_start_from_the_initial_state(lstm):
+  params = lstm.init(jax.random.key(0))
+  carried = jax.tree.map(lambda a: a + 0.3, core.batch_initial_state(lstm, B))
+  mixed = train.start_states(lstm, carried, jnp.array([True, False, True]))
+  h = np.asarray(mixed.h)
+  assert np.all(h[[0, 2]] == 0) and np.all(h[1] == 0.3)
+  loss_mixed = train.window_loss(lstm, train.softmax_cross_entropy, params, carried,
+                                 batch([True, False, True]))[0]
+  loss_none = train.window_loss(lstm, train.softmax_cross_entropy, params, carried,
+                                batch([False] * 3))[0]
+  assert loss_mixed != loss_none
+
+
+def test_optimizer_chain_is_clip_then_decay_then_seed_adagrad():
+  config = train.OptimizerConfig(learning_rate=0.1, eps=1e-8, clip_value=0.5, weight_decay=0.01)
+  opt = train.make_optimizer(config)
+  p = {"w": jnp.array([1.0, -2.0, 3.0])}
+  g = {"w": jnp.array([0.2, -4.0, 0.0])}
+  state = opt.init(p)
+  accum = np.zeros(3)
+  for _ in range(3):
+    updates, state = opt.update(g, state, p)
+    grad = np.clip(np.asarray(g["w"]), -0.5, 0.5) + 0.01 * np.asarray(p["w"])
+    accum += grad ** 2
+    expected = np.asarray(p["w"]) - 0.1 * grad / np.sqrt(accum + 1e-8)
+    p = jax.tree.map(lambda a, u: a + u, p, updates)
+    np.testing.assert_allclose(p["w"], expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("field, value", [("learning_rate", 0.0), ("eps", -1.0),
+                                          ("clip_norm", 0.0), ("weight_decay", -0.1)])
+def test_bad_optimizer_settings_raise(field, value):
+  with pytest.raises(ValueError, match=field):
+    train.OptimizerConfig(**{field: value})
+
+
+def test_dropout_masks_change_each_step_and_keep_the_mean(lstm):
+  opt = train.make_optimizer(train.OptimizerConfig())
+  ts = train.init_train_state(lstm, opt, jax.random.key(1), B)
+  step = train.make_train_step(lstm, opt, dropout=0.5, jit=False)
+  ts1, m1 = step(ts, batch([True] * 3))
+  assert not np.array_equal(ts1.key, ts.key)
+  plain = train.window_loss(lstm, train.softmax_cross_entropy, ts.params, ts.model_state,
+                            batch([True] * 3))[0]
+  assert m1["loss"] != plain  # the loss was taken through a dropout mask
+  # the recurrence is untouched by dropout: the carried state is the deterministic one
+  final = train.window_loss(lstm, train.softmax_cross_entropy, ts.params, ts.model_state,
+                            batch([True] * 3))[1][0]
+  np.testing.assert_array_equal(ts1.model_state.h, final.h)
+  x = jnp.ones((20000,))
+  dropped = train.dropout_features(x, 0.3, jax.random.key(2))
+  assert set(np.unique(np.round(np.asarray(dropped), 6))) == {0.0, round(1 / 0.7, 6)}
+  assert abs(float(dropped.mean()) - 1.0) < 0.03
+
+
+def test_dropout_is_validated(lstm):
+  with pytest.raises(ValueError, match="dropout must be in"):
+    train.make_train_step(lstm, train.make_optimizer(train.OptimizerConfig()), dropout=1.0)
+
+
+def test_split_models_compose_recur_and_readout(lstm):
+  params = lstm.init(jax.random.key(3))
+  state = lstm.initial_state()
+  s1, y = lstm.step(params, state, jnp.asarray(2))
+  s2, h = lstm.recur(params, state, jnp.asarray(2))
+  np.testing.assert_array_equal(y, lstm.readout(params, h))
+  np.testing.assert_array_equal(s1.c, s2.c)
+
+
+def test_bits_per_char():
+  assert train.bits_per_char(np.log(2) * 64, 64) == pytest.approx(1.0)
