@@ -12,7 +12,7 @@ psi_t retention, a_t allocation, p_t precedence, L_t temporal link matrix,
 w^r read weights, w^w write weights, r_t read vectors.
 """
 
-from dncjax import lstm, rnn, seed_dnc  # noqa: F401  (register the models)
+from dncjax import dnc, lstm, rnn, seed_dnc  # noqa: F401  (register the models)
 from dncjax.core import Model, batch_unroll, build, make_config, make_model, model_names, unroll
 
 __all__ = ["Model", "batch_unroll", "build", "make_config", "make_model", "model_names",

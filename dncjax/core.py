@@ -121,21 +121,14 @@ def unroll_features(model: Model, params: Params, state: State, xs: jax.Array):
   return jax.lax.scan(lambda s, x: model.recur(params, s, x), state, xs)
 
 
-def readout(model: Model, params: Params, features):
-  """y for features with any number of leading (time, batch) axes."""
+def readout(model: Model, params: Params, features, time_axes: int = 1):
+  """y for features with `time_axes` leading (time, batch, ...) axes: one vmap per axis."""
   if model.readout is None:
     return features
   fn = lambda f: model.readout(params, f)
-  for _ in range(jax.tree.leaves(features)[0].ndim - _feature_ndim(model, params)):
+  for _ in range(time_axes):
     fn = jax.vmap(fn)
   return fn(features)
-
-
-def _feature_ndim(model: Model, params: Params) -> int:
-  """Rank of ONE step's features (e.g. 1 for h [H])."""
-  shapes = jax.eval_shape(lambda: model.recur(params, model.initial_state(),
-                                              jnp.zeros((), jnp.int32))[1])
-  return jax.tree.leaves(shapes)[0].ndim
 
 
 def unroll(model: Model, params: Params, state: State, xs: jax.Array):

@@ -113,7 +113,7 @@ def window_loss(model: core.Model, loss_fn: Callable, params, states, batch: Bat
   final, features = core.batch_unroll_features(model, params, states, batch.inputs)
   if dropout:
     features = dropout_features(features, dropout, key)
-  ys = core.readout(model, params, features)
+  ys = core.readout(model, params, features, time_axes=2)  # [B, S, ...] at once
   return loss_fn(ys, batch.targets), (final, ys)
 
 

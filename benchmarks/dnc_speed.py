@@ -1,0 +1,90 @@
+"""Training speed of the paper's DNC: jitted steps/s (forward + backward + Adagrad).
+
+Each row builds `dncjax.make_model('dnc', ...)` at one memory size N, compiles
+`dncjax.train.make_train_step` (timed: the compile time), runs `--warmup` steps, then
+times `--steps` steps with `block_until_ready` (wall clock; the CPU column is the
+process's CPU time over all its threads, a check when the machine is shared). Inputs
+are random float bit vectors [B, T, I] and the targets the same bits (sigmoid
+cross-entropy), so only the model's cost is measured. Prints a Markdown table.
+
+  python benchmarks/dnc_speed.py                     # B=16 T=20 I=8 H=64 W=16 R=4, N=16..256
+  python benchmarks/dnc_speed.py --memory-sizes 16 --steps 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import jax
+import jax.numpy as jnp
+import optax
+
+import dncjax
+import dncjax.dnc  # noqa: F401  (registers 'dnc')
+from dncjax import train
+
+
+def bit_loss(logits_BxSxI, targets_BxSxI):
+  """Summed sigmoid cross-entropy of the predicted bits."""
+  return optax.sigmoid_binary_cross_entropy(logits_BxSxI, targets_BxSxI).sum()
+
+
+def time_one(args, memory_size: int) -> dict:
+  model = dncjax.make_model(
+      "dnc", args.input, args.input, hidden=args.hidden, memory_size=memory_size,
+      word_size=args.word, read_heads=args.reads, remat=args.remat, dtype=args.dtype)
+  optimizer = train.make_optimizer(train.OptimizerConfig(learning_rate=args.lr))
+  train_step = train.make_train_step(model, optimizer, bit_loss)
+  state = train.init_train_state(model, optimizer, jax.random.key(0), args.batch)
+  bits = jax.random.bernoulli(jax.random.key(1), 0.5, (args.batch, args.time, args.input))
+  bits = bits.astype(args.dtype)
+  batch = train.Batch(bits, bits, jnp.zeros((args.batch,), bool))
+
+  start = time.perf_counter()
+  compiled = train_step.lower(state, batch).compile()
+  compile_s = time.perf_counter() - start
+  for _ in range(args.warmup):
+    state, metrics = compiled(state, batch)
+  jax.block_until_ready(state)
+  start, start_cpu = time.perf_counter(), time.process_time()
+  for _ in range(args.steps):
+    state, metrics = compiled(state, batch)
+  jax.block_until_ready((state, metrics))
+  step_s = (time.perf_counter() - start) / args.steps
+  cpu_s = (time.process_time() - start_cpu) / args.steps
+  return {"N": memory_size, "compile_s": compile_s, "step_ms": 1e3 * step_s,
+          "cpu_ms": 1e3 * cpu_s, "steps_per_s": 1 / step_s}
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--batch", type=int, default=16, help="B, lanes per step")
+  parser.add_argument("--time", type=int, default=20, help="T, time steps per window")
+  parser.add_argument("--input", type=int, default=8, help="I, bits per input vector")
+  parser.add_argument("--hidden", type=int, default=64, help="H, controller units")
+  parser.add_argument("--word", type=int, default=16, help="W, word size")
+  parser.add_argument("--reads", type=int, default=4, help="R, read heads")
+  parser.add_argument("--memory-sizes", type=int, nargs="+", default=[16, 32, 64, 128, 256],
+                      help="N values, one table row each")
+  parser.add_argument("--steps", type=int, default=100, help="timed training steps per row")
+  parser.add_argument("--warmup", type=int, default=10, help="untimed steps after compiling")
+  parser.add_argument("--lr", type=float, default=1e-3, help="Adagrad learning rate")
+  parser.add_argument("--remat", action=argparse.BooleanOptionalAction, default=True,
+                      help="recompute each step in the backward pass (DNCConfig.remat)")
+  parser.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+  args = parser.parse_args(argv)
+
+  print(f"jax {jax.__version__} on {jax.devices()[0].platform}: B={args.batch} T={args.time} "
+        f"I={args.input} H={args.hidden} W={args.word} R={args.reads} {args.dtype} "
+        f"remat={args.remat}\n")
+  print("| N | compile (s) | ms / step | CPU ms / step | steps / s |")
+  print("|---:|---:|---:|---:|---:|")
+  for memory_size in args.memory_sizes:
+    row = time_one(args, memory_size)
+    print(f"| {row['N']} | {row['compile_s']:.2f} | {row['step_ms']:.2f} | {row['cpu_ms']:.2f} "
+          f"| {row['steps_per_s']:.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,131 @@
+"""The DNC's memory access: the interface vector xi_t and one read/write step on M_t.
+
+The controller emits xi_t [interface_size(W, R) = W R + 3 W + 5 R + 3], split in the
+paper's order (Methods, "Interface parameters") and transformed:
+
+  k^{r,1..R}_t  read keys           [R, W]   as is
+  beta^r_t      read strengths      [R]      oneplus
+  k^w_t         write key           [W]      as is
+  beta^w_t      write strength      []       oneplus
+  e_t           erase vector        [W]      sigmoid
+  v_t           write vector        [W]      as is
+  f^{1..R}_t    free gates          [R]      sigmoid
+  g^a_t         allocation gate     []       sigmoid
+  g^w_t         write gate          []       sigmoid
+  pi^{1..R}_t   read modes          [R, 3]   softmax over (backward, content, forward)
+
+with oneplus(x) = 1 + softplus(x) = 1 + log(1 + e^x) >= 1.
+
+One access step (`access_step`) runs the paper's equations in its order: usage u_t from
+the previous weights, allocation a_t, write weights w^w_t (content on M_{t-1}), the
+write M_t, the link L_t (with p_{t-1}) then the precedence p_t, the directional
+weights f_t, b_t from w^r_{t-1}, the read content weights on the NEW memory M_t, the
+read weights w^r_t and the read vectors r_t.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from dncjax import addressing
+
+
+class Interface(NamedTuple):
+  """The transformed interface vector xi_t (one example)."""
+  read_keys: jax.Array        # k^r     [R, W]
+  read_strengths: jax.Array   # beta^r  [R], >= 1
+  write_key: jax.Array        # k^w     [W]
+  write_strength: jax.Array   # beta^w  [], >= 1
+  erase: jax.Array            # e_t     [W], in (0, 1)
+  write_vector: jax.Array     # v_t     [W]
+  free_gates: jax.Array       # f_t     [R], in (0, 1)
+  allocation_gate: jax.Array  # g^a_t   [], in (0, 1)
+  write_gate: jax.Array       # g^w_t   [], in (0, 1)
+  read_modes: jax.Array       # pi_t    [R, 3], rows on the simplex (backward, content, forward)
+
+
+class AccessState(NamedTuple):
+  """The memory and everything the next step's addressing needs (one example)."""
+  memory: jax.Array         # M_t      [N, W]
+  usage: jax.Array          # u_t      [N]
+  link: jax.Array           # L_t      [N, N]
+  precedence: jax.Array     # p_t      [N]
+  read_weights: jax.Array   # w^r_t    [R, N]
+  write_weights: jax.Array  # w^w_t    [N]
+  read_vectors: jax.Array   # r_t      [R, W]
+
+
+def oneplus(x: jax.Array) -> jax.Array:
+  """oneplus(x) = 1 + log(1 + e^x), the paper's transform of the key strengths (>= 1)."""
+  return 1 + jax.nn.softplus(x)
+
+
+def interface_size(word_size: int, read_heads: int) -> int:
+  """Length of xi_t: R W (read keys) + R + W + 1 + W (erase) + W (write) + R + 1 + 1 + 3 R."""
+  W, R = word_size, read_heads
+  return W * R + 3 * W + 5 * R + 3
+
+
+def parse_interface(xi: jax.Array, word_size: int, read_heads: int) -> Interface:
+  """Splits the raw interface vector xi_t [interface_size(W, R)] and applies the
+  paper's transforms (oneplus, sigmoid, softmax)."""
+  W, R = word_size, read_heads
+  sizes = (R * W, R, W, 1, W, W, R, 1, 1, 3 * R)
+  if xi.shape != (sum(sizes),):
+    raise ValueError(f"interface vector must have shape ({sum(sizes)},), got {xi.shape}")
+  split_points = [sum(sizes[:i]) for i in range(1, len(sizes))]
+  (read_keys, read_strengths, write_key, write_strength, erase, write_vector, free_gates,
+   allocation_gate, write_gate, read_modes) = jnp.split(xi, split_points)
+  return Interface(
+      read_keys=read_keys.reshape(R, W),
+      read_strengths=oneplus(read_strengths),
+      write_key=write_key,
+      write_strength=oneplus(write_strength[0]),
+      erase=jax.nn.sigmoid(erase),
+      write_vector=write_vector,
+      free_gates=jax.nn.sigmoid(free_gates),
+      allocation_gate=jax.nn.sigmoid(allocation_gate[0]),
+      write_gate=jax.nn.sigmoid(write_gate[0]),
+      read_modes=jax.nn.softmax(read_modes.reshape(R, 3), axis=-1),
+  )
+
+
+def initial_access_state(memory_size: int, word_size: int, read_heads: int,
+                         dtype="float32") -> AccessState:
+  """Empty memory: M, u, L, p, w^r, w^w and r all zero."""
+  N, W, R = memory_size, word_size, read_heads
+  zeros = lambda *shape: jnp.zeros(shape, dtype)
+  return AccessState(memory=zeros(N, W), usage=zeros(N), link=zeros(N, N),
+                     precedence=zeros(N), read_weights=zeros(R, N), write_weights=zeros(N),
+                     read_vectors=zeros(R, W))
+
+
+def access_step(state: AccessState, interface: Interface, *,
+                norm_eps: float = addressing.NORM_EPS,
+                usage_eps: float = addressing.USAGE_EPS) -> AccessState:
+  """One write then read on the memory, in the paper's order -> the next AccessState."""
+  # Dynamic memory allocation: u_t from w^w_{t-1}, w^r_{t-1}; a_t from u_t.
+  usage = addressing.usage_update(state.usage, state.write_weights, interface.free_gates,
+                                  state.read_weights)
+  allocation = addressing.allocation_weights(usage, usage_eps=usage_eps)
+  # Write: w^w_t (content on M_{t-1}), then M_t.
+  write_weights = addressing.write_weights(
+      state.memory, interface.write_key, interface.write_strength, allocation,
+      interface.allocation_gate, interface.write_gate, norm_eps=norm_eps)
+  memory = addressing.write_memory(state.memory, write_weights, interface.erase,
+                                   interface.write_vector)
+  # Temporal links: L_t uses p_{t-1}; then p_t.
+  link = addressing.link_update(state.link, state.precedence, write_weights)
+  precedence = addressing.precedence_update(state.precedence, write_weights)
+  # Read: f_t, b_t from L_t and w^r_{t-1}; content c^r_t on the new M_t; then r_t.
+  forward, backward = addressing.directional_weights(link, state.read_weights)
+  content = addressing.content_weights(memory, interface.read_keys, interface.read_strengths,
+                                       norm_eps=norm_eps)
+  read_weights = addressing.read_weights(content, forward, backward, interface.read_modes)
+  read_vectors = addressing.read_memory(memory, read_weights)
+  return AccessState(memory=memory, usage=usage, link=link, precedence=precedence,
+                     read_weights=read_weights, write_weights=write_weights,
+                     read_vectors=read_vectors)

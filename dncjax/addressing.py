@@ -1,0 +1,140 @@
+"""The DNC's memory addressing: the equations of Graves et al. (Nature 538, 2016), Methods.
+
+Pure functions for ONE example (batch with `jax.vmap`); one write head, R read heads,
+memory M [N, W]. Symbols follow the paper:
+
+  C(M, k, beta)[i] = softmax_i(beta * D(k, M[i]))          content weights (D cosine)
+  psi_t  = prod_i (1 - f^i_t w^{r,i}_{t-1})                 retention            [N]
+  u_t    = (u_{t-1} + w^w_{t-1} - u_{t-1} w^w_{t-1}) psi_t  usage                [N]
+  a_t[phi_t[j]] = (1 - u_t[phi_t[j]]) prod_{i<j} u_t[phi_t[i]]
+                                                            allocation (phi_t sorts u_t up)
+  w^w_t  = g^w_t (g^a_t a_t + (1 - g^a_t) c^w_t)            write weights        [N]
+  M_t    = M_{t-1} (E - w^w_t e_t^T) + w^w_t v_t^T          erase then add       [N, W]
+  L_t[i, j] = (1 - w^w_t[i] - w^w_t[j]) L_{t-1}[i, j] + w^w_t[i] p_{t-1}[j],  L_t[i, i] = 0
+  p_t    = (1 - sum_i w^w_t[i]) p_{t-1} + w^w_t            precedence           [N]
+  f^i_t  = L_t w^{r,i}_{t-1},  b^i_t = L_t^T w^{r,i}_{t-1}  forward / backward   [R, N]
+  w^{r,i}_t = pi^i_t[1] b^i_t + pi^i_t[2] c^{r,i}_t + pi^i_t[3] f^i_t
+  r^i_t  = M_t^T w^{r,i}_t                                  read vectors         [R, W]
+
+Two numerical guards, both keyword arguments defaulting to 1e-6: `norm_eps` sits inside
+the square roots of the norms of the cosine (finite values and gradients at a zero
+memory row or key), and `usage_eps` clamps usage to eps + (1 - eps) u before allocation
+(so no product of usages is exactly zero, as in deepmind/dnc).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+NORM_EPS = 1e-6
+USAGE_EPS = 1e-6
+
+
+def cosine_similarity(memory_NxW: jax.Array, keys_HxW: jax.Array, *,
+                      norm_eps: float = NORM_EPS) -> jax.Array:
+  """D(k^h, M[i]) = k^h . M[i] / (sqrt(|k^h|^2 + eps) sqrt(|M[i]|^2 + eps)) -> [H, N].
+
+  H is the number of keys (R read heads, or 1 for the write head).
+  """
+  dot_HxN = keys_HxW @ memory_NxW.T
+  memory_norm_N = jnp.sqrt(jnp.sum(memory_NxW * memory_NxW, axis=-1) + norm_eps)
+  key_norm_H = jnp.sqrt(jnp.sum(keys_HxW * keys_HxW, axis=-1) + norm_eps)
+  return dot_HxN / (key_norm_H[:, None] * memory_norm_N[None, :])
+
+
+def content_weights(memory_NxW: jax.Array, keys_HxW: jax.Array, strengths_H: jax.Array, *,
+                    norm_eps: float = NORM_EPS) -> jax.Array:
+  """C(M, k^h, beta^h) = softmax over the N slots of beta^h D(k^h, M) -> [H, N].
+
+  `strengths_H` are already transformed (oneplus, so >= 1).
+  """
+  similarity_HxN = cosine_similarity(memory_NxW, keys_HxW, norm_eps=norm_eps)
+  return jax.nn.softmax(strengths_H[:, None] * similarity_HxN, axis=-1)
+
+
+def usage_update(usage_N: jax.Array, write_weights_prev_N: jax.Array, free_gates_R: jax.Array,
+                 read_weights_prev_RxN: jax.Array) -> jax.Array:
+  """u_t = (u_{t-1} + w^w_{t-1} - u_{t-1} w^w_{t-1}) psi_t, with the retention
+  psi_t = prod_i (1 - f^i_t w^{r,i}_{t-1}) -> [N]."""
+  retention_N = jnp.prod(1 - free_gates_R[:, None] * read_weights_prev_RxN, axis=0)
+  written_N = usage_N + write_weights_prev_N - usage_N * write_weights_prev_N
+  return written_N * retention_N
+
+
+def allocation_weights(usage_N: jax.Array, *, usage_eps: float = USAGE_EPS) -> jax.Array:
+  """a_t[phi_t[j]] = (1 - u_t[phi_t[j]]) prod_{i<j} u_t[phi_t[i]] -> [N], sums to <= 1.
+
+  phi_t lists the slots by ascending usage (a stable sort, so ties go to the lower
+  index). The sort only yields the permutation; the usages are gathered through it
+  and the weights scattered back, so gradients flow to every u_t[i] (the order itself
+  is piecewise constant). Usage is first clamped to eps + (1 - eps) u.
+  """
+  usage_N = usage_eps + (1 - usage_eps) * usage_N
+  order_N = jnp.argsort(usage_N, stable=True)              # phi_t
+  sorted_usage_N = usage_N[order_N]
+  # Exclusive cumulative product prod_{i<j}: jnp.cumprod is inclusive, so shift it.
+  inclusive_N = jnp.cumprod(sorted_usage_N)
+  exclusive_N = jnp.concatenate([jnp.ones_like(inclusive_N[:1]), inclusive_N[:-1]])
+  sorted_allocation_N = (1 - sorted_usage_N) * exclusive_N
+  return jnp.zeros_like(usage_N).at[order_N].set(sorted_allocation_N, unique_indices=True)
+
+
+def write_weights(memory_prev_NxW: jax.Array, write_key_W: jax.Array, write_strength: jax.Array,
+                  allocation_N: jax.Array, allocation_gate: jax.Array, write_gate: jax.Array, *,
+                  norm_eps: float = NORM_EPS) -> jax.Array:
+  """w^w_t = g^w_t (g^a_t a_t + (1 - g^a_t) c^w_t) -> [N], with the write content weights
+  c^w_t = C(M_{t-1}, k^w_t, beta^w_t) on the memory BEFORE this step's write.
+
+  write_strength, allocation_gate and write_gate are scalars (beta^w >= 1, gates in [0, 1]).
+  """
+  content_N = content_weights(memory_prev_NxW, write_key_W[None],
+                              jnp.reshape(write_strength, (1,)), norm_eps=norm_eps)[0]
+  return write_gate * (allocation_gate * allocation_N + (1 - allocation_gate) * content_N)
+
+
+def write_memory(memory_NxW: jax.Array, write_weights_N: jax.Array, erase_W: jax.Array,
+                 write_vector_W: jax.Array) -> jax.Array:
+  """M_t = M_{t-1} (E - w^w_t e_t^T) + w^w_t v_t^T -> [N, W] (E the all-ones matrix)."""
+  return (memory_NxW * (1 - jnp.outer(write_weights_N, erase_W))
+          + jnp.outer(write_weights_N, write_vector_W))
+
+
+def precedence_update(precedence_N: jax.Array, write_weights_N: jax.Array) -> jax.Array:
+  """p_t = (1 - sum_i w^w_t[i]) p_{t-1} + w^w_t -> [N]."""
+  return (1 - jnp.sum(write_weights_N)) * precedence_N + write_weights_N
+
+
+def link_update(link_NxN: jax.Array, precedence_prev_N: jax.Array,
+                write_weights_N: jax.Array) -> jax.Array:
+  """L_t[i, j] = (1 - w^w_t[i] - w^w_t[j]) L_{t-1}[i, j] + w^w_t[i] p_{t-1}[j] -> [N, N],
+  with a zero diagonal. Takes the PREVIOUS precedence p_{t-1} (update p after L)."""
+  w_col, w_row = write_weights_N[:, None], write_weights_N[None, :]
+  link_NxN = (1 - w_col - w_row) * link_NxN + w_col * precedence_prev_N[None, :]
+  return link_NxN * (1 - jnp.eye(link_NxN.shape[0], dtype=link_NxN.dtype))
+
+
+def directional_weights(link_NxN: jax.Array,
+                        read_weights_prev_RxN: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """(f_t, b_t), each [R, N]: forward f^i_t = L_t w^{r,i}_{t-1},
+  backward b^i_t = L_t^T w^{r,i}_{t-1}."""
+  # One einsum each, contracting L in place: `w @ L.T` would materialise (and, under
+  # autodiff, store) a transposed copy of L per step, the costliest array at large N.
+  forward_RxN = jnp.einsum("ij,rj->ri", link_NxN, read_weights_prev_RxN)
+  backward_RxN = jnp.einsum("ij,ri->rj", link_NxN, read_weights_prev_RxN)
+  return forward_RxN, backward_RxN
+
+
+def read_weights(content_RxN: jax.Array, forward_RxN: jax.Array, backward_RxN: jax.Array,
+                 read_modes_Rx3: jax.Array) -> jax.Array:
+  """w^{r,i}_t = pi^i_t[1] b^i_t + pi^i_t[2] c^{r,i}_t + pi^i_t[3] f^i_t -> [R, N].
+
+  The modes pi^i_t are ordered (backward, content, forward), as in the paper.
+  """
+  return (read_modes_Rx3[:, 0:1] * backward_RxN + read_modes_Rx3[:, 1:2] * content_RxN
+          + read_modes_Rx3[:, 2:3] * forward_RxN)
+
+
+def read_memory(memory_NxW: jax.Array, read_weights_RxN: jax.Array) -> jax.Array:
+  """r^i_t = M_t^T w^{r,i}_t -> [R, W]."""
+  return read_weights_RxN @ memory_NxW

@@ -1,0 +1,226 @@
+"""dncjax.addressing against explicit NumPy loops, hand-worked cases and properties.
+
+Float64 throughout (jax_enable_x64 is switched on here); functions are called eagerly
+on tiny sizes (N = 5, W = 3, R = 2), so there is almost nothing to compile.
+"""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dncjax import addressing as ad
+
+jax.config.update("jax_enable_x64", True)
+
+N, W, R = 5, 3, 2
+RNG = np.random.default_rng(0)
+
+
+def simplex(*shape):
+  """Random weightings whose last axis sums to at most 1 (as w^r, w^w)."""
+  x = RNG.uniform(size=shape)
+  return x / (x.sum(-1, keepdims=True) * RNG.uniform(1.0, 1.5))
+
+
+# ----- NumPy references, written as the paper's sums and products ------------------------
+
+def np_cosine(memory, keys, eps=1e-6):
+  out = np.zeros((len(keys), len(memory)))
+  for h, key in enumerate(keys):
+    for i, row in enumerate(memory):
+      dot = sum(key[k] * row[k] for k in range(len(key)))
+      out[h, i] = dot / (np.sqrt(np.sum(key ** 2) + eps) * np.sqrt(np.sum(row ** 2) + eps))
+  return out
+
+
+def np_content(memory, keys, strengths, eps=1e-6):
+  scores = strengths[:, None] * np_cosine(memory, keys, eps)
+  e = np.exp(scores - scores.max(-1, keepdims=True))
+  return e / e.sum(-1, keepdims=True)
+
+
+def np_allocation(usage, eps=1e-6):
+  usage = eps + (1 - eps) * usage
+  phi = sorted(range(len(usage)), key=lambda i: (usage[i], i))  # free list, least used first
+  a, prod = np.zeros(len(usage)), 1.0
+  for j in phi:
+    a[j] = (1 - usage[j]) * prod
+    prod *= usage[j]
+  return a
+
+
+def np_link(link, p_prev, w):
+  out = np.zeros_like(link)
+  for i, j in itertools.product(range(len(w)), repeat=2):
+    if i != j:
+      out[i, j] = (1 - w[i] - w[j]) * link[i, j] + w[i] * p_prev[j]
+  return out
+
+
+# ----- values against the references ------------------------------------------------------
+
+def test_cosine_and_content_match_numpy():
+  memory, keys = RNG.normal(size=(N, W)), RNG.normal(size=(R, W))
+  strengths = 1 + RNG.uniform(size=R) * 3
+  memory[2] = 0  # a zero row: finite (zero) similarity thanks to the norm epsilon
+  np.testing.assert_allclose(ad.cosine_similarity(memory, keys), np_cosine(memory, keys),
+                             rtol=1e-12)
+  np.testing.assert_allclose(ad.content_weights(memory, keys, strengths),
+                             np_content(memory, keys, strengths), rtol=1e-12)
+  np.testing.assert_allclose(ad.cosine_similarity(memory, keys, norm_eps=0.5),
+                             np_cosine(memory, keys, eps=0.5), rtol=1e-12)
+
+
+def test_cosine_by_hand():
+  memory = np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 4.0]])
+  key = np.array([[3.0, 4.0]])
+  np.testing.assert_allclose(ad.cosine_similarity(memory, key, norm_eps=1e-30)[0],
+                             [0.6, 0.8, 1.0], rtol=1e-12)
+
+
+def test_usage_matches_numpy_and_hand():
+  usage, w_w, w_r, free = RNG.uniform(size=N), simplex(N), simplex(R, N), RNG.uniform(size=R)
+  psi = np.ones(N)
+  for i in range(R):
+    for n in range(N):
+      psi[n] *= 1 - free[i] * w_r[i, n]
+  expected = (usage + w_w - usage * w_w) * psi
+  np.testing.assert_allclose(ad.usage_update(usage, w_w, free, w_r), expected, rtol=1e-12)
+  # By hand: u = 0.5, w^w = 0.5 -> 0.75; one head frees it with f = 1, w^r = 0.4 -> 0.45.
+  out = ad.usage_update(np.array([0.5, 0.0]), np.array([0.5, 0.0]), np.array([1.0]),
+                        np.array([[0.4, 0.0]]))
+  np.testing.assert_allclose(out, [0.45, 0.0], rtol=1e-12)
+
+
+def test_allocation_matches_numpy_and_hand():
+  usage = RNG.uniform(size=N)
+  np.testing.assert_allclose(ad.allocation_weights(usage), np_allocation(usage), rtol=1e-12)
+  ties = np.array([0.3, 0.1, 0.3, 0.1, 0.9])
+  np.testing.assert_allclose(ad.allocation_weights(ties), np_allocation(ties), rtol=1e-12)
+  # By hand (eps -> 0): order 1, 2, 0: a[1] = 0.8, a[2] = 0.5 * 0.2, a[0] = 0.1 * 0.2 * 0.5.
+  out = ad.allocation_weights(np.array([0.9, 0.2, 0.5]), usage_eps=1e-300)
+  np.testing.assert_allclose(out, [0.1 * 0.2 * 0.5, 0.8, 0.5 * 0.2], rtol=1e-12)
+
+
+def test_write_weights_and_memory_match_numpy():
+  memory, key, beta = RNG.normal(size=(N, W)), RNG.normal(size=W), 2.5
+  alloc, g_a, g_w = np_allocation(RNG.uniform(size=N)), 0.3, 0.8
+  content = np_content(memory, key[None], np.array([beta]))[0]
+  expected = g_w * (g_a * alloc + (1 - g_a) * content)
+  w = ad.write_weights(memory, key, beta, alloc, g_a, g_w)
+  np.testing.assert_allclose(w, expected, rtol=1e-12)
+  erase, value = RNG.uniform(size=W), RNG.normal(size=W)
+  new = np.array([[memory[i, k] * (1 - expected[i] * erase[k]) + expected[i] * value[k]
+                   for k in range(W)] for i in range(N)])
+  np.testing.assert_allclose(ad.write_memory(memory, w, erase, value), new, rtol=1e-12)
+
+
+def test_linkage_precedence_directions_reads_match_numpy():
+  link = RNG.uniform(size=(N, N)) * (1 - np.eye(N)) / N
+  p_prev, w_w, w_r_prev = simplex(N), simplex(N), simplex(R, N)
+  new_link = ad.link_update(link, p_prev, w_w)
+  np.testing.assert_allclose(new_link, np_link(link, p_prev, w_w), rtol=1e-12)
+  np.testing.assert_allclose(ad.precedence_update(p_prev, w_w),
+                             (1 - w_w.sum()) * p_prev + w_w, rtol=1e-12)
+  forward, backward = ad.directional_weights(new_link, w_r_prev)
+  L = np.asarray(new_link)
+  f_ref = [[sum(L[i, j] * w_r_prev[r, j] for j in range(N)) for i in range(N)] for r in range(R)]
+  b_ref = [[sum(L[j, i] * w_r_prev[r, j] for j in range(N)) for i in range(N)] for r in range(R)]
+  np.testing.assert_allclose(forward, f_ref, rtol=1e-12)
+  np.testing.assert_allclose(backward, b_ref, rtol=1e-12)
+  content, modes = simplex(R, N), np.array([[0.2, 0.3, 0.5], [1.0, 0.0, 0.0]])
+  w_r = ad.read_weights(content, forward, backward, modes)
+  np.testing.assert_allclose(w_r[0], 0.2 * np.asarray(backward[0]) + 0.3 * content[0]
+                             + 0.5 * np.asarray(forward[0]), rtol=1e-12)
+  np.testing.assert_allclose(w_r[1], backward[1], rtol=1e-12)
+  memory = RNG.normal(size=(N, W))
+  np.testing.assert_allclose(ad.read_memory(memory, w_r),
+                             [[sum(w_r[r, i] * memory[i, k] for i in range(N)) for k in range(W)]
+                              for r in range(R)], rtol=1e-12)
+
+
+# ----- properties -------------------------------------------------------------------------
+
+def test_weightings_sum_to_at_most_one_and_allocation_picks_least_used():
+  for _ in range(5):
+    usage = RNG.uniform(size=N)
+    a = np.asarray(ad.allocation_weights(usage))
+    assert a.sum() <= 1 + 1e-12 and (a >= 0).all()
+    assert a.argmax() == usage.argmin()
+    c = ad.content_weights(RNG.normal(size=(N, W)), RNG.normal(size=(R, W)), np.ones(R))
+    np.testing.assert_allclose(np.sum(c, -1), 1, rtol=1e-12)
+  # A fully used memory has (nearly) nothing to allocate; an empty one gives slot 0.
+  assert ad.allocation_weights(np.ones(N)).sum() < 1e-5
+  np.testing.assert_allclose(ad.allocation_weights(np.zeros(N))[0], 1 - 1e-6, rtol=1e-12)
+
+
+def test_link_diagonal_is_zero():
+  link = ad.link_update(RNG.uniform(size=(N, N)), simplex(N), simplex(N))
+  np.testing.assert_array_equal(np.diag(link), 0)
+
+
+def test_sequential_allocation_writes_and_forward_links():
+  """From empty memory, three writes by pure allocation land in three distinct slots,
+  and L steps from each written slot to the next one written (forward) and back.
+
+  (The slots need not be 0, 1, 2: a write leaves usage (1 - eps) eps^i on the untouched
+  slots i, so the emptiest slot is not the lowest index.)"""
+  memory, usage = jnp.zeros((N, W)), jnp.zeros(N)
+  link, precedence, w_w = jnp.zeros((N, N)), jnp.zeros(N), jnp.zeros(N)
+  no_reads, no_free = jnp.zeros((1, N)), jnp.zeros(1)
+  slots = []
+  for t in range(3):
+    usage = ad.usage_update(usage, w_w, no_free, no_reads)
+    w_w = ad.write_weights(memory, jnp.ones(W), 1.0, ad.allocation_weights(usage), 1.0, 1.0)
+    memory = ad.write_memory(memory, w_w, jnp.ones(W), jnp.full(W, t + 1.0))
+    link = ad.link_update(link, precedence, w_w)
+    precedence = ad.precedence_update(precedence, w_w)
+    slots.append(int(jnp.argmax(w_w)))
+    assert w_w[slots[-1]] > 0.99
+    np.testing.assert_allclose(memory[slots[-1]], t + 1.0, rtol=1e-5)
+  assert len(set(slots)) == 3
+  # Read heads sitting on the three written slots, in writing order.
+  forward, backward = ad.directional_weights(link, jnp.eye(N)[jnp.array(slots)])
+  for k in (0, 1):
+    assert int(jnp.argmax(forward[k])) == slots[k + 1] and forward[k, slots[k + 1]] > 0.99
+    assert int(jnp.argmax(backward[k + 1])) == slots[k] and backward[k + 1, slots[k]] > 0.99
+  assert forward[2].sum() < 0.01 and backward[0].sum() < 0.01  # nothing after / before
+
+
+# ----- no NaN at the degenerate points ------------------------------------------------------
+
+def test_no_nan_gradients_at_zero_memory_and_equal_usage():
+  def loss(memory, keys, usage):
+    c = ad.content_weights(memory, keys, jnp.full((R,), 2.0))
+    w = ad.write_weights(memory, keys[0], 3.0, ad.allocation_weights(usage), 0.5, 0.9)
+    m = ad.write_memory(memory, w, jnp.full((W,), 0.5), keys[1])
+    return jnp.sum(ad.read_memory(m, c) ** 2) + jnp.sum(ad.cosine_similarity(m, keys))
+
+  value_and_grad = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))  # one compile
+  for usage in (jnp.zeros(N), jnp.full(N, 0.5), jnp.ones(N)):
+    value, grads = value_and_grad(jnp.zeros((N, W)), jnp.zeros((R, W)), usage)
+    assert np.isfinite(value)
+    for g in grads:
+      assert np.all(np.isfinite(g))
+  g_usage = jax.grad(lambda u: jnp.sum(ad.allocation_weights(u) * jnp.arange(N)))(jnp.full(N, 0.5))
+  assert np.all(np.isfinite(g_usage)) and np.any(g_usage != 0)
+
+
+def test_allocation_gradient_matches_finite_differences():
+  usage = RNG.uniform(size=N)  # distinct values: the sort is locally constant
+  weights = RNG.normal(size=N)
+  f = lambda u: jnp.dot(ad.allocation_weights(u), weights)
+  grad = jax.grad(f)(usage)
+  for i in range(N):
+    d = np.zeros(N)
+    d[i] = 1e-6
+    np.testing.assert_allclose(grad[i], (f(usage + d) - f(usage - d)) / 2e-6, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("eps", [1e-6, 1e-3])
+def test_usage_clamp_keyword(eps):
+  np.testing.assert_allclose(ad.allocation_weights(np.ones(N), usage_eps=eps).sum(),
+                             np_allocation(np.ones(N), eps).sum(), rtol=1e-12)
