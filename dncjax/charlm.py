@@ -276,8 +276,11 @@ def train_and_evaluate(config: RunConfig, options: Options, given: dict | None =
   ckpts.close()
   best_ckpts.wait()
   if result.reason == "nan":
-    raise TrainingError(f"the loss became NaN/Inf at iter {result.step + 1}; the last good "
-                        f"checkpoint is {ckpts.latest_step()} in {ckpts.directory}")
+    kept = ckpts.latest_step()
+    where = (f"the last good checkpoint is iter {kept} in {ckpts.directory}" if kept is not None
+             else "no checkpoint had been saved yet")
+    raise TrainingError(f"the loss became NaN/Inf at iter {result.step + 1} (try a lower --lr "
+                        f"or --clip_norm); {where}")
   summary = {"step": result.step, "elapsed_s": result.elapsed, "stopped_by": result.reason,
              "best_val_bpc": best["val_bpc"], "best_step": best["step"]}
   train_records = [r for r in log.read() if "train_bpc" in r]

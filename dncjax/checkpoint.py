@@ -64,7 +64,9 @@ class Checkpoints:
     except Exception as e:
       raise CheckpointError(f"checkpoint {step} in {self.directory} does not restore "
                             f"({type(e).__name__}: {_first_line(e)})") from None
-    return restored.state
+    # orbax returns committed arrays, on which jitted functions compiled for fresh
+    # (uncommitted) arrays would compile again: hand back plain uncommitted ones
+    return jax.device_put(jax.tree.map(np.asarray, restored.state))
 
   def wait(self) -> None:
     self._manager.wait_until_finished()

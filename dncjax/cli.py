@@ -108,3 +108,46 @@ def run(main: Callable[[], int | None], errors: tuple[type[BaseException], ...] 
   except (ValueError, OSError) + tuple(errors) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
+
+
+SCHEDULE = ("report_interval", "eval_every", "checkpoint_every", "keep")
+
+
+def add_schedule_flags(parser: argparse.ArgumentParser, options, workdir_default: str | None,
+                       workdir_help: str) -> argparse._ArgumentGroup:
+  """The flags every training script shares: --workdir, --resume, --steps, --timelimit and
+  the reporting / evaluation / checkpoint schedule, defaults from the `options` dataclass.
+  Returns the group, for the script's own output options."""
+  group = parser.add_argument_group("schedule and outputs")
+  group.add_argument("--workdir", default=workdir_default, help=workdir_help)
+  group.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+  group.add_argument("--steps", type=int, default=None, help="stop after this many iterations")
+  group.add_argument("--timelimit", type=float, default=None,
+                     help=f"stop after this many seconds (default: {options.timelimit:.0f}, "
+                          "or none when --steps is given)")
+  helps = {"report_interval": "iterations between progress lines",
+           "eval_every": "iterations between evaluations (0: at the end only)",
+           "checkpoint_every": "iterations between checkpoints (0: at the end only)",
+           "keep": "latest checkpoints kept"}
+  for field in SCHEDULE:
+    group.add_argument(f"--{field}", f"--{field.replace('_', '-')}", dest=field, type=int,
+                       default=getattr(options, field), help=helps[field])
+  return group
+
+
+def schedule_options(args: argparse.Namespace, default_timelimit: float) -> dict:
+  """The shared schedule flags as Options fields, checked (UsageError on nonsense)."""
+  if args.steps is not None and args.steps <= 0:
+    raise UsageError(f"--steps must be positive, got {args.steps}")
+  if args.timelimit is not None and not args.timelimit > 0:
+    raise UsageError(f"--timelimit must be positive, got {args.timelimit}")
+  for field in ("report_interval", "keep"):
+    if getattr(args, field) <= 0:
+      raise UsageError(f"--{field} must be positive, got {getattr(args, field)}")
+  for field in ("eval_every", "checkpoint_every"):
+    if getattr(args, field) < 0:
+      raise UsageError(f"--{field} must be >= 0, got {getattr(args, field)}")
+  timelimit = args.timelimit if args.timelimit is not None else (
+      None if args.steps is not None else default_timelimit)
+  return dict(resume=args.resume, steps=args.steps, timelimit=timelimit,
+              **{field: getattr(args, field) for field in SCHEDULE})

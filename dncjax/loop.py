@@ -103,13 +103,16 @@ def run(*, step_fn: Callable, state: Any, next_batch: Callable[[], Any], start_s
         config: LoopConfig, items_per_step: int, log: MetricsLog,
         save: Callable[[int, Any, float], None], evaluate: Callable | None = None,
         elapsed: float = 0.0, unit: str = "char", bpc_scale: float | None = None,
+        metric: str = "BPC", extra: tuple[str, ...] = (),
         print_fn: Callable[[str], None] | None = None) -> LoopResult:
   """Trains from `start_step`; returns where and why it stopped.
 
   `next_batch()` gives the next batch (the caller owns the data position, so its `save`
   callback can store it); `save(step, state, elapsed)` writes a checkpoint;
   `evaluate(state, step) -> dict` returns metrics to log and print (e.g. val_bpc);
-  the training metric printed is loss * bpc_scale (default 1 / (ln 2 * items_per_step)).
+  the training metric printed is loss * bpc_scale (default 1 / (ln 2 * items_per_step)),
+  named `metric` in the line and `train_<metric>` (lower case) in the log; each step
+  metric named in `extra` is averaged over the interval, printed and logged as `train_<name>`.
   """
   bpc_scale = bpc_scale if bpc_scale is not None else 1.0 / (math.log(2) * items_per_step)
   begin = time.monotonic() - elapsed
@@ -118,6 +121,7 @@ def run(*, step_fn: Callable, state: Any, next_batch: Callable[[], Any], start_s
   out = print_fn or (lambda line: bar.write(line) if not bar.disable else print(line, flush=True))
   step, last_saved, last_eval, reports = start_step, None, None, start_step // config.report_interval
   interval_loss, interval_steps, interval_start = 0.0, 0, time.monotonic()
+  interval_extra = dict.fromkeys(extra, 0.0)
 
   def do_eval():
     nonlocal last_eval
@@ -148,15 +152,22 @@ def run(*, step_fn: Callable, state: Any, next_batch: Callable[[], Any], start_s
       state, step = new_state, step + 1
       bar.update(1)
       interval_loss, interval_steps = interval_loss + loss, interval_steps + 1
+      for name in extra:
+        interval_extra[name] += float(metrics[name])
       if step % config.report_interval == 0:
         now = time.monotonic()
         bpc = interval_loss / interval_steps * bpc_scale
         rate = items_per_step * interval_steps / max(now - interval_start, 1e-9)
-        out("%2d: %.3f s, iter %d, %.4f BPC, %.2f %s/s" % (reports, now - begin, step, bpc,
-                                                          rate, unit))
-        log.write({"step": step, "time": now - begin, "train_bpc": bpc, f"{unit}_per_s": rate})
+        means = {name: total / interval_steps for name, total in interval_extra.items()}
+        shown = "".join(f", {value:.4f} {name}" for name, value in means.items())
+        out("%2d: %.3f s, iter %d, %.4f %s%s, %.2f %s/s" % (reports, now - begin, step, bpc,
+                                                            metric, shown, rate, unit))
+        log.write({"step": step, "time": now - begin, f"train_{metric.lower()}": bpc,
+                   **{f"train_{name}": value for name, value in means.items()},
+                   f"{unit}_per_s": rate})
         reports += 1
         interval_loss, interval_steps, interval_start = 0.0, 0, now
+        interval_extra = dict.fromkeys(extra, 0.0)
       paused = time.monotonic()  # evaluation and saving do not count as training time
       if config.eval_every and step % config.eval_every == 0:
         do_eval()

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import pathlib
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # no pyplot: no backend, no global state
 
 
 def plot_metrics(records: list[dict], path: str | pathlib.Path, title: str = "",
                  keys: tuple[str, ...] = ("train_bpc", "val_bpc"), ylabel: str = "BPC") -> None:
   """Each metric in `keys` against steps (left) and seconds (right)."""
-  fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+  fig = Figure(figsize=(11, 4), layout="constrained")
+  axes = fig.subplots(1, 2)
   for key in keys:
     rows = [r for r in records if key in r]
     if not rows:
@@ -29,4 +27,3 @@ def plot_metrics(records: list[dict], path: str | pathlib.Path, title: str = "",
       ax.legend()
   fig.suptitle(title)
   fig.savefig(path, dpi=110)
-  plt.close(fig)

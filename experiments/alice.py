@@ -55,21 +55,8 @@ def parse_args(argv=None) -> argparse.Namespace:
   run.add_argument("--fp64", action="store_true", default=None,
                    help="train in float64 (default: float32)")
 
-  opt = p.add_argument_group("schedule and outputs")
-  opt.add_argument("--workdir", default=o.workdir, help="checkpoints, metrics, samples, plots")
-  opt.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
-  opt.add_argument("--steps", type=int, default=None, help="stop after this many iterations")
-  opt.add_argument("--timelimit", type=float, default=None,
-                   help=f"stop after this many seconds (default: {o.timelimit:.0f}, or none "
-                        "when --steps is given)")
+  opt = cli.add_schedule_flags(p, o, o.workdir, "checkpoints, metrics, samples, plots")
   for names, field, typ, text in [
-      (("--report_interval", "--report-interval"), "report_interval", int,
-       "iterations between progress lines"),
-      (("--eval_every", "--eval-every"), "eval_every", int,
-       "iterations between validation + sample (0: at the end only)"),
-      (("--checkpoint_every", "--checkpoint-every"), "checkpoint_every", int,
-       "iterations between checkpoints (0: at the end only)"),
-      (("--keep",), "keep", int, "latest checkpoints kept"),
       (("--sample_length", "--sample-length"), "sample_length", int,
        "characters sampled at each evaluation (0: none)"),
       (("--prime",), "prime", str, "text the samples start from"),
@@ -106,21 +93,15 @@ def main(argv=None) -> int:
       raise cli.UsageError(f"--{k.replace('_', '')} must be positive, got {given[k]}")
   if "overlap" in given and not 0 <= given["overlap"] < 1:
     raise cli.UsageError(f"--overlap must be in [0, 1), got {given['overlap']}")
-  timelimit = args.timelimit if args.timelimit is not None else (
-      None if args.steps is not None else OPTIONS.timelimit)
   options = charlm.Options(
-      workdir=args.workdir, resume=args.resume, steps=args.steps, timelimit=timelimit,
-      report_interval=args.report_interval, eval_every=args.eval_every,
-      checkpoint_every=args.checkpoint_every, keep=args.keep, sample_length=args.sample_length,
-      prime=args.prime, temperature=args.temperature, eval_lanes=args.eval_lanes,
-      dynamic_eval=args.dynamic_eval, dynamic_lr=args.dynamic_lr, gradcheck=args.gradcheck,
-      target_bpc=args.target_bpc)
-  for k in ("keep", "eval_lanes", "report_interval"):
-    if getattr(options, k) <= 0:
-      raise cli.UsageError(f"--{k} must be positive, got {getattr(options, k)}")
-  for k in ("sample_length", "eval_every", "checkpoint_every"):
-    if getattr(options, k) < 0:
-      raise cli.UsageError(f"--{k} must be >= 0, got {getattr(options, k)}")
+      workdir=args.workdir, **cli.schedule_options(args, OPTIONS.timelimit),
+      sample_length=args.sample_length, prime=args.prime, temperature=args.temperature,
+      eval_lanes=args.eval_lanes, dynamic_eval=args.dynamic_eval, dynamic_lr=args.dynamic_lr,
+      gradcheck=args.gradcheck, target_bpc=args.target_bpc)
+  if options.eval_lanes <= 0:
+    raise cli.UsageError(f"--eval_lanes must be positive, got {options.eval_lanes}")
+  if options.sample_length < 0:
+    raise cli.UsageError(f"--sample_length must be >= 0, got {options.sample_length}")
   charlm.train_and_evaluate(RUN_DEFAULTS, options, given)
   return 0
 

@@ -9,7 +9,7 @@ from nbclient import NotebookClient
 from tests.conftest import REPO
 
 
-@pytest.mark.parametrize("name", ["quickstart"])
+@pytest.mark.parametrize("name", ["quickstart", "dnc_memory"])
 def test_notebook_executes(name, tmp_path, monkeypatch):
   monkeypatch.setenv("DNCJAX_QUICKSTART_TINY", "1")
   monkeypatch.setenv("DNCJAX_NOTEBOOK_TINY", "1")
