@@ -42,6 +42,11 @@ class Checkpoints:
     return list(self._manager.all_steps())
 
   def save(self, step: int, state: Any, meta: dict) -> None:
+    """Writes `step`, replacing a checkpoint of that step left by a killed run (e.g. a
+    best-validation checkpoint newer than the latest one a resumed run started from)."""
+    if step in self._manager.all_steps():
+      self._manager.wait_until_finished()
+      self._manager.delete(step)
     self._manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
 
