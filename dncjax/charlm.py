@@ -307,9 +307,10 @@ def train_and_evaluate(config: RunConfig, options: Options, given: dict | None =
   (workdir / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
   plots.plot_metrics(log.read(), workdir / "metrics.png", title=f"{config.model} on "
                      f"{pathlib.Path(corpus.path).name}")
-  out(f"stopped by {result.reason} at iter {result.step}; best validation "
+  out(f"stopped ({result.reason}) at iter {result.step}; best validation "
       f"{best['val_bpc']:.4f} BPC at iter {best['step']}; outputs in {workdir}")
   if result.reason == "interrupted":
+    out(f"checkpoint saved at iter {result.last_saved}: continue with --resume")
     raise KeyboardInterrupt
   return summary
 

@@ -202,3 +202,19 @@ def test_sigkill_while_saving_leaves_a_restorable_checkpoint(text_file, tmp_path
     step, _ = ckpts.restore_meta()
     _, params, _, _ = charlm.restore_for_sampling(tmp_path)
     assert step > 0 and all(np.isfinite(v).all() for v in params.values())
+
+
+def test_ctrl_c_saves_a_checkpoint_and_exits_130(text_file, tmp_path):
+  proc = subprocess.Popen([sys.executable, "experiments/alice.py", "--data", str(text_file),
+                           "--workdir", str(tmp_path), *TINY, "--steps", "100000",
+                           "--eval_every", "0", "--sample_length", "0"], cwd=REPO,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  line = ""
+  while "iter 2," not in line:
+    line = proc.stdout.readline()
+    assert line or proc.poll() is None, "alice.py ended before training"
+  proc.send_signal(signal.SIGINT)
+  output = proc.communicate(timeout=120)[0]
+  assert proc.returncode == 130 and "--resume" in output
+  step, meta = checkpoint.Checkpoints(tmp_path / "checkpoints", create=False).restore_meta()
+  assert step >= 2 and meta["step"] == step
