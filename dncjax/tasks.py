@@ -393,8 +393,11 @@ def train_and_evaluate(config: RunConfig, options: Options, given: dict | None =
                     metric="loss", extra=("bit_errors",), print_fn=out)
   ckpts.close()
   if result.reason == "nan":
-    raise TrainingError(f"the loss became NaN/Inf at iter {result.step + 1}; the last good "
-                        f"checkpoint is {ckpts.latest_step()} in {ckpts.directory}")
+    kept = ckpts.latest_step()
+    where = (f"the last good checkpoint is iter {kept} in {ckpts.directory}" if kept is not None
+             else "no checkpoint had been saved yet")
+    raise TrainingError(f"the loss became NaN/Inf at iter {result.step + 1} (try a lower --lr "
+                        f"or --clip_norm); {where}")
   summary = summarize(log.read(), result, options.target)
   (workdir / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
   records, title = log.read(), f"{config.model} on {config.task.name}"
