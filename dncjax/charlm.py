@@ -25,8 +25,7 @@ from dncjax import checkpoint, core, data, gradcheck, loop, plots, sampling, tra
 FORMAT = 1  # bump when the checkpoint layout changes
 
 
-class TrainingError(RuntimeError):
-  """Training cannot go on (e.g. a NaN loss): one-line message, exit status 1."""
+TrainingError = loop.TrainingError  # re-exported: scripts and tests catch it here
 
 
 @dataclasses.dataclass(frozen=True)
@@ -275,12 +274,7 @@ def train_and_evaluate(config: RunConfig, options: Options, given: dict | None =
                     log=log, save=save, evaluate=evaluate, elapsed=elapsed, print_fn=out)
   ckpts.close()
   best_ckpts.wait()
-  if result.reason == "nan":
-    kept = ckpts.latest_step()
-    where = (f"the last good checkpoint is iter {kept} in {ckpts.directory}" if kept is not None
-             else "no checkpoint had been saved yet")
-    raise TrainingError(f"the loss became NaN/Inf at iter {result.step + 1} (try a lower --lr "
-                        f"or --clip_norm); {where}")
+  loop.raise_if_diverged(result, ckpts.latest_step(), ckpts.directory)
   summary = {"step": result.step, "elapsed_s": result.elapsed, "stopped_by": result.reason,
              "best_val_bpc": best["val_bpc"], "best_step": best["step"]}
   train_records = [r for r in log.read() if "train_bpc" in r]

@@ -68,6 +68,10 @@ class MetricsLog:
     return [json.loads(l) for l in self.path.read_text().splitlines() if l.strip()]
 
 
+class TrainingError(RuntimeError):
+  """Training cannot go on (e.g. a NaN loss): one-line message, non-zero exit."""
+
+
 @dataclasses.dataclass
 class LoopResult:
   step: int
@@ -183,3 +187,13 @@ def run(*, step_fn: Callable, state: Any, next_batch: Callable[[], Any], start_s
       save(step, state, time.monotonic() - begin)
       last_saved = step
   return LoopResult(step, state, reason, time.monotonic() - begin, last_saved)
+
+
+def raise_if_diverged(result: LoopResult, latest_checkpoint: int | None, directory) -> None:
+  """TrainingError naming the last good checkpoint when the run stopped at a NaN/Inf loss."""
+  if result.reason != "nan":
+    return
+  where = (f"the last good checkpoint is iter {latest_checkpoint} in {directory}"
+           if latest_checkpoint is not None else "no checkpoint had been saved yet")
+  raise TrainingError(f"the loss became NaN/Inf at iter {result.step + 1} (try a lower --lr "
+                      f"or --clip_norm); {where}")

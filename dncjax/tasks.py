@@ -231,8 +231,7 @@ def make_optimizer(name: str, learning_rate: float, momentum: float = 0.9,
   return optax.chain(optax.clip_by_global_norm(clip_norm), opt) if clip_norm else opt
 
 
-class TrainingError(RuntimeError):
-  """Training cannot go on (a NaN loss): one-line message."""
+TrainingError = loop.TrainingError  # re-exported: scripts and tests catch it here
 
 
 @dataclasses.dataclass(frozen=True)
@@ -392,12 +391,7 @@ def train_and_evaluate(config: RunConfig, options: Options, given: dict | None =
                     evaluate=evaluate, elapsed=elapsed, unit="seq", bpc_scale=1.0,
                     metric="loss", extra=("bit_errors",), print_fn=out)
   ckpts.close()
-  if result.reason == "nan":
-    kept = ckpts.latest_step()
-    where = (f"the last good checkpoint is iter {kept} in {ckpts.directory}" if kept is not None
-             else "no checkpoint had been saved yet")
-    raise TrainingError(f"the loss became NaN/Inf at iter {result.step + 1} (try a lower --lr "
-                        f"or --clip_norm); {where}")
+  loop.raise_if_diverged(result, ckpts.latest_step(), ckpts.directory)
   summary = summarize(log.read(), result, options.target)
   (workdir / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
   records, title = log.read(), f"{config.model} on {config.task.name}"
