@@ -52,10 +52,13 @@ def _field_type(field: dataclasses.Field, cls: type):
   return hint
 
 
-def add_model_flags(parser: argparse.ArgumentParser, overrides: dict | None = None) -> None:
-  """Adds --model and one flag per model hyperparameter (union over registered models).
+def add_model_flags(parser: argparse.ArgumentParser, overrides: dict | None = None,
+                    set_defaults: bool = True) -> None:
+  """Adds one flag per model hyperparameter (union over registered models).
 
   `overrides` maps a field name to the default this script uses instead of the model's.
+  With `set_defaults=False` they are only shown in --help and the flags stay None unless
+  given (a script that resumes runs must tell given flags from defaults).
   """
   overrides = overrides or {}
   group = parser.add_argument_group("model hyperparameters (unset: the model's default)")
@@ -71,31 +74,29 @@ def add_model_flags(parser: argparse.ArgumentParser, overrides: dict | None = No
     shown = ", ".join(f"{m}={d}" for m, d in defaults.items())
     if fname in overrides:
       shown = f"{overrides[fname]} here; models: {shown}"
-    kwargs = dict(default=overrides.get(fname), help=f"default: {shown}")
+    kwargs = dict(default=overrides.get(fname) if set_defaults else None,
+                  help=f"default: {shown}")
     if ftype is bool:
       group.add_argument(f"--{fname}", action=argparse.BooleanOptionalAction, **kwargs)
     else:
       group.add_argument(f"--{fname}", type=ftype, metavar=ftype.__name__.upper(), **kwargs)
 
 
+def given_model_flags(args: argparse.Namespace) -> dict:
+  """Every model hyperparameter flag that has a value (given, or a set default)."""
+  fields = {f.name for n in core.model_names() for f in dataclasses.fields(core.config_class(n))}
+  return {f: getattr(args, f) for f in sorted(fields - _SKIP) if getattr(args, f, None) is not None}
+
+
 def model_hyperparameters(args: argparse.Namespace, model: str) -> dict:
-  """The hyperparameters set on the command line that model `model` takes."""
-  cls = core.config_class(model)
-  known = {f.name for f in dataclasses.fields(cls)} - _SKIP
-  chosen = {}
-  for fname in _all_fields() - _SKIP:
-    value = getattr(args, fname, None)
-    if value is None:
-      continue
+  """The model flags with a value, checked against what model `model` takes."""
+  known = {f.name for f in dataclasses.fields(core.config_class(model))} - _SKIP
+  chosen = given_model_flags(args)
+  for fname in chosen:
     if fname not in known:
       raise UsageError(f"--{fname} does not apply to model {model!r} "
                        f"(it takes: {', '.join(sorted(known))})")
-    chosen[fname] = value
   return chosen
-
-
-def _all_fields() -> set[str]:
-  return {f.name for n in core.model_names() for f in dataclasses.fields(core.config_class(n))}
 
 
 def run(main: Callable[[], int | None], errors: tuple[type[BaseException], ...] = ()) -> None:

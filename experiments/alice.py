@@ -73,10 +73,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    default=o.dynamic_eval, help="dynamic evaluation at the end")
   opt.add_argument("--gradcheck", action="store_true",
                    help="check jax.grad against finite differences before training")
-  cli.add_model_flags(p, dict(RUN_DEFAULTS.hyper))
-  for action in p._actions:  # the model flags' shown defaults stay, their values are unset
-    if action.dest == "hidden":
-      action.default = None
+  cli.add_model_flags(p, dict(RUN_DEFAULTS.hyper), set_defaults=False)
   return p.parse_args(argv)
 
 
@@ -84,10 +81,7 @@ def main(argv=None) -> int:
   args = parse_args(argv)
   run_fields = {f.name for f in dataclasses.fields(charlm.RunConfig)} - {"hyper"}
   given = {k: getattr(args, k) for k in run_fields if getattr(args, k, None) is not None}
-  model_fields = {f for n in dncjax.model_names()
-                  for f in dataclasses.asdict(dncjax.make_config(n, 1, 1))} - {
-                      "input_size", "output_size", "dtype"}
-  given["hyper"] = {k: getattr(args, k) for k in model_fields if getattr(args, k) is not None}
+  given["hyper"] = cli.given_model_flags(args)  # checked against the model when it is built
   for k in ("batch_size", "seq_length"):
     if k in given and given[k] <= 0:
       raise cli.UsageError(f"--{k.replace('_', '')} must be positive, got {given[k]}")

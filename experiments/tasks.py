@@ -79,10 +79,7 @@ def parse_args(argv=None) -> argparse.Namespace:
   opt.add_argument("--eval_length", "--eval-length", "--eval_lengths", dest="eval_lengths",
                    type=int, nargs="+", default=[], metavar="L",
                    help="also evaluate on sequences of each length L (generalisation)")
-  cli.add_model_flags(p, dict(RUN_DEFAULTS.hyper))
-  for action in p._actions:  # the overridden defaults are shown, the values stay unset
-    if action.dest in dict(RUN_DEFAULTS.hyper):
-      action.default = None
+  cli.add_model_flags(p, dict(RUN_DEFAULTS.hyper), set_defaults=False)
   return p.parse_args(argv)
 
 
