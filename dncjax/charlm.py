@@ -14,11 +14,12 @@ import json
 import math
 import pathlib
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from dncjax import checkpoint, core, data, gradcheck, loop, plots, sampling, train
 
@@ -82,6 +83,7 @@ class Options:
   dynamic_lr: float | None = None  # None: the training learning rate
   gradcheck: bool = False
   target_bpc: float = 1.28  # results.json records when the training BPC first reaches it
+  progress_bar: bool = True  # tqdm below the progress lines, on a terminal
 
 
 def resolve_config(given: dict, defaults: RunConfig, workdir: pathlib.Path,
@@ -178,31 +180,67 @@ def make_dynamic_eval(model: core.Model, optimizer):
   return evaluate
 
 
-def train_and_evaluate(config: RunConfig, options: Options, given: dict | None = None,
-                       out=print) -> dict:
-  """Runs (or resumes) a char-LM run; returns the summary written to results.json."""
-  workdir = pathlib.Path(options.workdir)
-  config, ckpts, step, meta = resolve_config(given or {}, config, workdir, options.resume)
+class Setup(NamedTuple):
+  """What a run's config builds: the text, the model, the optimiser and the lane batcher."""
+  corpus: data.Corpus
+  model: core.Model
+  optimizer: optax.GradientTransformation
+  batcher: data.LaneBatcher
+
+
+def make_model(config: RunConfig, vocab_size: int) -> tuple[core.Model, optax.GradientTransformation]:
   if config.fp64:
     jax.config.update("jax_enable_x64", True)
-  sampling.check_temperature(options.temperature)
+  model = core.make_model(config.model, vocab_size, vocab_size, **dict(config.hyper),
+                          dtype="float64" if config.fp64 else "float32")
+  train.check_dropout(model, config.dropout)
+  return model, train.make_optimizer(config.optimizer())
+
+
+def build(config: RunConfig) -> Setup:
   corpus = data.load_corpus(config.data, config.val_fraction, config.seq_length)
+  model, optimizer = make_model(config, corpus.vocab.size)
+  batcher = data.lane_batcher(corpus.train_ids, config.batch_size, config.seq_length,
+                              config.overlap)
+  return Setup(corpus, model, optimizer, batcher)
+
+
+def initial_run_state(setup: Setup, config: RunConfig):
+  """(TrainState, lane state, raw sampling key) of a fresh run: all drawn from config.seed."""
+  key = jax.random.key(config.seed)
+  ts = train.init_train_state(setup.model, setup.optimizer, jax.random.fold_in(key, 0),
+                              config.batch_size)
+  return (ts, setup.batcher.init(config.seed),
+          checkpoint.key_to_array(jax.random.fold_in(key, 1)))
+
+
+def checkpoint_meta(config: RunConfig, setup: Setup, step: int, lanes, best: dict,
+                    elapsed: float) -> dict:
+  """The `meta` item of a run's checkpoint: all a resume or a sampler needs besides arrays."""
+  return {"format": FORMAT, "step": step, "config": config.to_json(),
+          "model_config": dataclasses.asdict(setup.model.config),
+          "vocab": setup.corpus.vocab.to_list(), "data": lanes.to_dict(), "best": best,
+          "elapsed": elapsed}
+
+
+def train_and_evaluate(config: RunConfig, options: Options, given: dict | None = None,
+                       out=print, on_eval=None) -> dict:
+  """Runs (or resumes) a char-LM run; returns the summary written to results.json.
+
+  `on_eval(step, metrics)` is called after each evaluation; a string it returns stops the
+  run with that reason (see `loop.run`), which results.json records as `stopped_by`."""
+  workdir = pathlib.Path(options.workdir)
+  config, ckpts, step, meta = resolve_config(given or {}, config, workdir, options.resume)
+  sampling.check_temperature(options.temperature)
+  setup = build(config)
+  corpus, model, optimizer, batcher = setup
   vocab = corpus.vocab
   if meta is not None and meta["vocab"] != vocab.to_list():
     raise checkpoint.CheckpointError(
         f"--resume: the vocabulary of {corpus.path} ({vocab.size} characters) is not the "
         f"checkpoint's ({len(meta['vocab'])} characters)")
   prime_ids = vocab.encode(options.prime) if options.prime else vocab.encode(vocab.decode([0]))
-  model = core.make_model(config.model, vocab.size, vocab.size,
-                          **dict(config.hyper), dtype="float64" if config.fp64 else "float32")
-  optimizer = train.make_optimizer(config.optimizer())
-  train.check_dropout(model, config.dropout)
-  batcher = data.lane_batcher(corpus.train_ids, config.batch_size, config.seq_length,
-                              config.overlap)
-  key = jax.random.key(config.seed)
-  ts = train.init_train_state(model, optimizer, jax.random.fold_in(key, 0), config.batch_size)
-  lanes = batcher.init(config.seed)
-  rng = checkpoint.key_to_array(jax.random.fold_in(key, 1))
+  ts, lanes, rng = initial_run_state(setup, config)
   best = {"val_bpc": math.inf, "step": None}
   elapsed = 0.0
   if ckpts is not None:  # restore everything the uninterrupted run would hold now
@@ -236,9 +274,7 @@ def train_and_evaluate(config: RunConfig, options: Options, given: dict | None =
     return batch
 
   def meta_now(at_step, elapsed_s):
-    return {"format": FORMAT, "step": at_step, "config": config.to_json(),
-            "model_config": dataclasses.asdict(model.config), "vocab": vocab.to_list(),
-            "data": position["lanes"].to_dict(), "best": best, "elapsed": elapsed_s}
+    return checkpoint_meta(config, setup, at_step, position["lanes"], best, elapsed_s)
 
   def save(at_step, state, elapsed_s):
     ckpts.save(at_step, {"train": state, "rng": rng}, meta_now(at_step, elapsed_s))
@@ -271,7 +307,8 @@ def train_and_evaluate(config: RunConfig, options: Options, given: dict | None =
                                 options.eval_every, options.checkpoint_every)
   result = loop.run(step_fn=train_step, state=ts, next_batch=next_batch, start_step=step,
                     config=loop_config, items_per_step=config.batch_size * config.seq_length,
-                    log=log, save=save, evaluate=evaluate, elapsed=elapsed, print_fn=out)
+                    log=log, save=save, evaluate=evaluate, elapsed=elapsed, print_fn=out,
+                    on_eval=on_eval, progress_bar=options.progress_bar)
   ckpts.close()
   best_ckpts.wait()
   loop.raise_if_diverged(result, ckpts.latest_step(), ckpts.directory)
@@ -284,7 +321,8 @@ def train_and_evaluate(config: RunConfig, options: Options, given: dict | None =
     if reached:  # the seed's headline: 1.2808 BPC after 4163 s
       summary[f"time_to_{options.target_bpc}_bpc_s"] = reached[0]["time"]
       summary[f"iter_to_{options.target_bpc}_bpc"] = reached[0]["step"]
-  if options.dynamic_eval and val_windows is not None and result.reason != "interrupted":
+  if (options.dynamic_eval and val_windows is not None
+      and result.reason in ("steps", "timelimit")):
     dyn_lr = options.dynamic_lr or config.learning_rate
     dyn_opt = train.make_optimizer(dataclasses.replace(config.optimizer(), learning_rate=dyn_lr))
     if best_state["train"] is None and best["step"] is not None:  # best found before a resume
@@ -327,12 +365,8 @@ def restore_for_sampling(workdir: str | pathlib.Path, best: bool = False):
   if meta.get("format") != FORMAT:
     raise checkpoint.CheckpointError(f"{folder} holds no dncjax char-LM checkpoint")
   config = RunConfig.from_json(meta["config"])
-  if config.fp64:
-    jax.config.update("jax_enable_x64", True)
   vocab = data.Vocab.from_list(meta["vocab"])
-  model = core.make_model(config.model, vocab.size, vocab.size, **dict(config.hyper),
-                          dtype="float64" if config.fp64 else "float32")
-  optimizer = train.make_optimizer(config.optimizer())
+  model, optimizer = make_model(config, vocab.size)
   template = train.init_train_state(model, optimizer, jax.random.key(0), config.batch_size)
   rng = checkpoint.key_to_array(jax.random.key(0))
   restored = ckpts.restore_state(step, {"train": template, "rng": rng})

@@ -76,7 +76,7 @@ class TrainingError(RuntimeError):
 class LoopResult:
   step: int
   state: Any
-  reason: str       # 'steps', 'timelimit', 'interrupted' or 'nan'
+  reason: str       # 'steps', 'timelimit', 'interrupted', 'nan' or a reason from on_eval
   elapsed: float
   last_saved: int | None
 
@@ -108,7 +108,9 @@ def run(*, step_fn: Callable, state: Any, next_batch: Callable[[], Any], start_s
         save: Callable[[int, Any, float], None], evaluate: Callable | None = None,
         elapsed: float = 0.0, unit: str = "char", bpc_scale: float | None = None,
         metric: str = "BPC", extra: tuple[str, ...] = (),
-        print_fn: Callable[[str], None] | None = None) -> LoopResult:
+        print_fn: Callable[[str], None] | None = None,
+        on_eval: Callable[[int, dict], str | None] | None = None,
+        progress_bar: bool = True) -> LoopResult:
   """Trains from `start_step`; returns where and why it stopped.
 
   `next_batch()` gives the next batch (the caller owns the data position, so its `save`
@@ -117,11 +119,13 @@ def run(*, step_fn: Callable, state: Any, next_batch: Callable[[], Any], start_s
   the training metric printed is loss * bpc_scale (default 1 / (ln 2 * items_per_step)),
   named `metric` in the line and `train_<metric>` (lower case) in the log; each step
   metric named in `extra` is averaged over the interval, printed and logged as `train_<name>`.
+  `on_eval(step, metrics)` sees each evaluation; a string it returns stops the run with that
+  reason (a sweep's pruner: 'pruned'), after the usual final checkpoint.
   """
   bpc_scale = bpc_scale if bpc_scale is not None else 1.0 / (math.log(2) * items_per_step)
   begin = time.monotonic() - elapsed
   bar = tqdm.tqdm(total=config.steps, initial=start_step, unit="step", dynamic_ncols=True,
-                  disable=not sys.stderr.isatty(), leave=False)
+                  disable=not (progress_bar and sys.stderr.isatty()), leave=False)
   out = print_fn or (lambda line: bar.write(line) if not bar.disable else print(line, flush=True))
   step, last_saved, last_eval, reports = start_step, None, None, start_step // config.report_interval
   interval_loss, interval_steps, interval_start = 0.0, 0, time.monotonic()
@@ -130,14 +134,19 @@ def run(*, step_fn: Callable, state: Any, next_batch: Callable[[], Any], start_s
   def do_eval():
     nonlocal last_eval
     if evaluate is None:
-      return
+      return None
     metrics = evaluate(state, step)
     log.write({"step": step, "time": time.monotonic() - begin, **metrics})
     out("  eval at iter %d: %s" % (step, ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())))
     last_eval = step
+    return on_eval(step, metrics) if on_eval is not None else None
 
+  stop = None  # a reason given by on_eval
   with _CtrlC() as ctrl_c:
     while True:
+      if stop:
+        reason = stop
+        break
       if config.steps is not None and step >= config.steps:
         reason = "steps"
         break
@@ -174,7 +183,7 @@ def run(*, step_fn: Callable, state: Any, next_batch: Callable[[], Any], start_s
         interval_extra = dict.fromkeys(extra, 0.0)
       paused = time.monotonic()  # evaluation and saving do not count as training time
       if config.eval_every and step % config.eval_every == 0:
-        do_eval()
+        stop = do_eval()
       if config.checkpoint_every and step % config.checkpoint_every == 0:
         save(step, state, time.monotonic() - begin)
         last_saved = step
