@@ -1,0 +1,232 @@
+"""Search spaces of a sweep: which run settings vary, over what, and the run each trial gets.
+
+A setting is any field of `charlm.RunConfig` (learning_rate, eps, clip_norm, batch_size,
+seq_length, overlap, model, seed, ...) or any model hyperparameter (hidden, memory_size,
+word_size, read_heads, init_scale, ...), also under the short names of alice.py's flags
+and the paper's symbols (lr, batchsize, seqlength, N, W, R). On the command line:
+
+  lr=0.01:1:log        a float range, sampled on a log scale
+  hidden=32:256        an int range (the setting's type decides), uniform
+  eps=1e-8,1e-6        a list: categorical (the grid sampler needs lists only)
+  clip_norm=none,1,5   `none` for an optional setting left off
+
+Model hyperparameters are conditional: a trial only draws those its model takes, so
+`model=lstm,seed_dnc` may sweep `memory_size` for the seed DNC trials alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from typing import Any
+
+from dncjax import charlm, core
+
+ALIASES = {"lr": "learning_rate", "batchsize": "batch_size", "batch": "batch_size",
+           "seqlength": "seq_length", "N": "memory_size", "W": "word_size", "R": "read_heads"}
+NOT_SWEPT = ("input_size", "output_size", "dtype")  # set by the data and --set fp64
+RUN_FIELDS = ("model", "batch_size", "seq_length", "overlap", "val_fraction", "learning_rate",
+              "eps", "clip_norm", "clip_value", "weight_decay", "dropout", "fp64", "seed")
+
+
+class SpaceError(ValueError):
+  """A search space that cannot be swept: one-line message."""
+
+
+def _hint_type(cls: type, name: str) -> tuple[type, bool]:
+  """(base type, may be None) of dataclass field `name` of `cls`."""
+  hint = typing.get_type_hints(cls)[name]
+  args = typing.get_args(hint)
+  if typing.get_origin(hint) in (typing.Union, types.UnionType):
+    rest = [a for a in args if a is not type(None)]
+    return rest[0], len(rest) < len(args)
+  return hint, False
+
+
+def settings() -> dict[str, tuple[type, bool, bool]]:
+  """Every sweepable name -> (type, optional, is a model hyperparameter)."""
+  out = {name: (*_hint_type(charlm.RunConfig, name), False) for name in RUN_FIELDS}
+  for model in core.model_names():
+    cls = core.config_class(model)
+    for f in dataclasses.fields(cls):
+      if f.name not in NOT_SWEPT and f.name not in out:
+        out[f.name] = (*_hint_type(cls, f.name), True)
+  return out
+
+
+def canonical(name: str) -> str:
+  known = settings()
+  key = name.strip().replace("-", "_")
+  key = ALIASES.get(key, ALIASES.get(key.lower(), key))
+  if key not in known:
+    raise SpaceError(f"unknown hyperparameter {name!r} (sweepable: "
+                     f"{', '.join(sorted(known))}; aliases: "
+                     f"{', '.join(f'{a}={c}' for a, c in ALIASES.items())})")
+  return key
+
+
+def parse_value(name: str, text: str) -> Any:
+  typ, optional, _ = settings()[name]
+  text = text.strip()
+  if text.lower() == "none":
+    if not optional:
+      raise SpaceError(f"{name} cannot be none")
+    return None
+  try:
+    if typ is bool:
+      if text.lower() not in ("true", "false", "1", "0"):
+        raise ValueError
+      return text.lower() in ("true", "1")
+    if typ is int:
+      value = float(text)
+      if value != int(value):
+        raise ValueError
+      return int(value)
+    return typ(text)
+  except ValueError:
+    article = "an" if typ is int else "a"
+    raise SpaceError(f"{name}: {text!r} is not {article} {typ.__name__}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class Param:
+  """One swept setting: a list of choices, or a range [low, high] (log-scaled or not)."""
+  name: str
+  choices: tuple | None = None
+  low: float | int | None = None
+  high: float | int | None = None
+  log: bool = False
+
+  @classmethod
+  def parse(cls, text: str) -> "Param":
+    """`name=a,b,c` | `name=low:high` | `name=low:high:log`."""
+    if "=" not in text:
+      raise SpaceError(f"--param {text!r}: write name=a,b,c or name=low:high[:log]")
+    raw_name, spec = text.split("=", 1)
+    name = canonical(raw_name)
+    spec = spec.strip()
+    if not spec:
+      raise SpaceError(f"--param {raw_name}: no values given")
+    if ":" in spec:
+      parts = spec.split(":")
+      log = len(parts) == 3 and parts[2].strip().lower() == "log"
+      if len(parts) not in (2, 3) or (len(parts) == 3 and not log):
+        raise SpaceError(f"--param {raw_name}={spec}: a range is low:high or low:high:log")
+      typ = settings()[name][0]
+      if typ not in (int, float):
+        raise SpaceError(f"--param {raw_name}: {name} is a {typ.__name__}; give a list a,b,c")
+      low, high = (parse_value(name, p) for p in parts[:2])
+      if low is None or high is None or not low < high:
+        raise SpaceError(f"--param {raw_name}={spec}: empty or inverted range "
+                         f"(need low < high)")
+      if log and not low > 0:
+        raise SpaceError(f"--param {raw_name}={spec}: a log range needs low > 0")
+      return cls(name, low=low, high=high, log=log)
+    items = [s for s in spec.split(",")]
+    if any(not s.strip() for s in items):
+      raise SpaceError(f"--param {raw_name}={spec}: an empty item in the list")
+    choices = tuple(dict.fromkeys(parse_value(name, s) for s in items))
+    return cls(name, choices=choices)
+
+  def suggest(self, trial) -> Any:
+    if self.choices is not None:
+      return trial.suggest_categorical(self.name, list(self.choices))
+    if isinstance(self.low, int):
+      return trial.suggest_int(self.name, self.low, self.high, log=self.log)
+    return trial.suggest_float(self.name, self.low, self.high, log=self.log)
+
+  def text(self) -> str:
+    if self.choices is not None:
+      return f"{self.name}={','.join(str(c) for c in self.choices)}"
+    return f"{self.name}={self.low}:{self.high}" + (":log" if self.log else "")
+
+
+def parse_fixed(text: str) -> tuple[str, Any]:
+  """`--set name=value`: a setting every trial shares."""
+  if "=" not in text:
+    raise SpaceError(f"--set {text!r}: write name=value")
+  raw_name, value = text.split("=", 1)
+  name = canonical(raw_name)
+  if not value.strip():
+    raise SpaceError(f"--set {raw_name}: no value given")
+  return name, parse_value(name, value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Space:
+  params: tuple[Param, ...]
+  fixed: tuple[tuple[str, Any], ...]  # sorted (name, value)
+  base: charlm.RunConfig = charlm.RunConfig(hyper=(("hidden", 128),))  # alice.py's defaults
+
+  def __post_init__(self):
+    names = [p.name for p in self.params]
+    twice = sorted({n for n in names if names.count(n) > 1} | (set(names) & dict(self.fixed).keys()))
+    if twice:
+      raise SpaceError(f"set more than once: {', '.join(twice)}")
+    if not self.params:
+      raise SpaceError("nothing to sweep: give at least one --param")
+    models = self.models()
+    unknown = [m for m in models if m not in core.model_names()]
+    if unknown:
+      raise SpaceError(f"unknown model {unknown[0]!r} (models: {', '.join(core.model_names())})")
+    kinds = settings()
+    for name in names + list(dict(self.fixed)):
+      if kinds[name][2] and not any(name in _takes(m) for m in models):
+        raise SpaceError(f"{name} is not a hyperparameter of {' or '.join(models)}")
+
+  def models(self) -> list[str]:
+    for p in self.params:
+      if p.name == "model":
+        return list(p.choices or ())
+    return [dict(self.fixed).get("model", self.base.model)]
+
+  def is_grid(self) -> bool:
+    return all(p.choices is not None for p in self.params)
+
+  def grid(self) -> dict[str, list]:
+    """The grid sampler's search space; every model must take every swept setting."""
+    if not self.is_grid():
+      ranges = [p.name for p in self.params if p.choices is None]
+      raise SpaceError(f"the grid sampler needs lists, not ranges: {', '.join(ranges)}")
+    for p in self.params:
+      if settings()[p.name][2]:
+        for m in self.models():
+          if p.name not in _takes(m):
+            raise SpaceError(f"the grid sampler needs every model to take every swept "
+                             f"setting; {m} has no {p.name}")
+    return {p.name: list(p.choices) for p in self.params}
+
+  def grid_size(self) -> int:
+    return math.prod(len(p.choices) for p in self.params)
+
+  def suggest(self, trial) -> dict[str, Any]:
+    """Draws a trial's values (model first: the others may depend on it)."""
+    values = {}
+    params = sorted(self.params, key=lambda p: p.name != "model")
+    for p in params:
+      model = values.get("model", dict(self.fixed).get("model", self.base.model))
+      if settings()[p.name][2] and p.name not in _takes(model):
+        continue
+      values[p.name] = p.suggest(trial)
+    return values
+
+  def config(self, values: dict[str, Any]) -> charlm.RunConfig:
+    """The run config of a trial: base, then the fixed settings, then the trial's values."""
+    chosen = {**dict(self.fixed), **values}
+    run = {k: v for k, v in chosen.items() if k in RUN_FIELDS}
+    model = run.get("model", self.base.model)
+    takes = _takes(model)
+    hyper = {k: v for k, v in self.base.hyper if k in takes}
+    hyper.update({k: v for k, v in chosen.items() if k not in RUN_FIELDS and k in takes})
+    return dataclasses.replace(self.base, **run, hyper=tuple(sorted(hyper.items())))
+
+  def signature(self) -> dict:
+    """What makes two sweeps the same search (stored with the study)."""
+    return {"params": [p.text() for p in self.params],
+            "fixed": [f"{k}={v}" for k, v in self.fixed]}
+
+
+def _takes(model: str) -> set[str]:
+  return {f.name for f in dataclasses.fields(core.config_class(model))}

@@ -1,0 +1,150 @@
+"""A sweep's results: the ranked table (CSV, Markdown), plots (PNG), the best trial.
+
+  results.csv, results.md  every counted trial, best first: state, validation BPC (best
+                           for finished trials, last reported for pruned ones), the iter
+                           it was reached, iters and seconds trained, the hyperparameters
+  params.png               validation BPC against each swept hyperparameter
+  curves.png               validation (and training) BPC of the best trials against iters
+  best_trial               a link to the best trial's folder: sample from it or resume it
+                           with alice.py (--workdir <sweep>/best_trial)
+Checkpoints of finished trials ranked below `keep_top` are deleted (their metrics stay).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import pathlib
+import shutil
+
+import optuna
+from matplotlib.figure import Figure
+from optuna.trial import TrialState
+
+from dncjax import sweep as sweep_lib
+
+_ORDER = {TrialState.COMPLETE: 0, TrialState.PRUNED: 1, TrialState.RUNNING: 2,
+          TrialState.WAITING: 3, TrialState.FAIL: 4}
+
+
+def rows(study: optuna.Study, sweep: sweep_lib.Sweep) -> list[dict]:
+  """One row per counted trial, ranked: finished by BPC, then pruned, running, failed."""
+  out = []
+  for t in sweep_lib.live_trials(study):
+    value = t.value if t.state == TrialState.COMPLETE else (
+        t.intermediate_values[max(t.intermediate_values)] if t.intermediate_values else None)
+    out.append({"trial": t.number, "state": t.state.name.lower(), "val_bpc": value,
+                "best_step": t.user_attrs.get("best_step"), "steps": t.user_attrs.get("step"),
+                "time_s": t.user_attrs.get("elapsed_s"),
+                "workdir": t.user_attrs.get("workdir", ""),
+                "error": t.user_attrs.get("error", ""),
+                **t.params})  # only the settings this trial drew (its model takes)
+  out.sort(key=lambda r: (_ORDER[TrialState[r["state"].upper()]],
+                          r["val_bpc"] if r["val_bpc"] is not None else math.inf, r["trial"]))
+  for rank, r in enumerate(out, 1):
+    r["rank"] = rank
+  return out
+
+
+def _cell(value) -> str:
+  if value is None:
+    return ""
+  if isinstance(value, float):
+    return f"{value:.4g}" if abs(value) < 1e-3 or abs(value) >= 1e4 else f"{value:.4f}"
+  return str(value)
+
+
+COLUMNS = ("rank", "trial", "state", "val_bpc", "best_step", "steps", "time_s")
+
+
+def markdown(table: list[dict], names: list[str], top: int | None = None) -> str:
+  cols = list(COLUMNS) + names + ["workdir"]
+  lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+  for r in table[:top]:
+    lines.append("| " + " | ".join(_cell(r.get(c)) for c in cols) + " |")
+  return "\n".join(lines)
+
+
+def plot_params(table: list[dict], sweep: sweep_lib.Sweep, path: pathlib.Path) -> None:
+  params = sweep.space.params
+  fig = Figure(figsize=(4.2 * len(params), 3.8), layout="constrained")
+  axes = fig.subplots(1, len(params), squeeze=False)[0]
+  for ax, p in zip(axes, params):
+    for state, style in (("complete", dict(marker="o")), ("pruned", dict(marker="x"))):
+      pts = [(r[p.name], r["val_bpc"]) for r in table
+             if r["state"] == state and r["val_bpc"] is not None and p.name in r]
+      if not pts:
+        continue
+      if p.choices is not None:  # categorical: one slot per choice
+        labels = [str(c) for c in p.choices]
+        xs = [labels.index(str(x)) for x, _ in pts]
+        ax.set_xticks(range(len(labels)), labels)
+      else:
+        xs = [x for x, _ in pts]
+      ax.scatter(xs, [y for _, y in pts], label=state, alpha=0.8, **style)
+    if p.log:
+      ax.set_xscale("log")
+    ax.set_xlabel(p.name)
+    ax.set_ylabel("validation BPC")
+    ax.grid(alpha=0.3)
+    if ax.has_data():
+      ax.legend()
+  fig.suptitle(f"{sweep.study_name()}: validation BPC per hyperparameter")
+  fig.savefig(path, dpi=100)
+
+
+def plot_curves(table: list[dict], sweep: sweep_lib.Sweep, path: pathlib.Path,
+                top: int = 5) -> None:
+  fig = Figure(figsize=(8, 4.5), layout="constrained")
+  ax = fig.subplots()
+  for r in [r for r in table if r["state"] in ("complete", "pruned")][:top]:
+    metrics = sweep.path / r["workdir"] / "metrics.jsonl"
+    if not metrics.exists():
+      continue
+    records = [json.loads(l) for l in metrics.read_text().splitlines() if l.strip()]
+    val = [(x["step"], x["val_bpc"]) for x in records if "val_bpc" in x]
+    train = [(x["step"], x["train_bpc"]) for x in records if "train_bpc" in x]
+    label = f"#{r['trial']}: " + sweep_lib.describe(
+        {p.name: r[p.name] for p in sweep.space.params if p.name in r})
+    line, = ax.plot(*zip(*val), marker=".", label=label) if val else (None,)
+    if train and line is not None:
+      ax.plot(*zip(*train), color=line.get_color(), alpha=0.35, linestyle="--")
+  ax.set_xlabel("iteration")
+  ax.set_ylabel("BPC (solid: validation, dashed: training)")
+  ax.grid(alpha=0.3)
+  if ax.has_data():
+    ax.legend(fontsize=7)
+  fig.suptitle(f"{sweep.study_name()}: the best trials")
+  fig.savefig(path, dpi=100)
+
+
+def write(study: optuna.Study, sweep: sweep_lib.Sweep) -> list[dict]:
+  """Writes the tables, plots and best_trial link into the sweep's folder; returns the rows."""
+  table = rows(study, sweep)
+  names = [p.name for p in sweep.space.params]
+  folder = sweep.path
+  with open(folder / "results.csv", "w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=list(COLUMNS) + names + ["workdir", "error"],
+                            extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(table)
+  (folder / "results.md").write_text(
+      f"# Sweep {sweep.study_name()}: {len(table)} trials, ranked by validation BPC\n\n"
+      + markdown(table, names) + "\n")
+  if table:
+    plot_params(table, sweep, folder / "params.png")
+    plot_curves(table, sweep, folder / "curves.png")
+  ranked = [r for r in table if r["state"] in ("complete", "pruned")]
+  if ranked and (folder / ranked[0]["workdir"]).is_dir():
+    link = folder / "best_trial"
+    tmp = folder / ".best_trial.tmp"
+    tmp.unlink(missing_ok=True)
+    os.symlink(ranked[0]["workdir"], tmp)
+    os.replace(tmp, link)
+  for r in ranked[sweep.keep_top:] + [r for r in table if r["state"] == "fail"]:
+    if r["workdir"]:  # finished trials only: running ones keep theirs
+      for sub in ("checkpoints", "best"):
+        shutil.rmtree(folder / r["workdir"] / sub, ignore_errors=True)
+  return table

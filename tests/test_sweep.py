@@ -1,0 +1,234 @@
+"""Sweeps on Optuna: search spaces, workers on SQLite, resume after kills, bad input."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+
+from dncjax import space, sweep, sweep_report
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+TINY = ("--set", "model=lstm", "--set", "hidden=8", "--set", "batch_size=4",
+        "--set", "seq_length=8")
+
+
+def tiny_sweep(workdir, params=("lr=0.01:0.5:log",), steps=8, trials=4, **kw) -> sweep.Sweep:
+  fixed = tuple(sorted(space.parse_fixed(t) for t in TINY[1::2]))
+  return sweep.Sweep(str(workdir), space.Space(tuple(map(space.Param.parse, params)), fixed),
+                     sweep.Budget(steps=steps, eval_every=4, report_interval=4),
+                     trials=trials, **{"sampler": "random", **kw})
+
+
+def command(workdir, *extra, steps=8, trials=4, eval_every=4):
+  return [sys.executable, str(REPO / "experiments" / "sweep.py"), "--workdir", str(workdir),
+          "--param", "lr=0.01:0.5:log", *TINY, "--steps", str(steps), "--trials", str(trials),
+          "--eval_every", str(eval_every), "--report_interval", "50", "--sampler", "random",
+          *extra]
+
+
+def trials_of(workdir):
+  s = optuna.load_study(study_name=pathlib.Path(workdir).name,
+                        storage=f"sqlite:///{pathlib.Path(workdir).absolute() / 'study.db'}")
+  return s.get_trials(deepcopy=False)
+
+
+# --------------------------------------------------------------------- search spaces
+
+
+def test_params_parse_ranges_lists_and_aliases():
+  lr = space.Param.parse("lr=1e-3:1:log")
+  assert (lr.name, lr.low, lr.high, lr.log, lr.choices) == ("learning_rate", 1e-3, 1.0, True, None)
+  hidden = space.Param.parse("hidden=32:256")
+  assert isinstance(hidden.low, int) and hidden.high == 256 and not hidden.log
+  assert space.Param.parse("N=8,16").choices == (8, 16)
+  assert space.Param.parse("N=8,16").name == "memory_size"
+  assert space.Param.parse("clip_norm=none,1,5").choices == (None, 1.0, 5.0)
+  assert space.Param.parse("model=lstm,seed_dnc").choices == ("lstm", "seed_dnc")
+  assert space.parse_fixed("batchsize=16") == ("batch_size", 16)
+  for p in (lr, hidden, space.Param.parse("clip_norm=none,1,5")):
+    assert space.Param.parse(p.text()) == p  # a study's record reads back
+
+
+@pytest.mark.parametrize("text, message", [
+    ("foo=1,2", "unknown hyperparameter 'foo'"),
+    ("lr=1:0.1", "empty or inverted range"),
+    ("lr=0.1:0.1", "empty or inverted range"),
+    ("lr=0:1:log", "log range needs low > 0"),
+    ("lr=", "no values given"),
+    ("lr=0.1,,0.2", "empty item"),
+    ("hidden=1.5:8", "is not an int"),
+    ("model=lstm:rnn", "give a list"),
+    ("lr", "write name=a,b,c"),
+    ("seed=none,1", "cannot be none"),
+])
+def test_bad_params_are_one_line_errors(text, message):
+  with pytest.raises(space.SpaceError, match=message) as e:
+    space.Param.parse(text)
+  assert "\n" not in str(e.value)
+
+
+def test_space_rules_and_trial_configs():
+  with pytest.raises(space.SpaceError, match="memory_size is not a hyperparameter of lstm"):
+    space.Space((space.Param.parse("N=4,8"),), (("model", "lstm"),))
+  with pytest.raises(space.SpaceError, match="set more than once"):
+    space.Space((space.Param.parse("lr=0.1,0.2"),), (("learning_rate", 0.1),))
+  with pytest.raises(space.SpaceError, match="nothing to sweep"):
+    space.Space((), ())
+  mixed = space.Space((space.Param.parse("model=lstm,seed_dnc"), space.Param.parse("N=4,8")),
+                      (("learning_rate", 0.05),))
+  with pytest.raises(space.SpaceError, match="grid sampler needs every model"):
+    mixed.grid()
+  with pytest.raises(space.SpaceError, match="needs lists, not ranges"):
+    space.Space((space.Param.parse("lr=0.01:0.1"),), ()).grid()
+  # model hyperparameters are conditional on the trial's model
+  study = optuna.create_study(sampler=optuna.samplers.GridSampler(
+      {"model": ["lstm", "seed_dnc"], "memory_size": [4]}))
+  drawn = [mixed.suggest(study.ask()) for _ in range(2)]
+  assert {d["model"] for d in drawn} == {"lstm", "seed_dnc"}
+  assert all(("memory_size" in d) == (d["model"] == "seed_dnc") for d in drawn)
+  lstm = mixed.config({"model": "lstm"})
+  assert (lstm.model, lstm.learning_rate, dict(lstm.hyper)) == ("lstm", 0.05, {"hidden": 128})
+  dnc = mixed.config({"model": "seed_dnc", "memory_size": 4})
+  assert dict(dnc.hyper) == {"hidden": 128, "memory_size": 4}
+
+
+# --------------------------------------------------------------------- running sweeps
+
+
+def test_two_workers_record_every_trial_once(tmp_path):
+  spec = tiny_sweep(tmp_path / "two", trials=5)
+  sweep.run(spec, workers=2, out=lambda line: None)
+  trials = trials_of(spec.path)
+  assert len(trials) == 5 and sorted(t.number for t in trials) == list(range(5))
+  assert all(t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+             for t in trials)
+  folders = [t.user_attrs["workdir"] for t in trials]
+  assert len(set(folders)) == 5
+  assert {t.user_attrs["worker"] for t in trials} <= {1, 2}
+  for t in trials:  # each trial's run really trained, for its budget unless pruned
+    result = json.loads((spec.path / t.user_attrs["workdir"] / "results.json").read_text())
+    assert result["step"] == (8 if t.state.name == "COMPLETE" else t.user_attrs["step"])
+    config = json.loads((spec.path / t.user_attrs["workdir"] / "config.json").read_text())
+    assert config["learning_rate"] == pytest.approx(t.params["learning_rate"])
+    assert config["model"] == "lstm" and config["hyper"] == {"hidden": 8}
+  complete = [t for t in trials if t.state.name == "COMPLETE"]
+  assert all(t.value == pytest.approx(
+      min(v for v in t.intermediate_values.values())) for t in complete)
+  # a second run of the same sweep finds it full and adds nothing
+  sweep.run(spec, workers=2, out=lambda line: None)
+  assert len(trials_of(spec.path)) == 5
+  # the report: ranked table, plots, a link to the best trial with its checkpoint
+  table = sweep_report.write(optuna.load_study(study_name="two", storage=spec.storage_url()),
+                             spec)
+  assert [r["rank"] for r in table] == [1, 2, 3, 4, 5]
+  done = [r["val_bpc"] for r in table if r["state"] == "complete"]
+  assert done == sorted(done)
+  csv_lines = (spec.path / "results.csv").read_text().splitlines()
+  assert len(csv_lines) == 6 and csv_lines[0].startswith("rank,trial,state,val_bpc")
+  assert (spec.path / "params.png").stat().st_size > 0
+  assert (spec.path / "curves.png").stat().st_size > 0
+  best = spec.path / "best_trial"
+  assert best.resolve() == (spec.path / table[0]["workdir"]).resolve()
+  assert (best / "best").is_dir() and (best / "checkpoints").is_dir()
+  # the rebuilt sweep (for --report) is the same search
+  rebuilt, _ = sweep.existing(str(spec.path))
+  assert rebuilt.signature() == spec.signature()
+
+
+def test_another_search_under_the_same_name_is_refused(tmp_path):
+  spec = tiny_sweep(tmp_path / "s", trials=1)
+  sweep.run(spec, out=lambda line: None)
+  before = (spec.path / "study.db").read_bytes()
+  other = tiny_sweep(tmp_path / "s", params=("lr=0.01:0.9:log",), trials=1)
+  with pytest.raises(sweep.SweepError, match="made for another search") as e:
+    sweep.run(other, out=lambda line: None)
+  assert "\n" not in str(e.value)
+  longer = tiny_sweep(tmp_path / "s", steps=16, trials=1)
+  with pytest.raises(sweep.SweepError, match="budget"):
+    sweep.run(longer, out=lambda line: None)
+  assert (spec.path / "study.db").read_bytes() == before
+  assert [t.state.name for t in trials_of(spec.path)] == ["COMPLETE"]
+
+
+@pytest.mark.parametrize("url", ["sqlite:////nonexistent-dir/x/study.db",
+                                 "postgresql://user:secret@127.0.0.1:1/db", "not a url"])
+def test_unreachable_storage_is_one_line(tmp_path, url):
+  with pytest.raises(sweep.SweepError, match="cannot open the study storage") as e:
+    sweep.run(tiny_sweep(tmp_path / "s", storage=url), out=lambda line: None)
+  assert "\n" not in str(e.value) and "secret" not in str(e.value)
+
+
+def _wait_for_checkpoint(folder, proc, timeout=120):
+  end = time.monotonic() + timeout
+  while time.monotonic() < end and proc.poll() is None:
+    ckpts = folder / "checkpoints"
+    if ckpts.is_dir() and any(p.name.isdigit() for p in ckpts.iterdir()):
+      return
+    time.sleep(0.05)
+  raise AssertionError(f"no checkpoint in {folder} (exit {proc.poll()})")
+
+
+def test_killed_sweep_resumes_its_trial_from_the_checkpoint(tmp_path):
+  workdir = tmp_path / "killed"
+  cmd = command(workdir, "--pruner", "none", steps=1500, trials=2, eval_every=100)
+  proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  _wait_for_checkpoint(workdir / "trials" / "0000", proc)
+  proc.kill()
+  proc.wait()
+  [t] = trials_of(workdir)
+  assert t.state.name == "RUNNING"  # as the dead worker left it
+  done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+  assert done.returncode == 0, done.stderr
+  assert "retrying 1 interrupted" in done.stdout
+  trials = {t.number: t for t in trials_of(workdir)}
+  assert trials[0].state.name == "FAIL" and trials[0].user_attrs["stopped_by"] == "worker died"
+  retry = [t for t in trials.values() if t.system_attrs.get("retry_history") == [0]]
+  assert len(retry) == 1 and retry[0].state.name == "COMPLETE"
+  assert retry[0].params == trials[0].params
+  assert retry[0].user_attrs["workdir"] == "trials/0000"
+  assert len(sweep.live_trials(optuna.load_study(
+      study_name="killed", storage=f"sqlite:///{workdir / 'study.db'}"))) == 2
+  log = (workdir / "trials" / "0000" / "log.txt").read_text()
+  assert "resumed" in log  # from the checkpoint, not from scratch
+  result = json.loads((workdir / "trials" / "0000" / "results.json").read_text())
+  assert result["step"] == 1500
+
+
+def test_ctrl_c_keeps_finished_trials_and_resumes(tmp_path):
+  workdir = tmp_path / "ctrlc"
+  cmd = command(workdir, "--pruner", "none", "--workers", "2", steps=1200, trials=3,
+                eval_every=100)
+  proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True)
+  _wait_for_checkpoint(workdir / "trials" / "0001", proc)
+  os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
+  out, err = proc.communicate(timeout=120)
+  assert proc.returncode == 130, err
+  assert "run the same command again to resume" in err
+  states = [t.state.name for t in trials_of(workdir)]
+  assert "RUNNING" not in states and states.count("WAITING") >= 1
+  done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+  assert done.returncode == 0, done.stderr
+  study = optuna.load_study(study_name="ctrlc", storage=f"sqlite:///{workdir / 'study.db'}")
+  live = sweep.live_trials(study)
+  assert len(live) == 3 and all(t.state.name == "COMPLETE" for t in live)
+  for t in live:
+    assert json.loads((workdir / t.user_attrs["workdir"] / "results.json").read_text())[
+        "step"] == 1200
+
+
+def test_command_line_errors_are_one_line(tmp_path):
+  bad = command(tmp_path / "bad", "--param", "foo=1,2")
+  r = subprocess.run(bad, capture_output=True, text=True, timeout=120)
+  assert r.returncode == 2 and r.stderr.count("\n") == 1
+  assert "unknown hyperparameter 'foo'" in r.stderr
+  r = subprocess.run([sys.executable, str(REPO / "experiments" / "sweep.py"), "--workdir",
+                      str(tmp_path / "none"), "--report"], capture_output=True, text=True,
+                     timeout=120)
+  assert r.returncode == 2 and r.stderr.count("\n") == 1 and "no sweep in" in r.stderr
