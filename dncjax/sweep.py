@@ -36,7 +36,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from dncjax import charlm, checkpoint, data, space
+from dncjax import charlm, checkpoint, data, population, space
 
 HEARTBEAT_S = 20     # how often a running trial tells the storage it is alive
 GRACE_S = 120        # a trial silent this long (on another host) is failed and retried
@@ -95,6 +95,11 @@ class Sweep:
       raise ValueError(f"trials must be positive, got {self.trials}")
     if self.population < 1 or self.keep_top < 0:
       raise ValueError("population must be >= 1 and keep_top >= 0")
+    shaped = [p.name for p in self.space.params if p.name not in population.VMAPPABLE]
+    if self.population > 1 and shaped:
+      raise ValueError(f"a population trains one program, so it can only sweep settings that "
+                       f"keep array shapes ({', '.join(population.VMAPPABLE)}); not: "
+                       f"{', '.join(shaped)}")
 
   @property
   def path(self) -> pathlib.Path:
@@ -401,6 +406,51 @@ def run_trial(sweep: Sweep, study: optuna.Study, trial, values: dict, say) -> No
   _finish(study, trial, summary, say)
 
 
+def run_population(sweep: Sweep, study: optuna.Study, asked: list, say) -> None:
+  """Trains the asked trials as one vmapped population (dncjax.population); a trial the
+  pruner stops is frozen in the program. Interrupted populations restart from scratch."""
+  folders = [sweep.path / t.user_attrs["workdir"] for t, _ in asked]
+  configs = [dataclasses.replace(sweep.space.config(v), data=sweep.data) for _, v in asked]
+  for (trial, values), folder in zip(asked, folders):
+    say(f"trial {trial.number} (population of {len(asked)}): {describe(values)} -> "
+        f"{folder.relative_to(sweep.path)}")
+    folder.mkdir(parents=True, exist_ok=True)
+
+  def on_eval(i, step, val_bpc):
+    trial = asked[i][0]
+    trial.report(val_bpc, step)
+    return "pruned" if trial.should_prune() else None
+
+  logs = [open(f / "log.txt", "a") for f in folders]  # pylint: disable=consider-using-with
+
+  def to_logs(line):
+    for log in logs:
+      log.write(line + "\n")
+      log.flush()
+  b = sweep.budget
+  try:
+    summaries = population.train_population(
+        configs, folders, b.steps, b.seconds, b.eval_every, on_eval, out=to_logs,
+        report_interval=b.report_interval, checkpoint_every=b.eval_every, keep=1)
+  except KeyboardInterrupt:
+    for trial, _ in asked:
+      fail_and_retry(study, trial.number, "interrupted")
+    raise
+  except (ValueError, OSError) + charlm.error_types() as e:
+    for trial, _ in asked:
+      _failed(study, trial, e, say)
+    return
+  finally:
+    for log in logs:
+      log.close()
+  for (trial, _), summary in zip(asked, summaries):
+    if summary["stopped_by"] == "nan":
+      _failed(study, trial, charlm.TrainingError(
+          f"the loss became NaN/Inf at iter {summary['step'] + 1}"), say)
+    else:
+      _finish(study, trial, summary, say)
+
+
 def work(sweep: Sweep, worker: int = 0, out: Callable[[str], None] = print) -> int:
   """One worker: asks for trials and runs them until the sweep is full. Returns how many."""
   optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -423,8 +473,7 @@ def work(sweep: Sweep, worker: int = 0, out: Callable[[str], None] = print) -> i
           return ran
         with _Heartbeat(study, [t.number for t, _ in asked]):
           if sweep.population > 1:
-            from dncjax import sweep_population  # pylint: disable=import-outside-toplevel
-            sweep_population.run_trials(sweep, study, asked, say)
+            run_population(sweep, study, asked, say)
           else:
             run_trial(sweep, study, *asked[0], say)
         ran += len(asked)

@@ -232,3 +232,21 @@ def test_command_line_errors_are_one_line(tmp_path):
                       str(tmp_path / "none"), "--report"], capture_output=True, text=True,
                      timeout=120)
   assert r.returncode == 2 and r.stderr.count("\n") == 1 and "no sweep in" in r.stderr
+
+
+def test_population_sweep_trains_trials_together(tmp_path):
+  spec = tiny_sweep(tmp_path / "pop", params=("lr=0.01:0.5:log", "seed=0,1"), trials=4,
+                    population=2, pruner="none")
+  sweep.run(spec, out=lambda line: None)
+  trials = trials_of(spec.path)
+  assert len(trials) == 4 and all(t.state.name == "COMPLETE" for t in trials)
+  for t in trials:
+    folder = spec.path / t.user_attrs["workdir"]
+    result = json.loads((folder / "results.json").read_text())
+    config = json.loads((folder / "config.json").read_text())
+    assert result["population"]["size"] == 2 and result["step"] == 8
+    assert t.value == pytest.approx(result["best_val_bpc"])
+    assert (config["learning_rate"], config["seed"]) == (
+        pytest.approx(t.params["learning_rate"]), t.params["seed"])
+  with pytest.raises(ValueError, match="keep array shapes.*not: forget_bias"):
+    tiny_sweep(tmp_path / "bad", params=("forget_bias=0.5,1",), population=2)

@@ -1,0 +1,230 @@
+"""Vmapped populations: each member trains exactly as it would alone (charlm), its workdir
+resumes and samples like any run, a diverging member is frozen, and members may only
+differ in shape-free values."""
+
+import dataclasses
+import json
+import os
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dncjax import charlm, checkpoint, population, train
+
+STEPS, MORE = 4, 6
+BASE = charlm.RunConfig(model="lstm", hyper=(("hidden", 8),), batch_size=8, seq_length=8,
+                        dropout=0.1, val_fraction=0.0045)
+# a validation tail of 18 characters (3 windows) sums its loss over 17 characters, a training
+# window over 64, so member 3's first evaluation is finite, its next training loss is not
+MEMBERS = [  # 0, 1 train on; 2 is pruned at iter 3 (on_eval); 3 diverges at iter 2
+    dict(learning_rate=0.1, eps=1e-8, seed=0),
+    dict(learning_rate=0.2, eps=1e-6, clip_norm=0.5, seed=1, hyper=(("hidden", 8),
+                                                                    ("init_scale", 0.1))),
+    dict(learning_rate=0.05, eps=1e-4, clip_value=0.05, weight_decay=1e-3, seed=2,
+         hyper=(("hidden", 8), ("init_scale", 0.05))),
+    dict(learning_rate=2.7e36, seed=3),
+]
+PRUNE = (2, 3)  # (member, iter)
+RTOL = 1e-5
+
+
+def options(workdir, **kw):
+  return charlm.Options(workdir=str(workdir), timelimit=None, report_interval=1, eval_every=1,
+                        sample_length=0, dynamic_eval=False, progress_bar=False, **kw)
+
+
+def records(workdir, key):
+  lines = (pathlib.Path(workdir) / "metrics.jsonl").read_text().splitlines()
+  return {r["step"]: r[key] for r in map(json.loads, lines) if key in r}
+
+
+def results(workdir):
+  return json.loads((pathlib.Path(workdir) / "results.json").read_text())
+
+
+def state_at(workdir, step, folder="checkpoints"):
+  """The whole checkpointed state {'train', 'rng'} of `step`, in the member's own structure."""
+  ckpts = checkpoint.Checkpoints(pathlib.Path(workdir) / folder, create=False)
+  _, meta = ckpts.restore_meta(step)
+  config = charlm.RunConfig.from_json(meta["config"])
+  model, optimizer = charlm.make_model(config, len(meta["vocab"]))
+  template = {"train": train.init_train_state(model, optimizer, jax.random.key(0),
+                                              config.batch_size),
+              "rng": checkpoint.key_to_array(jax.random.key(0))}
+  state = ckpts.restore_state(step, template)
+  ckpts.close()
+  return state
+
+
+def assert_close(a, b, rtol=RTOL):
+  assert jax.tree.structure(a) == jax.tree.structure(b)
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def configs(tmp_path_factory):
+  corpus = pathlib.Path(os.environ["DNCJAX_DATA_DIR"]) / "alice29.txt"
+  path = tmp_path_factory.mktemp("data") / "small.txt"
+  path.write_text(corpus.read_text()[:4000])
+  return [dataclasses.replace(BASE, data=str(path), **m) for m in MEMBERS]
+
+
+def prune(step, member):
+  return "pruned" if (member, step) == PRUNE else None
+
+
+@pytest.fixture(scope="module")
+def pop(configs, tmp_path_factory):
+  """The population, trained for STEPS iterations; (workdirs, summaries, on_eval calls)."""
+  root = tmp_path_factory.mktemp("population")
+  workdirs = [root / f"member{i}" for i in range(len(configs))]
+  calls, lines = [], []
+
+  def on_eval(i, step, bpc):
+    calls.append((i, step, bpc))
+    return prune(step, i)
+
+  summaries = population.train_population(configs, workdirs, STEPS, None, 1, on_eval,
+                                           lines.append, report_interval=1)
+  return workdirs, summaries, calls, lines
+
+
+@pytest.fixture(scope="module")
+def alone(configs, tmp_path_factory):
+  """Members 0-2 each run alone by charlm for MORE iterations (checkpoints at 4 and 6)."""
+  root = tmp_path_factory.mktemp("alone")
+  workdirs = [root / f"member{i}" for i in range(3)]
+  for i, workdir in enumerate(workdirs):
+    charlm.train_and_evaluate(configs[i], options(workdir, steps=MORE, checkpoint_every=4),
+                              out=lambda line: None,
+                              on_eval=lambda step, metrics, i=i: prune(step, i))
+  return workdirs
+
+
+def test_optimizer_matches_make_optimizer_per_member(configs):
+  params = {"w": jnp.asarray([[0.3, -1.2], [2.0, 0.01]], jnp.float32),
+            "b": jnp.asarray([0.5, -0.25], jnp.float32)}
+  extra = dataclasses.replace(configs[0], clip_norm=100.0, clip_value=10.0)  # not binding
+  members = configs[:3] + [extra]
+  hyper = population.hyper_arrays(members, "float32")
+  treedef = population.opt_treedef(params)
+  opt_states = [train.make_optimizer(c.optimizer()).init(params) for c in members]
+  pop_state = population.stack([population.convert_opt_state(s, treedef) for s in opt_states])
+  pop_params = population.stack([params] * len(members))
+
+  def update(h, grads, state, p):
+    updates, state = population.make_optimizer(h).update(grads, state, p)
+    return jax.tree.map(lambda a, u: a + u, p, updates), state
+
+  update = jax.jit(jax.vmap(update, in_axes=(0, None, 0, 0)))
+  own = list(zip([params] * len(members), opt_states))
+  for k in range(3):
+    grads = jax.tree.map(lambda a: (a + 0.7 * k - 0.4) * 3.0, params)
+    pop_params, pop_state = update(hyper, grads, pop_state, pop_params)
+    for i, c in enumerate(members):
+      p, s = own[i]
+      updates, s = train.make_optimizer(c.optimizer()).update(grads, s, p)
+      own[i] = (jax.tree.map(lambda a, u: a + u, p, updates), s)
+  assert float(hyper.clip_norm[0]) == np.inf and float(hyper.weight_decay[0]) == 0.0
+  for i, (p, s) in enumerate(own):
+    assert_close(population.member(pop_params, i), p, rtol=1e-6)
+    assert_close(population.convert_opt_state(population.member(pop_state, i),
+                                              jax.tree.structure(s)), s, rtol=1e-6)
+  moved = [float(jnp.abs(own[i][0]["w"] - params["w"]).max()) for i in range(len(own))]
+  assert len(set(moved[:3])) == 3  # the members' hyperparameters all mattered
+  assert moved[3] == moved[0]  # clipping that does not bind is no clipping
+
+
+def test_members_train_exactly_as_alone(pop, alone):
+  workdirs = pop[0]
+  for i, mine in enumerate(alone):
+    theirs = workdirs[i]
+    last = PRUNE[1] if i == PRUNE[0] else STEPS
+    train_pop, train_alone = records(theirs, "train_bpc"), records(mine, "train_bpc")
+    assert sorted(train_pop) == list(range(1, last + 1))
+    np.testing.assert_allclose([train_pop[s] for s in train_pop],
+                               [train_alone[s] for s in train_pop], rtol=RTOL)
+    val_pop, val_alone = records(theirs, "val_bpc"), records(mine, "val_bpc")
+    assert sorted(val_pop) == list(range(1, last + 1))
+    np.testing.assert_allclose([val_pop[s] for s in val_pop], [val_alone[s] for s in val_pop],
+                               rtol=RTOL)
+    assert checkpoint.Checkpoints(theirs / "checkpoints", create=False).latest_step() == last
+    assert_close(state_at(theirs, last), state_at(mine, last))  # params, Adagrad, lanes, keys
+    summary = results(theirs)
+    assert summary["step"] == last and summary["best_step"] == min(val_pop, key=val_pop.get)
+    assert summary["best_val_bpc"] == min(val_pop.values())
+  assert results(workdirs[PRUNE[0]])["stopped_by"] == results(alone[PRUNE[0]])["stopped_by"]
+  assert [results(workdirs[i])["stopped_by"] for i in (0, 1, 2)] == ["steps", "steps", "pruned"]
+  assert json.loads((workdirs[1] / "config.json").read_text())["clip_norm"] == 0.5
+  for workdir in workdirs:  # what experiments/alice.py leaves (but samples.txt)
+    assert {"checkpoints", "best", "metrics.jsonl", "config.json", "results.json",
+            "metrics.png"} <= {p.name for p in workdir.iterdir()}
+
+
+def test_on_eval_sees_every_live_member_and_progress_is_printed(pop):
+  workdirs, summaries, calls, lines = pop
+  for i, workdir in enumerate(workdirs):
+    np.testing.assert_array_equal([(s, b) for j, s, b in calls if j == i],
+                                  sorted(records(workdir, "val_bpc").items()))
+  assert summaries == [results(w) for w in workdirs]
+  assert any("mean over 4 members" in line and "char/s" in line for line in lines)
+
+
+def test_member_checkpoint_resumes_and_samples(configs, pop, alone):
+  workdir = pop[0][1]
+  _, params, vocab, meta = charlm.restore_for_sampling(workdir, best=True)
+  assert meta["step"] == results(workdir)["best_step"] and vocab.size == 61
+  assert_close(params, state_at(workdir, meta["step"], "best")["train"].params)
+  charlm.train_and_evaluate(configs[1], options(workdir, steps=MORE, resume=True),
+                            out=lambda line: None)
+  assert sorted(records(workdir, "train_bpc")) == list(range(1, MORE + 1))
+  for key in ("train_bpc", "val_bpc"):
+    np.testing.assert_allclose([records(workdir, key)[s] for s in (5, 6)],
+                               [records(alone[1], key)[s] for s in (5, 6)], rtol=RTOL)
+  assert_close(state_at(workdir, MORE), state_at(alone[1], MORE))
+  assert results(workdir)["step"] == MORE
+
+
+def test_diverged_member_is_frozen_while_the_others_go_on(configs, pop):
+  workdirs, summaries, calls, _ = pop
+  summary = summaries[3]  # lr 2.7e36: its loss is Inf/NaN at iter 2
+  val = records(workdirs[3], "val_bpc")
+  assert summary["stopped_by"] == "nan" and summary["step"] == 1
+  assert list(records(workdirs[3], "train_bpc")) == [1] and list(val) == [1]
+  assert [s for i, s, _ in calls if i == 3] == [1]
+  assert summary["best_step"] == 1 and summary["best_val_bpc"] == val[1] < np.inf
+  _, _, _, meta = charlm.restore_for_sampling(workdirs[3], best=True)
+  assert meta["step"] == 1 and meta["best"] == {"val_bpc": val[1], "step": 1}
+  frozen = state_at(workdirs[3], 1)  # its last good state, saved at the end
+  assert all(np.isfinite(a).all() for a in jax.tree.leaves(frozen["train"].params))
+  assert summaries[0]["step"] == STEPS  # test_members_train_exactly_as_alone: unharmed
+  with pytest.raises(checkpoint.CheckpointError, match="already holds checkpoints"):
+    population.train_population(configs, workdirs, STEPS, None, 1)
+
+
+@pytest.mark.parametrize("change, name", [
+    (dict(hyper=(("hidden", 16),)), "hidden"),
+    (dict(batch_size=4), "batch_size"),
+    (dict(seq_length=4), "seq_length"),
+    (dict(model="rnn"), "model"),
+    (dict(dropout=0.2), "dropout"),
+    (dict(fp64=True), "fp64"),
+    (dict(data="other.txt"), "data"),
+    (dict(hyper=(("hidden", 8), ("forget_bias", 0.0))), "forget_bias"),
+])
+def test_members_may_differ_only_in_vmappable_fields(configs, tmp_path, change, name):
+  other = dataclasses.replace(configs[0], learning_rate=0.3, seed=5, **change)
+  with pytest.raises(ValueError) as info:
+    population.train_population([configs[0], other], [tmp_path / "a", tmp_path / "b"],
+                                steps=2, eval_every=1)
+  message = str(info.value)
+  assert f"member 1 has {name}=" in message and "\n" not in message
+  assert not (tmp_path / "a").exists()
+  population.check_population([configs[0], dataclasses.replace(
+      configs[0], **{k: v for k, v in MEMBERS[2].items()})])  # vmappable: fine
+  population.check_population([configs[0], dataclasses.replace(  # the model's default
+      configs[0], hyper=(("forget_bias", 1.0), ("hidden", 8)))])
