@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from dncjax import checkpoint, core, data, gradcheck, loop, plots, sampling, train
+from dncjax import checkpoint, core, data, gradcheck, loop, parallel, plots, sampling, train
 
 FORMAT = 1  # bump when the checkpoint layout changes
 
@@ -84,6 +84,7 @@ class Options:
   gradcheck: bool = False
   target_bpc: float = 1.28  # results.json records when the training BPC first reaches it
   progress_bar: bool = True  # tqdm below the progress lines, on a terminal
+  devices: int | str = 1  # the lanes split over this many devices ('all'); dncjax.parallel
 
 
 def resolve_config(given: dict, defaults: RunConfig, workdir: pathlib.Path,
@@ -228,10 +229,21 @@ def train_and_evaluate(config: RunConfig, options: Options, given: dict | None =
   """Runs (or resumes) a char-LM run; returns the summary written to results.json.
 
   `on_eval(step, metrics)` is called after each evaluation; a string it returns stops the
-  run with that reason (see `loop.run`), which results.json records as `stopped_by`."""
+  run with that reason (see `loop.run`), which results.json records as `stopped_by`.
+
+  With `options.devices` > 1 the lanes are split over a device mesh (dncjax.parallel);
+  in a multi-host run only process 0 prints and writes files, all of them checkpoint."""
   workdir = pathlib.Path(options.workdir)
   config, ckpts, step, meta = resolve_config(given or {}, config, workdir, options.resume)
   sampling.check_temperature(options.temperature)
+  mesh = parallel.make_mesh(options.devices, config.batch_size)
+  primary = parallel.is_primary()
+  if jax.process_count() > 1 and (options.steps is None or options.timelimit is not None):
+    raise ValueError("a multi-host run needs --steps and no --timelimit (each process "
+                     "would stop at its own clock)")
+  if not primary:
+    def out(*args, **kwargs):  # only process 0 prints
+      pass
   setup = build(config)
   corpus, model, optimizer, batcher = setup
   vocab = corpus.vocab
@@ -241,6 +253,8 @@ def train_and_evaluate(config: RunConfig, options: Options, given: dict | None =
         f"checkpoint's ({len(meta['vocab'])} characters)")
   prime_ids = vocab.encode(options.prime) if options.prime else vocab.encode(vocab.decode([0]))
   ts, lanes, rng = initial_run_state(setup, config)
+  if mesh is not None:
+    ts = parallel.shard_train_state(ts, mesh)
   best = {"val_bpc": math.inf, "step": None}
   elapsed = 0.0
   if ckpts is not None:  # restore everything the uninterrupted run would hold now
@@ -253,14 +267,19 @@ def train_and_evaluate(config: RunConfig, options: Options, given: dict | None =
     step = 0
     ckpts = checkpoint.Checkpoints(workdir / "checkpoints", keep=options.keep)
   best_ckpts = checkpoint.Checkpoints(workdir / "best", keep=1)
-  log = loop.MetricsLog(workdir / "metrics.jsonl", resume_step=step if options.resume else None)
-  if not options.resume and (workdir / "samples.txt").exists():
-    (workdir / "samples.txt").unlink()
-  (workdir / "config.json").write_text(json.dumps(config.to_json(), indent=2) + "\n")
+  log = parallel.NullLog()
+  if primary:
+    log = loop.MetricsLog(workdir / "metrics.jsonl", resume_step=step if options.resume else None)
+    if not options.resume and (workdir / "samples.txt").exists():
+      (workdir / "samples.txt").unlink()
+    (workdir / "config.json").write_text(json.dumps(config.to_json(), indent=2) + "\n")
   out(f"data {corpus.path}: {len(corpus.train_ids)} train / {len(corpus.val_ids)} validation "
       f"characters, {vocab.size} distinct")
   out(f"model {config.model} {model.config}; {sum(p.size for p in jax.tree.leaves(ts.params)):,}"
       f" parameters; workdir {workdir}")
+  if mesh is not None:
+    out(f"data parallel: {config.batch_size // mesh.size} lanes on each of {mesh.size} devices "
+        f"({jax.process_count()} process(es))")
 
   train_step = train.make_train_step(model, optimizer, dropout=config.dropout)
   val_windows = stack_validation(corpus.val_ids, config.seq_length, options.eval_lanes)
@@ -271,7 +290,7 @@ def train_and_evaluate(config: RunConfig, options: Options, given: dict | None =
 
   def next_batch():
     position["lanes"], batch = batcher.next(position["lanes"])
-    return batch
+    return batch if mesh is None else parallel.shard_batch(batch, mesh)
 
   def meta_now(at_step, elapsed_s):
     return checkpoint_meta(config, setup, at_step, position["lanes"], best, elapsed_s)
@@ -290,25 +309,27 @@ def train_and_evaluate(config: RunConfig, options: Options, given: dict | None =
 
   def evaluate(state, at_step):
     metrics = {}
+    params = state.params if mesh is None else parallel.to_host(state.params)
     if val_windows is not None:
-      metrics["val_bpc"] = float(static_eval(state.params, val_windows)) / (math.log(2) * n_val)
+      metrics["val_bpc"] = parallel.from_primary(  # on one device, the same on every process
+          lambda: float(static_eval(params, val_windows)) / (math.log(2) * n_val))
       if metrics["val_bpc"] < best["val_bpc"]:
         best.update(val_bpc=metrics["val_bpc"], step=at_step)
         best_state["train"] = state
         best_ckpts.save(at_step, {"train": state, "rng": rng}, meta_now(at_step, 0.0))
-    if options.sample_length:
-      out("----\n" + sample_text(state.params, at_step) + "\n----")
+    if options.sample_length and primary:
+      out("----\n" + sample_text(params, at_step) + "\n----")
     return metrics
 
   if options.gradcheck:
-    run_gradcheck(model, ts, batcher, lanes, out)
+    run_gradcheck(model, ts if mesh is None else parallel.to_host(ts), batcher, lanes, out)
 
   loop_config = loop.LoopConfig(options.steps, options.timelimit, options.report_interval,
                                 options.eval_every, options.checkpoint_every)
   result = loop.run(step_fn=train_step, state=ts, next_batch=next_batch, start_step=step,
                     config=loop_config, items_per_step=config.batch_size * config.seq_length,
                     log=log, save=save, evaluate=evaluate, elapsed=elapsed, print_fn=out,
-                    on_eval=on_eval, progress_bar=options.progress_bar)
+                    on_eval=on_eval, progress_bar=options.progress_bar and primary)
   ckpts.close()
   best_ckpts.wait()
   loop.raise_if_diverged(result, ckpts.latest_step(), ckpts.directory)
@@ -328,17 +349,21 @@ def train_and_evaluate(config: RunConfig, options: Options, given: dict | None =
     if best_state["train"] is None and best["step"] is not None:  # best found before a resume
       best_state["train"] = best_ckpts.restore_state(best["step"], {"train": ts, "rng": rng})["train"]
     start_from = best_state["train"] or result.state
+    if mesh is not None:
+      start_from = parallel.to_host(start_from._replace(model_state=None))
     start = time.monotonic()
-    loss = make_dynamic_eval(model, dyn_opt)(start_from.params, start_from.opt_state, val_windows)
-    summary["dynamic_val_bpc"] = float(loss) / (math.log(2) * n_val)
+    dynamic_eval = make_dynamic_eval(model, dyn_opt)
+    summary["dynamic_val_bpc"] = parallel.from_primary(lambda: float(dynamic_eval(
+        start_from.params, start_from.opt_state, val_windows)) / (math.log(2) * n_val))
     summary["dynamic_from_step"] = best["step"] if best_state["train"] is not None else result.step
     out(f"dynamic evaluation (lr {dyn_lr}, from iter {summary['dynamic_from_step']}): "
         f"{summary['dynamic_val_bpc']:.4f} BPC on the validation tail "
         f"({time.monotonic() - start:.1f} s)")
   best_ckpts.close()
-  (workdir / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
-  plots.plot_metrics(log.read(), workdir / "metrics.png", title=f"{config.model} on "
-                     f"{pathlib.Path(corpus.path).name}")
+  if primary:
+    (workdir / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
+    plots.plot_metrics(log.read(), workdir / "metrics.png", title=f"{config.model} on "
+                       f"{pathlib.Path(corpus.path).name}")
   out(f"stopped ({result.reason}) at iter {result.step}; best validation "
       f"{best['val_bpc']:.4f} BPC at iter {best['step']}; outputs in {workdir}")
   if result.reason == "interrupted":

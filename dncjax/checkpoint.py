@@ -6,7 +6,10 @@ A checkpoint is a step folder holding two items:
 orbax writes each step into a temporary folder and renames it when complete, so a
 process killed while saving leaves the previous step as the latest restorable one.
 Restoring reads `meta` first, so the caller can rebuild the model and optimiser from the
-saved config and hand `restore_state` a template of the right structure.
+saved config and hand `restore_state` a template of the right structure. Arrays are
+stored whole, however they were sharded, so a run saved on N devices restores on M. In a
+multi-host run every process calls save and restore on the same (shared) folder; orbax
+coordinates them and writes each shard once.
 """
 
 from __future__ import annotations
@@ -30,8 +33,13 @@ class Checkpoints:
     self.directory = pathlib.Path(directory).absolute()
     if not create and not self.directory.is_dir():
       raise CheckpointError(f"no checkpoint folder at {self.directory}")
+    # on several hosts, two managers saving the same step at once (a run's latest and
+    # best checkpoints) would share orbax's barrier names: prefix them with the folder
+    multiprocessing = ocp.options.MultiprocessingOptions(
+        barrier_sync_key_prefix=self.directory.name)
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=create,
-                                           cleanup_tmp_directories=create)
+                                           cleanup_tmp_directories=create,
+                                           multiprocessing_options=multiprocessing)
     self._manager = ocp.CheckpointManager(self.directory, options=options,
                                           item_names=("state", "meta"))
 
@@ -61,7 +69,9 @@ class Checkpoints:
     return step, restored.meta
 
   def restore_state(self, step: int, template: Any) -> Any:
-    """The arrays of `step`, in the structure, shapes and dtypes of `template`."""
+    """The arrays of `step`, in the structure, shapes and dtypes of `template`; a leaf of
+    `template` spread over several devices (or hosts) is restored straight into its
+    sharding, whatever devices wrote it (each process reads only its own shards)."""
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
     try:
       restored = self._manager.restore(
@@ -69,9 +79,10 @@ class Checkpoints:
     except Exception as e:
       raise CheckpointError(f"checkpoint {step} in {self.directory} does not restore "
                             f"({type(e).__name__}: {_first_line(e)})") from None
-    # orbax returns committed arrays, on which jitted functions compiled for fresh
-    # (uncommitted) arrays would compile again: hand back plain uncommitted ones
-    return jax.device_put(jax.tree.map(np.asarray, restored.state))
+    # on one device orbax returns committed arrays, on which jitted functions compiled
+    # for fresh (uncommitted) arrays would compile again: hand back plain uncommitted ones
+    return jax.tree.map(lambda got, like: got if _spread(like) else jax.device_put(np.asarray(got)),
+                        restored.state, template)
 
   def wait(self) -> None:
     self._manager.wait_until_finished()
@@ -88,6 +99,11 @@ class Checkpoints:
     elif step not in self.all_steps():
       raise CheckpointError(f"no checkpoint for step {step} in {self.directory}")
     return step
+
+
+def _spread(leaf: Any) -> bool:
+  """A jax.Array on more than one device (a sharded or replicated global array)."""
+  return isinstance(leaf, jax.Array) and len(leaf.sharding.device_set) > 1
 
 
 def _first_line(e: BaseException) -> str:

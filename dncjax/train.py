@@ -98,7 +98,9 @@ def dropout_features(features, rate: float, key: jax.Array):
   keys = jax.random.split(key, len(leaves))
   keep = 1.0 - rate
   return treedef.unflatten([
-      jnp.where(jax.random.bernoulli(k, keep, f.shape), f / keep, 0).astype(f.dtype)
+      # p in the features' dtype: the same masks whether or not jax_enable_x64 is on
+      jnp.where(jax.random.bernoulli(k, jnp.asarray(keep, f.dtype), f.shape), f / keep,
+                0).astype(f.dtype)
       for k, f in zip(keys, leaves)])
 
 

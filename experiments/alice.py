@@ -3,6 +3,7 @@
   python experiments/alice.py                       # the seed's headline run, 1 hour
   python experiments/alice.py --model lstm --hidden 128 --timelimit 300
   python experiments/alice.py --workdir runs/alice --resume
+  python experiments/alice.py --devices all         # the lanes split over every device
 
 Prints the seed's progress line (I: T s, iter N, X BPC, Y char/s), evaluates on the
 held-out tail of the text, samples text, and keeps checkpoints, metrics.jsonl,
@@ -16,7 +17,7 @@ import argparse
 import dataclasses
 
 import dncjax
-from dncjax import charlm, cli
+from dncjax import charlm, cli, parallel
 
 RUN_DEFAULTS = charlm.RunConfig(hyper=(("hidden", 128),))
 OPTIONS = charlm.Options()
@@ -73,6 +74,17 @@ def parse_args(argv=None) -> argparse.Namespace:
                    default=o.dynamic_eval, help="dynamic evaluation at the end")
   opt.add_argument("--gradcheck", action="store_true",
                    help="check jax.grad against finite differences before training")
+  par = p.add_argument_group("devices and hosts (may change between a run and its resumption)")
+  par.add_argument("--devices", default=None, metavar="N|all",
+                   help="split the batch's lanes over N devices (a divisor of the batch size) "
+                        f"or all of them (default: {o.devices}; all with --coordinator; on "
+                        "CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N gives N)")
+  par.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                   help="multi-host run: address of process 0's coordinator service")
+  par.add_argument("--num_processes", "--num-processes", dest="num_processes", type=int,
+                   metavar="N", default=None, help="multi-host run: number of processes")
+  par.add_argument("--process_id", "--process-id", dest="process_id", type=int, metavar="I",
+                   default=None, help="multi-host run: this process's index, 0 .. N - 1")
   cli.add_model_flags(p, dict(RUN_DEFAULTS.hyper), set_defaults=False)
   return p.parse_args(argv)
 
@@ -96,8 +108,23 @@ def main(argv=None) -> int:
     raise cli.UsageError(f"--eval_lanes must be positive, got {options.eval_lanes}")
   if options.sample_length < 0:
     raise cli.UsageError(f"--sample_length must be >= 0, got {options.sample_length}")
+  devices = args.devices if args.devices in (None, "all") else _count(args.devices)
+  # before anything touches a device: jax.distributed.initialize must come first
+  multi_host = parallel.initialize_distributed(args.coordinator, args.num_processes,
+                                               args.process_id)
+  if devices is None:
+    devices = "all" if multi_host else OPTIONS.devices
+  options = dataclasses.replace(options, devices=devices)
   charlm.train_and_evaluate(RUN_DEFAULTS, options, given)
   return 0
+
+
+def _count(devices) -> int:
+  try:
+    return int(devices)
+  except ValueError:
+    raise cli.UsageError(f"--devices must be a positive integer or 'all', "
+                         f"got {devices!r}") from None
 
 
 if __name__ == "__main__":

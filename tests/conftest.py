@@ -3,12 +3,18 @@
 float64 is switched on for the whole session (gradient and oracle checks need it; the
 float32 models keep their explicit dtype). The corpus is found through DNCJAX_DATA_DIR,
 as CI sets it; when unset, the shared folder beside the checkout is used if present.
+The CPU shows itself as two devices (for tests/test_parallel.py; subprocesses inherit
+it); everything else still runs on the first one, as before.
 """
 
 import os
 import pathlib
 
-import jax
+_flags = os.environ.get("XLA_FLAGS", "")
+if "xla_force_host_platform_device_count" not in _flags:  # read when the backend starts
+  os.environ["XLA_FLAGS"] = f"{_flags} --xla_force_host_platform_device_count=2".strip()
+
+import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 
