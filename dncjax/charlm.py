@@ -94,37 +94,22 @@ def resolve_config(given: dict, defaults: RunConfig, workdir: pathlib.Path,
   the latest checkpoint's config, where any given flag must agree with it."""
   ckpt_dir = workdir / "checkpoints"
   if not resume:
-    for folder in (ckpt_dir, workdir / "best"):
-      if folder.is_dir() and checkpoint.Checkpoints(folder, create=False).latest_step() is not None:
-        raise checkpoint.CheckpointError(
-            f"{folder} already holds checkpoints: pass --resume to continue that run, "
-            f"or choose another --workdir")
-    model = given.get("model", defaults.model)
-    takes = {f.name for f in dataclasses.fields(core.config_class(model))}
-    hyper = {k: v for k, v in defaults.hyper if k in takes}
-    hyper.update(given.get("hyper", {}))
+    checkpoint.refuse_existing(ckpt_dir, workdir / "best")
     flags = {k: v for k, v in given.items() if k != "hyper"}
-    return (dataclasses.replace(defaults, **flags, hyper=tuple(sorted(hyper.items()))),
-            None, None, None)
-  if not ckpt_dir.is_dir():
-    raise checkpoint.CheckpointError(f"--resume: no checkpoint folder at {ckpt_dir}")
-  ckpts = checkpoint.Checkpoints(ckpt_dir, create=False)
-  step, meta = ckpts.restore_meta()
-  if meta.get("format") != FORMAT or "config" not in meta:
-    raise checkpoint.CheckpointError(f"checkpoint {step} in {ckpt_dir} is not a dncjax "
-                                     f"char-LM checkpoint of format {FORMAT}")
+    hyper = core.merge_hyper(given.get("model", defaults.model), defaults.hyper,
+                             given.get("hyper", {}))
+    return dataclasses.replace(defaults, **flags, hyper=hyper), None, None, None
+  ckpts, step, meta = checkpoint.open_latest(
+      ckpt_dir, lambda m: m.get("format") == FORMAT and "config" in m,
+      f"char-LM checkpoint of format {FORMAT}")
   saved = RunConfig.from_json(meta["config"])
   if given.get("data"):  # the text may move; its vocabulary is checked once it is read
     saved = dataclasses.replace(saved, data=given["data"])
-  clashes = [f"{k}={v!r} (checkpoint: {getattr(saved, k)!r})" for k, v in given.items()
-             if k not in ("hyper", "data") and getattr(saved, k) != v]
   saved_hyper = dict(saved.hyper)
-  clashes += [f"{k}={v!r} (checkpoint: {saved_hyper.get(k, 'model default')!r})"
-              for k, v in dict(given.get("hyper", ())).items() if saved_hyper.get(k) != v]
-  if clashes:
-    raise checkpoint.CheckpointError(
-        f"--resume: the checkpoint in {ckpt_dir} was trained with another config: "
-        + "; ".join(clashes))
+  checkpoint.check_agrees(ckpt_dir, [(k, v, getattr(saved, k)) for k, v in given.items()
+                                     if k not in ("hyper", "data")]
+                          + [(k, v, saved_hyper.get(k, "model default"))
+                             for k, v in dict(given.get("hyper", ())).items()])
   return saved, ckpts, step, meta
 
 

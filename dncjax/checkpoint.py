@@ -106,6 +106,34 @@ def _spread(leaf: Any) -> bool:
   return isinstance(leaf, jax.Array) and len(leaf.sharding.device_set) > 1
 
 
+def refuse_existing(*folders: pathlib.Path) -> None:
+  """A fresh run must not write over a run's checkpoints: CheckpointError if any holds some."""
+  for folder in folders:
+    if folder.is_dir() and Checkpoints(folder, create=False).latest_step() is not None:
+      raise CheckpointError(f"{folder} already holds checkpoints: pass --resume to continue "
+                            f"that run, or choose another --workdir")
+
+
+def open_latest(folder: pathlib.Path, is_ours, what: str) -> tuple[Checkpoints, int, dict]:
+  """(checkpoints, latest step, its meta) for --resume; `is_ours(meta)` says the checkpoint
+  is of the kind `what` names (e.g. 'char-LM checkpoint of format 1')."""
+  if not folder.is_dir():
+    raise CheckpointError(f"--resume: no checkpoint folder at {folder}")
+  ckpts = Checkpoints(folder, create=False)
+  step, meta = ckpts.restore_meta()
+  if not is_ours(meta):
+    raise CheckpointError(f"checkpoint {step} in {folder} is not a dncjax {what}")
+  return ckpts, step, meta
+
+
+def check_agrees(folder: pathlib.Path, pairs) -> None:
+  """CheckpointError listing each (name, given, saved) of `pairs` where given != saved."""
+  clashes = [f"{k}={v!r} (checkpoint: {saved!r})" for k, v, saved in pairs if v != saved]
+  if clashes:
+    raise CheckpointError(f"--resume: the checkpoint in {folder} was trained with another "
+                          f"config: " + "; ".join(clashes))
+
+
 def _first_line(e: BaseException) -> str:
   text = str(e).strip().splitlines()
   return text[0][:200] if text else ""

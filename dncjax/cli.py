@@ -84,13 +84,13 @@ def add_model_flags(parser: argparse.ArgumentParser, overrides: dict | None = No
 
 def given_model_flags(args: argparse.Namespace) -> dict:
   """Every model hyperparameter flag that has a value (given, or a set default)."""
-  fields = {f.name for n in core.model_names() for f in dataclasses.fields(core.config_class(n))}
+  fields = set().union(*(core.takes(n) for n in core.model_names()))
   return {f: getattr(args, f) for f in sorted(fields - _SKIP) if getattr(args, f, None) is not None}
 
 
 def model_hyperparameters(args: argparse.Namespace, model: str) -> dict:
   """The model flags with a value, checked against what model `model` takes."""
-  known = {f.name for f in dataclasses.fields(core.config_class(model))} - _SKIP
+  known = core.takes(model) - _SKIP
   chosen = given_model_flags(args)
   for fname in chosen:
     if fname not in known:

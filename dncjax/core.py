@@ -67,6 +67,20 @@ def config_class(name: str) -> type:
   return _BUILDERS[name][0]
 
 
+def takes(name: str) -> set[str]:
+  """The hyperparameter names model `name`'s config has."""
+  return {f.name for f in dataclasses.fields(config_class(name))}
+
+
+def merge_hyper(name: str, defaults, given) -> tuple[tuple[str, Any], ...]:
+  """`given` on top of those `defaults` model `name` takes, as sorted (name, value) pairs
+  (a script's default hidden size applies to every model; memory sizes only to some)."""
+  known = takes(name)
+  merged = {k: v for k, v in dict(defaults).items() if k in known}
+  merged.update(dict(given))
+  return tuple(sorted(merged.items()))
+
+
 def make_config(name: str, input_size: int, output_size: int, **hyperparameters):
   """The frozen config of model `name`; unknown or nonsense values raise ValueError."""
   cls = config_class(name)

@@ -173,7 +173,7 @@ class Space:
       raise SpaceError(f"unknown model {unknown[0]!r} (models: {', '.join(core.model_names())})")
     kinds = settings()
     for name in names + list(dict(self.fixed)):
-      if kinds[name][2] and not any(name in _takes(m) for m in models):
+      if kinds[name][2] and not any(name in core.takes(m) for m in models):
         raise SpaceError(f"{name} is not a hyperparameter of {' or '.join(models)}")
 
   def models(self) -> list[str]:
@@ -193,7 +193,7 @@ class Space:
     for p in self.params:
       if settings()[p.name][2]:
         for m in self.models():
-          if p.name not in _takes(m):
+          if p.name not in core.takes(m):
             raise SpaceError(f"the grid sampler needs every model to take every swept "
                              f"setting; {m} has no {p.name}")
     return {p.name: list(p.choices) for p in self.params}
@@ -207,7 +207,7 @@ class Space:
     params = sorted(self.params, key=lambda p: p.name != "model")
     for p in params:
       model = values.get("model", dict(self.fixed).get("model", self.base.model))
-      if settings()[p.name][2] and p.name not in _takes(model):
+      if settings()[p.name][2] and p.name not in core.takes(model):
         continue
       values[p.name] = p.suggest(trial)
     return values
@@ -217,16 +217,12 @@ class Space:
     chosen = {**dict(self.fixed), **values}
     run = {k: v for k, v in chosen.items() if k in RUN_FIELDS}
     model = run.get("model", self.base.model)
-    takes = _takes(model)
-    hyper = {k: v for k, v in self.base.hyper if k in takes}
-    hyper.update({k: v for k, v in chosen.items() if k not in RUN_FIELDS and k in takes})
-    return dataclasses.replace(self.base, **run, hyper=tuple(sorted(hyper.items())))
+    hyper = core.merge_hyper(model, self.base.hyper, {
+        k: v for k, v in chosen.items() if k not in RUN_FIELDS and k in core.takes(model)})
+    return dataclasses.replace(self.base, **run, hyper=hyper)
 
   def signature(self) -> dict:
     """What makes two sweeps the same search (stored with the study)."""
     return {"params": [p.text() for p in self.params],
             "fixed": [f"{k}={v}" for k, v in self.fixed]}
 
-
-def _takes(model: str) -> set[str]:
-  return {f.name for f in dataclasses.fields(core.config_class(model))}

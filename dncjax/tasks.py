@@ -314,32 +314,21 @@ def resolve_config(given: dict, defaults: RunConfig, ckpt_dir: pathlib.Path, res
   """(config, checkpoints, step, meta): the flags `given` (with 'task' and 'hyper' dicts)
   on top of `defaults`, or with `resume` the checkpoint's config, which they must match."""
   if not resume:
-    if ckpt_dir.is_dir() and checkpoint.Checkpoints(ckpt_dir, create=False).all_steps():
-      raise checkpoint.CheckpointError(f"{ckpt_dir} already holds checkpoints: pass --resume "
-                                       "to continue that run, or choose another --workdir")
-    model = given.get("model", defaults.model)
-    takes = {f.name for f in dataclasses.fields(core.config_class(model))}
-    hyper = {k: v for k, v in defaults.hyper if k in takes} | given.get("hyper", {})
+    checkpoint.refuse_existing(ckpt_dir)
+    hyper = core.merge_hyper(given.get("model", defaults.model), defaults.hyper,
+                             given.get("hyper", {}))
     task = dataclasses.replace(defaults.task, **given.get("task", {}))
     flags = {k: v for k, v in given.items() if k not in ("task", "hyper")}
-    return (dataclasses.replace(defaults, **flags, task=task, hyper=tuple(sorted(hyper.items()))),
-            None, None, None)
-  if not ckpt_dir.is_dir():
-    raise checkpoint.CheckpointError(f"--resume: no checkpoint folder at {ckpt_dir}")
-  ckpts = checkpoint.Checkpoints(ckpt_dir, create=False)
-  step, meta = ckpts.restore_meta()
-  if meta.get("format") != FORMAT or meta.get("kind") != "tasks":
-    raise checkpoint.CheckpointError(f"checkpoint {step} in {ckpt_dir} is not a dncjax task "
-                                     f"checkpoint of format {FORMAT}")
+    return dataclasses.replace(defaults, **flags, task=task, hyper=hyper), None, None, None
+  ckpts, step, meta = checkpoint.open_latest(
+      ckpt_dir, lambda m: m.get("format") == FORMAT and m.get("kind") == "tasks",
+      f"task checkpoint of format {FORMAT}")
   saved = RunConfig.from_json(meta["config"])
   pairs = [(k, v, getattr(saved, k)) for k, v in given.items() if k not in ("task", "hyper")]
   pairs += [(k, v, getattr(saved.task, k)) for k, v in given.get("task", {}).items()]
   pairs += [(k, v, dict(saved.hyper).get(k, "model default"))
             for k, v in given.get("hyper", {}).items()]
-  clashes = [f"{k}={v!r} (checkpoint: {s!r})" for k, v, s in pairs if v != s]
-  if clashes:
-    raise checkpoint.CheckpointError(f"--resume: the checkpoint in {ckpt_dir} was trained "
-                                     "with another config: " + "; ".join(clashes))
+  checkpoint.check_agrees(ckpt_dir, pairs)
   return saved, ckpts, step, meta
 
 
