@@ -41,9 +41,9 @@ def parse_args(argv=None):
   p = cli.ArgumentParser(description=__doc__)
   p.add_argument("--workdir", default="runs/sweep", help="the sweep's folder")
   what = p.add_argument_group("what to sweep")
-  what.add_argument("--param", action="append", default=[], metavar="NAME=SPEC",
+  what.add_argument("--param", action="append", default=None, metavar="NAME=SPEC",
                     help="a swept setting: a,b,c | low:high | low:high:log (repeatable)")
-  what.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="fixed",
+  what.add_argument("--set", action="append", default=None, metavar="NAME=VALUE", dest="fixed",
                     help="a setting every trial shares (repeatable)")
   what.add_argument("--data", default=None, metavar="PATH",
                     help="UTF-8 text (default: alice29.txt, as alice.py finds it)")
@@ -81,8 +81,8 @@ def parse_args(argv=None):
 def make_sweep(args) -> sweep.Sweep:
   if args.workers < 1:
     raise cli.UsageError(f"--workers must be >= 1, got {args.workers}")
-  fixed = tuple(sorted(space.parse_fixed(t) for t in args.fixed))
-  params = tuple(space.Param.parse(t) for t in args.param)
+  fixed = tuple(sorted(space.parse_fixed(t) for t in args.fixed or ()))
+  params = tuple(space.Param.parse(t) for t in args.param or ())
   budget = sweep.Budget(args.steps, args.seconds, args.eval_every, args.report_interval)
   return sweep.Sweep(args.workdir, space.Space(params, fixed), budget, trials=args.trials,
                      sampler=args.sampler, pruner=args.pruner, storage=args.storage,

@@ -11,7 +11,7 @@ import time
 import optuna
 import pytest
 
-from dncjax import space, sweep, sweep_report
+from dncjax import charlm, space, sweep, sweep_report
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TINY = ("--set", "model=lstm", "--set", "hidden=8", "--set", "batch_size=4",
@@ -136,6 +136,9 @@ def test_two_workers_record_every_trial_once(tmp_path):
   best = spec.path / "best_trial"
   assert best.resolve() == (spec.path / table[0]["workdir"]).resolve()
   assert (best / "best").is_dir() and (best / "checkpoints").is_dir()
+  _, _, _, meta = charlm.restore_for_sampling(best, best=True)  # what sample.py loads
+  assert meta["step"] == table[0]["best_step"]
+  assert meta["best"]["val_bpc"] == pytest.approx(table[0]["val_bpc"])
   # the rebuilt sweep (for --report) is the same search
   rebuilt, _ = sweep.existing(str(spec.path))
   assert rebuilt.signature() == spec.signature()
