@@ -46,6 +46,15 @@ class LoopConfig:
         raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 
 
+  def spent(self, step: int, seconds: float) -> str | None:
+    """'steps' or 'timelimit' once that budget is used up, else None."""
+    if self.steps is not None and step >= self.steps:
+      return "steps"
+    if self.timelimit is not None and seconds >= self.timelimit:
+      return "timelimit"
+    return None
+
+
 class MetricsLog:
   """Append-only JSON lines (one record per report/evaluation) in `path`."""
 
@@ -147,11 +156,8 @@ def run(*, step_fn: Callable, state: Any, next_batch: Callable[[], Any], start_s
       if stop:
         reason = stop
         break
-      if config.steps is not None and step >= config.steps:
-        reason = "steps"
-        break
-      if config.timelimit is not None and time.monotonic() - begin >= config.timelimit:
-        reason = "timelimit"
+      reason = config.spent(step, time.monotonic() - begin)
+      if reason:
         break
       if ctrl_c.requested:
         reason = "interrupted"

@@ -228,11 +228,8 @@ def train_population(configs: list[charlm.RunConfig], workdirs: list, steps: int
 
   step, reports, interval_start = 0, 0, time.monotonic()
   while True:
-    if schedule.steps is not None and step >= schedule.steps:
-      reason = "steps"
-      break
-    if schedule.timelimit is not None and time.monotonic() - begin >= schedule.timelimit:
-      reason = "timelimit"
+    reason = schedule.spent(step, time.monotonic() - begin)
+    if reason:
       break
     if not alive():
       reason = "stopped"

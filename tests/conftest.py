@@ -15,6 +15,7 @@ if "xla_force_host_platform_device_count" not in _flags:  # read when the backen
   os.environ["XLA_FLAGS"] = f"{_flags} --xla_force_host_platform_device_count=2".strip()
 
 import jax  # noqa: E402
+import pytest  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 
@@ -24,3 +25,12 @@ if "DNCJAX_DATA_DIR" in os.environ:  # CI gives it relative to the repository ro
   os.environ["DNCJAX_DATA_DIR"] = os.path.abspath(os.environ["DNCJAX_DATA_DIR"])
 elif (_shared / "alice29.txt").exists():
   os.environ["DNCJAX_DATA_DIR"] = str(_shared)
+
+
+@pytest.fixture(scope="module")
+def text_file(tmp_path_factory):
+  """The first 4,000 characters of alice29.txt (400 held out): a corpus for quick runs."""
+  corpus = pathlib.Path(os.environ["DNCJAX_DATA_DIR"]) / "alice29.txt"
+  path = tmp_path_factory.mktemp("data") / "small.txt"
+  path.write_text(corpus.read_text()[:4000])
+  return path

@@ -32,15 +32,6 @@ def _load(name):
 alice, sample = _load("alice"), _load("sample")
 
 
-@pytest.fixture(scope="module")
-def text_file(tmp_path_factory):
-  """The first 4,000 characters of alice29.txt (400 held out)."""
-  corpus = pathlib.Path(os.environ["DNCJAX_DATA_DIR"]) / "alice29.txt"
-  path = tmp_path_factory.mktemp("data") / "small.txt"
-  path.write_text(corpus.read_text()[:4000])
-  return path
-
-
 def run(text_file, workdir, *extra):
   return alice.main(["--data", str(text_file), "--workdir", str(workdir), *TINY, *extra])
 

@@ -31,14 +31,6 @@ def two_devices():
     pytest.skip("needs two devices (XLA_FLAGS=--xla_force_host_platform_device_count=2 on CPU)")
 
 
-@pytest.fixture(scope="module")
-def text_file(tmp_path_factory):
-  corpus = pathlib.Path(os.environ["DNCJAX_DATA_DIR"]) / "alice29.txt"
-  path = tmp_path_factory.mktemp("data") / "small.txt"
-  path.write_text(corpus.read_text()[:4000])
-  return path
-
-
 def run(text_file, workdir, devices, steps, *extra):
   alice.main(["--data", str(text_file), "--workdir", str(workdir), *TINY, "--devices",
               str(devices), "--steps", str(steps), *extra])
