@@ -6,7 +6,6 @@ Exits 1 if any relative error exceeds --tolerance (default 1e-4, float64).
 
 from __future__ import annotations
 
-import argparse
 
 import dncjax
 from dncjax import cli, gradcheck

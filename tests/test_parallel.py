@@ -4,7 +4,6 @@ between device counts, two processes with jax.distributed, and one-line errors."
 
 import json
 import os
-import pathlib
 import socket
 import subprocess
 import sys
