@@ -163,8 +163,9 @@ def make_sampler(sweep: Sweep, seed: int) -> optuna.samplers.BaseSampler:
 
 
 def make_pruner(sweep: Sweep) -> optuna.pruners.BasePruner:
-  if sweep.pruner == "median":
-    return optuna.pruners.MedianPruner(n_startup_trials=2)
+  if sweep.pruner == "median":  # from the second evaluation on: early BPC says little
+    return optuna.pruners.MedianPruner(n_startup_trials=2,
+                                       n_warmup_steps=sweep.budget.eval_every)
   if sweep.pruner == "halving":
     return optuna.pruners.SuccessiveHalvingPruner()
   return optuna.pruners.NopPruner()
