@@ -67,12 +67,20 @@ def markdown(table: list[dict], names: list[str], top: int | None = None) -> str
   return "\n".join(lines)
 
 
-def plot_params(table: list[dict], sweep: sweep_lib.Sweep, path: pathlib.Path) -> None:
+def plot_params(table: list[dict], sweep: sweep_lib.Sweep, path: pathlib.Path,
+                span: float = 1.0) -> None:
+  """Validation BPC against each swept setting; the y axis shows the best `span` BPC, and
+  worse trials (diverging ones reach 10+) sit on its top edge as triangles."""
   params = sweep.space.params
-  fig = Figure(figsize=(4.2 * len(params), 3.8), layout="constrained")
-  axes = fig.subplots(1, len(params), squeeze=False)[0]
+  cols = min(3, len(params))
+  rows_n = math.ceil(len(params) / cols)
+  fig = Figure(figsize=(4.5 * cols, 3.6 * rows_n), layout="constrained")
+  axes = fig.subplots(rows_n, cols, squeeze=False).ravel()
+  scored = [r["val_bpc"] for r in table if r["val_bpc"] is not None]
+  top = min(max(scored), min(scored) + span) if scored else None
   for ax, p in zip(axes, params):
-    for state, style in (("complete", dict(marker="o")), ("pruned", dict(marker="x"))):
+    above_label = f"above {top:.2f}" if top is not None else None  # one legend entry
+    for state, marker in (("complete", "o"), ("pruned", "x")):
       pts = [(r[p.name], r["val_bpc"]) for r in table
              if r["state"] == state and r["val_bpc"] is not None and p.name in r]
       if not pts:
@@ -83,14 +91,22 @@ def plot_params(table: list[dict], sweep: sweep_lib.Sweep, path: pathlib.Path) -
         ax.set_xticks(range(len(labels)), labels)
       else:
         xs = [x for x, _ in pts]
-      ax.scatter(xs, [y for _, y in pts], label=state, alpha=0.8, **style)
+      inside = [(x, y) for x, (_, y) in zip(xs, pts) if y <= top]
+      above = [x for x, (_, y) in zip(xs, pts) if y > top]
+      if inside:
+        ax.scatter(*zip(*inside), marker=marker, label=state, alpha=0.8)
+      if above:
+        ax.scatter(above, [top] * len(above), marker="^", color="grey", label=above_label)
+        above_label = None
     if p.log:
       ax.set_xscale("log")
     ax.set_xlabel(p.name)
     ax.set_ylabel("validation BPC")
     ax.grid(alpha=0.3)
     if ax.has_data():
-      ax.legend()
+      ax.legend(fontsize=7)
+  for ax in axes[len(params):]:
+    ax.set_visible(False)
   fig.suptitle(f"{sweep.study_name()}: validation BPC per hyperparameter")
   fig.savefig(path, dpi=100)
 
