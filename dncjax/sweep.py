@@ -29,6 +29,7 @@ import pathlib
 import socket
 import sys
 import threading
+import time
 import warnings
 from typing import Any, Callable
 
@@ -137,16 +138,25 @@ def _shown(url: str) -> str:
 def open_storage(url: str) -> optuna.storages.RDBStorage:
   kwargs = ({"connect_args": {"timeout": 120}} if url.startswith("sqlite")
             else {"pool_pre_ping": True})
-  with warnings.catch_warnings():
-    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-    try:
-      return optuna.storages.RDBStorage(
-          url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-          heartbeat_stale_trial_callback=_retry_callback())
-    except Exception as e:  # sqlalchemy / driver errors of many kinds
-      text = str(e).strip().splitlines()
-      raise SweepError(f"cannot open the study storage {_shown(url)}: {type(e).__name__}: "
-                       f"{text[0][:200] if text else ''}") from None
+  for attempt in range(5):
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+      try:
+        return optuna.storages.RDBStorage(
+            url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+            heartbeat_stale_trial_callback=_retry_callback())
+      except Exception as e:  # sqlalchemy / driver errors of many kinds
+        text = str(e).strip().splitlines()
+        # workers starting together on a new database race to create its tables: the
+        # loser sees the winner's tables or rows, or its lock; it tries again
+        racing = ("IntegrityError" in type(e).__name__
+                  or any(w in str(e) for w in ("already exists", "locked")))
+        if attempt < 4 and racing:
+          time.sleep(0.5 + attempt)
+          continue
+        raise SweepError(f"cannot open the study storage {_shown(url)}: {type(e).__name__}: "
+                         f"{text[0][:200] if text else ''}") from None
+  raise AssertionError("unreachable")
 
 
 def _retry_callback():
