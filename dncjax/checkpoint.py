@@ -106,10 +106,14 @@ def _spread(leaf: Any) -> bool:
   return isinstance(leaf, jax.Array) and len(leaf.sharding.device_set) > 1
 
 
+def holds_checkpoints(folder: pathlib.Path) -> bool:
+  return folder.is_dir() and Checkpoints(folder, create=False).latest_step() is not None
+
+
 def refuse_existing(*folders: pathlib.Path) -> None:
   """A fresh run must not write over a run's checkpoints: CheckpointError if any holds some."""
   for folder in folders:
-    if folder.is_dir() and Checkpoints(folder, create=False).latest_step() is not None:
+    if holds_checkpoints(folder):
       raise CheckpointError(f"{folder} already holds checkpoints: pass --resume to continue "
                             f"that run, or choose another --workdir")
 

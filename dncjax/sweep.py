@@ -181,13 +181,14 @@ def make_pruner(sweep: Sweep) -> optuna.pruners.BasePruner:
   return optuna.pruners.NopPruner()
 
 
-def open_study(sweep: Sweep, seed: int = 0) -> optuna.Study:
+def open_study(sweep: Sweep) -> optuna.Study:
   """The sweep's study, created on first use; refused if it was made for another search."""
   storage = open_storage(sweep.storage_url())
   try:
     study = optuna.create_study(storage=storage, study_name=sweep.study_name(),
                                 direction="minimize", load_if_exists=True,
-                                sampler=make_sampler(sweep, seed), pruner=make_pruner(sweep))
+                                sampler=make_sampler(sweep, sweep.seed),
+                                pruner=make_pruner(sweep))
   except Exception as e:
     raise SweepError(f"cannot open study {sweep.study_name()!r} in "
                      f"{_shown(sweep.storage_url())}: {type(e).__name__}: {e}") from None
@@ -343,12 +344,6 @@ def _ask(sweep: Sweep, study: optuna.Study, lock_path: str, worker: int):
     return asked
 
 
-def _has_checkpoint(folder: pathlib.Path) -> bool:
-  ckpts = folder / "checkpoints"
-  return (ckpts.is_dir()
-          and checkpoint.Checkpoints(ckpts, create=False).latest_step() is not None)
-
-
 def trial_options(sweep: Sweep, folder: pathlib.Path, resume: bool) -> charlm.Options:
   b = sweep.budget
   return charlm.Options(workdir=str(folder), resume=resume, steps=b.steps, timelimit=b.seconds,
@@ -390,7 +385,7 @@ def _failed(study, trial, error: BaseException, say) -> None:
 def run_trial(sweep: Sweep, study: optuna.Study, trial, values: dict, say) -> None:
   folder = sweep.path / trial.user_attrs["workdir"]
   folder.mkdir(parents=True, exist_ok=True)
-  resume = _has_checkpoint(folder)
+  resume = checkpoint.holds_checkpoints(folder / "checkpoints")
   config = dataclasses.replace(sweep.space.config(values), data=sweep.data)
   say(f"trial {trial.number}{' (resumed)' if resume else ''}: {describe(values)} -> "
       f"{folder.relative_to(sweep.path)}")
@@ -465,9 +460,11 @@ def run_population(sweep: Sweep, study: optuna.Study, asked: list, say) -> None:
 def work(sweep: Sweep, worker: int = 0, out: Callable[[str], None] = print) -> int:
   """One worker: asks for trials and runs them until the sweep is full. Returns how many."""
   optuna.logging.set_verbosity(optuna.logging.WARNING)
-  start = len(open_study(sweep).get_trials(deepcopy=False))
-  seed = int(np.random.SeedSequence([sweep.seed, worker, start]).generate_state(1)[0])
-  study = open_study(sweep, seed)
+  study = open_study(sweep)
+  # a seed of its own per worker and per resumption: no two draw the same sequence
+  start = len(study.get_trials(deepcopy=False))
+  study.sampler = make_sampler(
+      sweep, int(np.random.SeedSequence([sweep.seed, worker, start]).generate_state(1)[0]))
   (sweep.path / "workers").mkdir(parents=True, exist_ok=True)
   lock_path = sweep.path / "workers" / f"{HOST}-{os.getpid()}.lock"
   prefix = f"[w{worker}] " if worker else ""
