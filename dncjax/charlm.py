@@ -21,7 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from dncjax import checkpoint, core, data, gradcheck, loop, parallel, plots, sampling, train
+from dncjax import (checkpoint, core, data, dynamic, gradcheck, loop, parallel, plots, sampling,
+                    train)
 
 FORMAT = 1  # bump when the checkpoint layout changes
 
@@ -45,6 +46,7 @@ class RunConfig:
   clip_value: float | None = None
   weight_decay: float = 0.0
   dropout: float = 0.0         # on the readout's inputs (controller output, reads)
+  weight_drop: float = 0.0     # DropConnect on the recurrent matrices W_hh (train.drop_connect)
   fp64: bool = False
   seed: int = 0
 
@@ -80,7 +82,10 @@ class Options:
   temperature: float = 1.0
   eval_lanes: int = 1
   dynamic_eval: bool = True
+  dynamic_rule: str = "adagrad"   # dncjax.dynamic.RULES
   dynamic_lr: float | None = None  # None: the training learning rate
+  dynamic_decay: float = 0.0      # 'rms' rule: pull back towards the trained parameters
+  dynamic_seq_length: int | None = None  # None: the training window
   gradcheck: bool = False
   target_bpc: float = 1.28  # results.json records when the training BPC first reaches it
   progress_bar: bool = True  # tqdm below the progress lines, on a terminal
@@ -113,9 +118,7 @@ def resolve_config(given: dict, defaults: RunConfig, workdir: pathlib.Path,
   return saved, ckpts, step, meta
 
 
-def masked_cross_entropy(logits, targets_and_mask):
-  targets, mask = targets_and_mask
-  return (train.softmax_cross_entropy_per_position(logits, targets) * mask).sum()
+masked_cross_entropy = dynamic.masked_cross_entropy
 
 
 def stack_validation(val_ids: np.ndarray, seq_length: int, lanes: int):
@@ -148,22 +151,34 @@ def make_static_eval(model: core.Model):
   return evaluate
 
 
-def make_dynamic_eval(model: core.Model, optimizer):
-  """Dynamic evaluation: each window is scored, THEN learned from (one optimiser step),
-  so the model adapts to the validation text as it reads it. Returns the summed loss."""
-  train_step = train.make_train_step(model, optimizer, masked_cross_entropy, jit=False)
-
-  @jax.jit
-  def evaluate(params, opt_state, windows):
-    states = core.batch_initial_state(model, windows.reset.shape[1])
-
-    def body(ts, window):
-      ts, metrics = train_step(ts, window)  # the loss is computed before the update
-      return ts, metrics["loss"]
-
-    return jax.lax.scan(body, train.TrainState(params, opt_state, states), windows)[1].sum()
-
-  return evaluate
+def dynamic_bpc(model: core.Model, config: RunConfig, corpus: data.Corpus, params, opt_state,
+                rule: str = "adagrad", lr: float | None = None, decay: float = 0.0,
+                seq_length: int | None = None, lanes: int = 1, ms_state=None) -> float:
+  """Dynamic-evaluation BPC of the validation tail (see dncjax.dynamic) from `params` (and,
+  for the 'adagrad' rule, the training optimiser's `opt_state`), in windows of `seq_length`
+  (default: the training window). The 'rms' rule measures MS_g on the whole training text
+  unless `ms_state` (a `dynamic.rms_state` of the same window length) is given."""
+  if rule not in dynamic.RULES:
+    raise ValueError(f"dynamic evaluation rule must be one of {', '.join(dynamic.RULES)}, "
+                     f"got {rule!r}")
+  seq_length = seq_length or config.seq_length
+  lr = lr or config.learning_rate
+  if seq_length <= 0 or lr <= 0 or decay < 0:
+    raise ValueError(f"dynamic evaluation needs a positive window and learning rate and a "
+                     f"decay >= 0, got {seq_length}, {lr}, {decay}")
+  windows = stack_validation(corpus.val_ids, seq_length, lanes)
+  if windows is None:
+    raise data.DataError(f"the validation tail is shorter than one window of {seq_length}")
+  if rule == "adagrad":
+    optimizer = train.make_optimizer(dataclasses.replace(config.optimizer(), learning_rate=lr))
+  else:
+    optimizer = dynamic.rms_rule(lr, decay)
+    if ms_state is None:
+      ms_state = dynamic.rms_state(model, params, stack_validation(
+          corpus.train_ids, seq_length, 1))
+    opt_state = ms_state
+  total = dynamic.make_dynamic_eval(model, optimizer)(params, opt_state, windows)
+  return float(total) / (math.log(2) * float(windows.targets[1].sum()))
 
 
 class Setup(NamedTuple):
@@ -179,7 +194,7 @@ def make_model(config: RunConfig, vocab_size: int) -> tuple[core.Model, optax.Gr
     jax.config.update("jax_enable_x64", True)
   model = core.make_model(config.model, vocab_size, vocab_size, **dict(config.hyper),
                           dtype="float64" if config.fp64 else "float32")
-  train.check_dropout(model, config.dropout)
+  train.check_dropout(model, config.dropout, config.weight_drop)
   return model, train.make_optimizer(config.optimizer())
 
 
@@ -266,7 +281,8 @@ def train_and_evaluate(config: RunConfig, options: Options, given: dict | None =
     out(f"data parallel: {config.batch_size // mesh.size} lanes on each of {mesh.size} devices "
         f"({jax.process_count()} process(es))")
 
-  train_step = train.make_train_step(model, optimizer, dropout=config.dropout)
+  train_step = train.make_train_step(model, optimizer, dropout=config.dropout,
+                                     weight_drop=config.weight_drop)
   val_windows = stack_validation(corpus.val_ids, config.seq_length, options.eval_lanes)
   n_val = float(val_windows.targets[1].sum()) if val_windows is not None else 0.0
   static_eval = make_static_eval(model)
@@ -329,19 +345,23 @@ def train_and_evaluate(config: RunConfig, options: Options, given: dict | None =
       summary[f"iter_to_{options.target_bpc}_bpc"] = reached[0]["step"]
   if (options.dynamic_eval and val_windows is not None
       and result.reason in ("steps", "timelimit")):
-    dyn_lr = options.dynamic_lr or config.learning_rate
-    dyn_opt = train.make_optimizer(dataclasses.replace(config.optimizer(), learning_rate=dyn_lr))
     if best_state["train"] is None and best["step"] is not None:  # best found before a resume
       best_state["train"] = best_ckpts.restore_state(best["step"], {"train": ts, "rng": rng})["train"]
     start_from = best_state["train"] or result.state
     if mesh is not None:
       start_from = parallel.to_host(start_from._replace(model_state=None))
     start = time.monotonic()
-    dynamic_eval = make_dynamic_eval(model, dyn_opt)
-    summary["dynamic_val_bpc"] = parallel.from_primary(lambda: float(dynamic_eval(
-        start_from.params, start_from.opt_state, val_windows)) / (math.log(2) * n_val))
+    summary["dynamic_val_bpc"] = parallel.from_primary(lambda: dynamic_bpc(
+        model, config, corpus, start_from.params, start_from.opt_state, options.dynamic_rule,
+        options.dynamic_lr, options.dynamic_decay, options.dynamic_seq_length,
+        options.eval_lanes))
     summary["dynamic_from_step"] = best["step"] if best_state["train"] is not None else result.step
-    out(f"dynamic evaluation (lr {dyn_lr}, from iter {summary['dynamic_from_step']}): "
+    summary["dynamic"] = {"rule": options.dynamic_rule,
+                          "lr": options.dynamic_lr or config.learning_rate,
+                          "decay": options.dynamic_decay,
+                          "seq_length": options.dynamic_seq_length or config.seq_length}
+    out(f"dynamic evaluation ({', '.join(f'{k} {v}' for k, v in summary['dynamic'].items())}; "
+        f"from iter {summary['dynamic_from_step']}): "
         f"{summary['dynamic_val_bpc']:.4f} BPC on the validation tail "
         f"({time.monotonic() - start:.1f} s)")
   best_ckpts.close()
@@ -367,8 +387,9 @@ def run_gradcheck(model, ts, batcher, lanes, out) -> None:
   out(f"gradient check: largest relative error {worst:.3e}{note}")
 
 
-def restore_for_sampling(workdir: str | pathlib.Path, best: bool = False):
-  """(model, params, vocab, meta) from the latest (or best-validation) checkpoint."""
+def restore_trained(workdir: str | pathlib.Path, best: bool = False):
+  """(config, model, TrainState, vocab, meta) from the latest (or best-validation) checkpoint
+  of an alice.py run; nothing in `workdir` is modified."""
   folder = pathlib.Path(workdir) / ("best" if best else "checkpoints")
   ckpts = checkpoint.Checkpoints(folder, create=False)
   step, meta = ckpts.restore_meta()
@@ -381,7 +402,13 @@ def restore_for_sampling(workdir: str | pathlib.Path, best: bool = False):
   rng = checkpoint.key_to_array(jax.random.key(0))
   restored = ckpts.restore_state(step, {"train": template, "rng": rng})
   ckpts.close()
-  return model, restored["train"].params, vocab, {**meta, "step": step}
+  return config, model, restored["train"], vocab, {**meta, "step": step}
+
+
+def restore_for_sampling(workdir: str | pathlib.Path, best: bool = False):
+  """(model, params, vocab, meta) from the latest (or best-validation) checkpoint."""
+  _, model, ts, vocab, meta = restore_trained(workdir, best)
+  return model, ts.params, vocab, meta
 
 
 def error_types() -> tuple[type[BaseException], ...]:

@@ -110,13 +110,14 @@ def convert_opt_state(opt_state, target: jax.tree_util.PyTreeDef):
   return jax.tree.unflatten(target, leaves)
 
 
-def make_step(model, dropout: float = 0.0):
+def make_step(model, dropout: float = 0.0, weight_drop: float = 0.0):
   """jit(vmap(step)): (Hyper [P], TrainState [P, ...], Batch [P, B, S], alive [P]) ->
   (TrainState, {'loss' [P], 'grad_norm' [P]}). A member that is not alive, or whose loss
   is not finite, keeps its state unchanged."""
 
   def member_step(hyper, state, batch, alive):
-    step = train.make_train_step(model, make_optimizer(hyper), jit=False, dropout=dropout)
+    step = train.make_train_step(model, make_optimizer(hyper), jit=False, dropout=dropout,
+                                 weight_drop=weight_drop)
     new, metrics = step(state, batch)
     ok = alive & jnp.isfinite(metrics["loss"])
     return jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, state), metrics
@@ -193,7 +194,7 @@ def train_population(configs: list[charlm.RunConfig], workdirs: list, steps: int
   out(f"population of {P} {first.model} members {model.config}; "
       f"{sum(p.size for p in jax.tree.leaves(state.params)) // P:,} parameters each; "
       f"data {corpus.path}")
-  step_fn, eval_fn = make_step(model, first.dropout), make_eval(model)
+  step_fn, eval_fn = make_step(model, first.dropout, first.weight_drop), make_eval(model)
   windows = charlm.stack_validation(corpus.val_ids, first.seq_length, eval_lanes)
   n_val = float(windows.targets[1].sum()) if windows is not None else 0.0
   begin = time.monotonic()

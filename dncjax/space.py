@@ -28,7 +28,8 @@ ALIASES = {"lr": "learning_rate", "batchsize": "batch_size", "batch": "batch_siz
            "seqlength": "seq_length", "N": "memory_size", "W": "word_size", "R": "read_heads"}
 NOT_SWEPT = ("input_size", "output_size", "dtype")  # set by the data and --set fp64
 RUN_FIELDS = ("model", "batch_size", "seq_length", "overlap", "val_fraction", "learning_rate",
-              "eps", "clip_norm", "clip_value", "weight_decay", "dropout", "fp64", "seed")
+              "eps", "clip_norm", "clip_value", "weight_decay", "dropout", "weight_drop", "fp64",
+              "seed")
 
 
 class SpaceError(ValueError):

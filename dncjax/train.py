@@ -104,6 +104,16 @@ def dropout_features(features, rate: float, key: jax.Array):
       for k, f in zip(keys, leaves)])
 
 
+def drop_connect(params, rate: float, key: jax.Array):
+  """Weight drop (DropConnect on the recurrent matrices W_hh, as AWD-LSTM: Merity et al.,
+  2018): each entry of every `Whh*` matrix is dropped with probability `rate` (inverted
+  scaling), one mask per window shared by all lanes and time steps, so unlike dropout on
+  the readout it regularises the recurrence itself."""
+  names = sorted(n for n in params if n.startswith("Whh"))
+  keys = dict(zip(names, jax.random.split(key, len(names))))
+  return {n: dropout_features(w, rate, keys[n]) if n in keys else w for n, w in params.items()}
+
+
 def window_loss(model: core.Model, loss_fn: Callable, params, states, batch: Batch,
                 dropout: float = 0.0, key: jax.Array | None = None):
   """Loss of one window and the lanes' final states: (loss, (states, logits)).
@@ -125,9 +135,11 @@ def init_train_state(model: core.Model, optimizer, key, batch_size: int) -> Trai
                     jax.random.key_data(jax.random.fold_in(key, 1)))
 
 
-def check_dropout(model: core.Model, dropout: float) -> None:
+def check_dropout(model: core.Model, dropout: float, weight_drop: float = 0.0) -> None:
   if not 0.0 <= dropout < 1.0:
     raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+  if not 0.0 <= weight_drop < 1.0:
+    raise ValueError(f"weight_drop must be in [0, 1), got {weight_drop}")
   if dropout and model.readout is None:
     raise ValueError(f"dropout needs a model with a recur/readout split; "
                      f"{type(model.config).__name__} has none")
@@ -135,23 +147,29 @@ def check_dropout(model: core.Model, dropout: float) -> None:
 
 def make_train_step(model: core.Model, optimizer: optax.GradientTransformation,
                     loss_fn: Callable = softmax_cross_entropy, jit: bool = True,
-                    metrics_fn: Callable | None = None, dropout: float = 0.0):
+                    metrics_fn: Callable | None = None, dropout: float = 0.0,
+                    weight_drop: float = 0.0):
   """(TrainState, Batch) -> (TrainState, {'loss', 'grad_norm'}): forward, backward, update.
 
   `metrics_fn(ys, targets) -> dict`, if given, adds metrics of the window's outputs
   (computed before the update, like the loss). The loss is the one the gradient was
-  taken of (with dropout, if any); `dropout` draws its masks from `TrainState.key`.
+  taken of (with dropout, if any); `dropout` and `weight_drop` (see `drop_connect`) draw
+  their masks from `TrainState.key`.
   """
-  check_dropout(model, dropout)
+  check_dropout(model, dropout, weight_drop)
 
   def train_step(state: TrainState, batch: Batch):
     key, next_key = None, state.key
-    if dropout:
+    if dropout or weight_drop:
       key, next_key = jax.random.split(jax.random.wrap_key_data(state.key))
       next_key = jax.random.key_data(next_key)
-    grad_fn = jax.value_and_grad(
-        lambda p: window_loss(model, loss_fn, p, state.model_state, batch, dropout, key),
-        has_aux=True)
+
+    def loss(p):
+      if weight_drop:
+        p = drop_connect(p, weight_drop, jax.random.fold_in(key, 1))
+      return window_loss(model, loss_fn, p, state.model_state, batch, dropout, key)
+
+    grad_fn = jax.value_and_grad(loss, has_aux=True)
     (loss, (final, ys)), grads = grad_fn(state.params)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)

@@ -17,7 +17,7 @@ import argparse
 import dataclasses
 
 import dncjax
-from dncjax import charlm, cli, parallel
+from dncjax import charlm, cli, dynamic, parallel
 
 RUN_DEFAULTS = charlm.RunConfig(hyper=(("hidden", 128),))
 OPTIONS = charlm.Options()
@@ -50,6 +50,8 @@ def parse_args(argv=None) -> argparse.Namespace:
        "L2 weight decay added to the gradient"),
       (("--dropout",), "dropout", float,
        "dropout on the controller output (and read vectors) before the readout"),
+      (("--weight_drop", "--weight-drop"), "weight_drop", float,
+       "DropConnect on the recurrent matrices W_hh, one mask per window (AWD-LSTM)"),
       (("--seed",), "seed", int, "seed for parameters, lanes and sampling")]:
     run.add_argument(*names, dest=field, type=typ, default=None,
                      help=f"{text} (default: {getattr(d, field)})")
@@ -67,9 +69,16 @@ def parse_args(argv=None) -> argparse.Namespace:
       (("--target_bpc", "--target-bpc"), "target_bpc", float,
        "results.json records the time the training BPC first reaches this"),
       (("--dynamic_lr", "--dynamic-lr"), "dynamic_lr", float,
-       "learning rate of dynamic evaluation (default: the training rate)")]:
+       "learning rate of dynamic evaluation (default: the training rate)"),
+      (("--dynamic_decay", "--dynamic-decay"), "dynamic_decay", float,
+       "dynamic evaluation, rms rule: decay towards the trained parameters"),
+      (("--dynamic_seq_length", "--dynamic-seq-length"), "dynamic_seq_length", int,
+       "dynamic evaluation window (default: --seqlength)")]:
     opt.add_argument(*names, dest=field, type=typ, default=getattr(o, field),
                      help=text)
+  opt.add_argument("--dynamic_rule", "--dynamic-rule", choices=dynamic.RULES,
+                   default=o.dynamic_rule, help="dynamic evaluation update: the training "
+                   "optimiser continued, or Krause et al.'s RMS rule (dncjax/dynamic.py)")
   opt.add_argument("--dynamic_eval", "--dynamic-eval", action=argparse.BooleanOptionalAction,
                    default=o.dynamic_eval, help="dynamic evaluation at the end")
   opt.add_argument("--gradcheck", action="store_true",
@@ -103,9 +112,16 @@ def main(argv=None) -> int:
       workdir=args.workdir, **cli.schedule_options(args, OPTIONS.timelimit),
       sample_length=args.sample_length, prime=args.prime, temperature=args.temperature,
       eval_lanes=args.eval_lanes, dynamic_eval=args.dynamic_eval, dynamic_lr=args.dynamic_lr,
+      dynamic_rule=args.dynamic_rule, dynamic_decay=args.dynamic_decay,
+      dynamic_seq_length=args.dynamic_seq_length,
       gradcheck=args.gradcheck, target_bpc=args.target_bpc)
   if options.eval_lanes <= 0:
     raise cli.UsageError(f"--eval_lanes must be positive, got {options.eval_lanes}")
+  for name in ("dynamic_lr", "dynamic_seq_length"):
+    if getattr(options, name) is not None and getattr(options, name) <= 0:
+      raise cli.UsageError(f"--{name} must be positive, got {getattr(options, name)}")
+  if options.dynamic_decay < 0:
+    raise cli.UsageError(f"--dynamic_decay must be >= 0, got {options.dynamic_decay}")
   if options.sample_length < 0:
     raise cli.UsageError(f"--sample_length must be >= 0, got {options.sample_length}")
   devices = args.devices if args.devices in (None, "all") else _count(args.devices)

@@ -1,11 +1,13 @@
 """experiments/alice.py end to end on tiny settings: exact resume, SIGKILL while saving,
 NaN stop, sampling, and one-line errors that leave existing checkpoints untouched."""
 
+import csv
 import hashlib
 import importlib.util
 import json
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -19,7 +21,8 @@ from tests.conftest import REPO
 
 TINY = ["--model", "seed_dnc", "--hidden", "8", "--memory_size", "4", "--word_size", "4",
         "--batchsize", "2", "--seqlength", "8", "--sample_length", "16", "--report_interval", "1",
-        "--eval_every", "3", "--no-dynamic_eval", "--fp64", "--dropout", "0.1"]
+        "--eval_every", "3", "--no-dynamic_eval", "--fp64", "--dropout", "0.1",
+        "--weight_drop", "0.2"]
 
 
 def _load(name):
@@ -29,7 +32,7 @@ def _load(name):
   return module
 
 
-alice, sample = _load("alice"), _load("sample")
+alice, sample, dynamic_eval = _load("alice"), _load("sample"), _load("dynamic_eval")
 
 
 def run(text_file, workdir, *extra):
@@ -97,6 +100,44 @@ def test_dynamic_evaluation_scores_before_learning(text_file, tmp_path):
   run(text_file, tmp_path / "adapt", "--steps", "3", "--dynamic_eval", "--dynamic_lr", "0.5")
   adapted = json.loads((tmp_path / "adapt" / "results.json").read_text())["dynamic_val_bpc"]
   assert adapted < results["dynamic_val_bpc"]
+
+
+def test_dynamic_eval_script_grid(straight, capsys, tmp_path):
+  before = folder_digest(straight)
+  table = tmp_path / "grid.csv"
+  assert dynamic_eval.main(["--workdir", str(straight), "--best", "--rule", "adagrad", "rms",
+                            "--lr", "1e-12", "0.05", "--decay", "0.5", "--seq_length", "8", "4",
+                            "--csv", str(table)]) == 0
+  out = capsys.readouterr().out
+  static = float(re.search(r"static validation ([0-9.]+) BPC", out).group(1))
+  results = json.loads((straight / "results.json").read_text())
+  assert static == pytest.approx(results["best_val_bpc"], abs=1e-6)  # restored == trained
+  rows = list(csv.DictReader(table.open()))
+  assert len(rows) == 8  # 2 windows x (adagrad x 2 rates + rms x 2 rates x 1 decay)
+  bpc = [float(r["dynamic_val_bpc"]) for r in rows]
+  assert bpc == sorted(bpc)
+  statics = {r["seq_length"]: float(r["static_val_bpc"]) for r in rows}
+  assert statics["8"] == pytest.approx(static, abs=1e-6)  # the training window
+  assert statics["4"] != statics["8"]  # seed_dnc truncates its memory at window ends
+  for r in rows:  # a vanishing rate learns nothing: each window scored as statically
+    if float(r["lr"]) == 1e-12:
+      assert float(r["dynamic_val_bpc"]) == pytest.approx(statics[r["seq_length"]], rel=1e-9)
+  assert min(bpc) < min(statics.values())  # and learning from the text it reads helps
+  assert folder_digest(straight) == before
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--lr", "0"], "--lr must be positive"),
+    (["--decay", "-1"], "--decay must be >= 0"),
+    (["--rule", "sgd"], "invalid choice"),
+    (["--workdir", "{tmp}/none"], "no checkpoint folder")])
+def test_dynamic_eval_script_errors(straight, tmp_path, flags, message):
+  flags = [f.format(tmp=tmp_path) for f in flags]
+  proc = subprocess.run([sys.executable, "experiments/dynamic_eval.py", "--workdir",
+                         str(straight), *flags], cwd=REPO, capture_output=True, text=True,
+                        timeout=120)
+  assert proc.returncode != 0 and proc.stderr.count("\n") == 1, proc.stderr
+  assert message in proc.stderr and "Traceback" not in proc.stderr
 
 
 BAD = [  # (flags, message, resume into the finished run?)

@@ -79,6 +79,38 @@ def test_dropout_masks_change_each_step_and_keep_the_mean(lstm):
 def test_dropout_is_validated(lstm):
   with pytest.raises(ValueError, match="dropout must be in"):
     train.make_train_step(lstm, train.make_optimizer(train.OptimizerConfig()), dropout=1.0)
+  with pytest.raises(ValueError, match="weight_drop must be in"):
+    train.make_train_step(lstm, train.make_optimizer(train.OptimizerConfig()), weight_drop=-0.1)
+
+
+def test_weight_drop_masks_only_the_recurrent_matrices():
+  params = {"Wxh": jnp.ones((8, 5)), "Whh": jnp.ones((80, 60)), "Whh_1": jnp.ones((80, 60)),
+            "bh": jnp.ones((8,))}
+  dropped = train.drop_connect(params, 0.25, jax.random.key(0))
+  for name in ("Wxh", "bh"):
+    np.testing.assert_array_equal(dropped[name], params[name])
+  for name in ("Whh", "Whh_1"):
+    w = np.asarray(dropped[name])
+    assert set(np.unique(np.round(w, 6))) == {0.0, round(1 / 0.75, 6)}
+    assert abs((w == 0).mean() - 0.25) < 0.02
+  assert not np.array_equal(dropped["Whh"], dropped["Whh_1"])  # a mask of its own each
+
+
+def test_weight_drop_shares_one_mask_across_lanes_and_regularises_the_recurrence(lstm):
+  opt = train.make_optimizer(train.OptimizerConfig())
+  ts = train.init_train_state(lstm, opt, jax.random.key(1), B)
+  same = train.Batch(jnp.tile(batch([True] * 3).inputs[:1], (B, 1)),
+                     jnp.tile(batch([True] * 3).targets[:1], (B, 1)), jnp.ones((B,), bool))
+  step = train.make_train_step(lstm, opt, weight_drop=0.5, jit=False)
+  ts1, m1 = step(ts, same)
+  h = np.asarray(ts1.model_state.h)
+  np.testing.assert_array_equal(h[0], h[1])  # identical lanes, one mask: identical states
+  plain = train.window_loss(lstm, train.softmax_cross_entropy, ts.params, ts.model_state, same)
+  assert m1["loss"] != plain[0]
+  assert not np.array_equal(h, plain[1][0].h)  # unlike readout dropout, it reaches the state
+  # the mask is drawn from the step's key: the same key gives the same step
+  again, m2 = step(ts, same)
+  assert m2["loss"] == m1["loss"] and not np.array_equal(ts1.key, ts.key)
 
 
 def test_split_models_compose_recur_and_readout(lstm):

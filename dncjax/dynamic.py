@@ -1,0 +1,107 @@
+"""Dynamic evaluation (Krause et al., 2017, "Dynamic Evaluation of Neural Sequence Models").
+
+The model goes on learning from the text it is scored on, window by window: each window
+is scored with the current parameters, THEN they take one update from its gradient, so no
+character is ever predicted by parameters that have seen it. Two update rules:
+
+  'adagrad'  the training optimiser continued from its accumulated state, at rate `lr`.
+  'rms'      Krause et al.'s RMS rule with decay back to the trained parameters theta_g
+             (their Section 4 "dynamic evaluation with RMS normalisation + global prior"):
+
+               theta_i = theta_{i-1} - lr * grad_i / (sqrt(MS_g) + eps)
+                         + min(1, decay * RMS_norm) * (theta_g - theta_{i-1})
+
+             MS_g the mean squared gradient of one window on the training text at theta_g
+             (`mean_squared_gradients`), RMS_norm = sqrt(MS_g) / mean(sqrt(MS_g)) per
+             parameter array: parameters whose gradients are large on the training text are
+             pulled back harder.
+
+`make_dynamic_eval` is one jitted program: a `lax.scan` over the stacked windows of
+`charlm.stack_validation` (targets carry the mask of the last, partial window).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from dncjax import core, train
+
+RULES = ("adagrad", "rms")
+
+
+def masked_cross_entropy(logits, targets_and_mask):
+  """Summed cross-entropy (nats) over the positions whose mask is 1."""
+  targets, mask = targets_and_mask
+  return (train.softmax_cross_entropy_per_position(logits, targets) * mask).sum()
+
+
+class RMSState(NamedTuple):
+  ms: optax.Params      # MS_g, the training text's mean squared window gradient
+  anchor: optax.Params  # theta_g, the trained parameters the decay pulls back to
+
+
+def rms_rule(lr: float, decay: float = 0.0, eps: float = 1e-8) -> optax.GradientTransformationExtraArgs:
+  """Krause et al.'s RMS update with global-prior decay (see the module docstring) as an
+  optax transformation; its state is built by `rms_state`, not by `init`."""
+
+  def init(params):
+    del params
+    raise ValueError("rms_rule's state holds MS_g: build it with dynamic.rms_state")
+
+  def update(grads, state: RMSState, params):
+    def one(g, ms, anchor, p):
+      rms = jnp.sqrt(ms)
+      pull = jnp.minimum(1.0, decay * rms / (jnp.mean(rms) + eps))
+      return (-lr * g / (rms + eps) + pull * (anchor - p)).astype(p.dtype)
+    return jax.tree.map(one, grads, state.ms, state.anchor, params), state
+
+  return optax.GradientTransformationExtraArgs(init, update)
+
+
+def mean_squared_gradients(model: core.Model, params, windows: train.Batch):
+  """MS_g: the mean over `windows` ([K, 1, S] leaves, state carried, as
+  `charlm.stack_validation` builds them) of each window's squared loss gradient."""
+  grad_fn = jax.grad(lambda p, s, w: train.window_loss(model, masked_cross_entropy, p, s, w),
+                     has_aux=True)
+
+  @jax.jit
+  def run(params, windows):
+    states = core.batch_initial_state(model, windows.reset.shape[1])
+
+    def body(carry, window):
+      states, total = carry
+      g, (final, _) = grad_fn(params, states, window)
+      states = jax.vmap(model.truncate)(final)
+      return (states, jax.tree.map(lambda t, x: t + x * x, total, g)), None
+
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    (_, total), _ = jax.lax.scan(body, (states, zeros), windows)
+    return jax.tree.map(lambda t: t / windows.reset.shape[0], total)
+
+  return run(params, windows)
+
+
+def rms_state(model: core.Model, params, train_windows: train.Batch) -> RMSState:
+  return RMSState(mean_squared_gradients(model, params, train_windows), params)
+
+
+def make_dynamic_eval(model: core.Model, optimizer: optax.GradientTransformation):
+  """(params, opt_state, windows) -> summed loss (nats) of all windows, each scored before
+  the model learns from it (one `optimizer` step per window, state carried)."""
+  train_step = train.make_train_step(model, optimizer, masked_cross_entropy, jit=False)
+
+  @jax.jit
+  def evaluate(params, opt_state, windows):
+    states = core.batch_initial_state(model, windows.reset.shape[1])
+
+    def body(ts, window):
+      ts, metrics = train_step(ts, window)  # the loss is computed before the update
+      return ts, metrics["loss"]
+
+    return jax.lax.scan(body, train.TrainState(params, opt_state, states), windows)[1].sum()
+
+  return evaluate

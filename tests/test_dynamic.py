@@ -1,0 +1,83 @@
+"""Dynamic evaluation (dncjax/dynamic.py): Krause et al.'s RMS rule against NumPy, MS_g
+against a Python loop of window gradients, and scoring before learning."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import dncjax
+from dncjax import charlm, core, data, dynamic, train
+
+V = 6
+
+
+@pytest.fixture(scope="module")
+def lstm():
+  return dncjax.make_model("lstm", V, V, hidden=5, init_scale=0.5, dtype="float64")
+
+
+def test_rms_rule_matches_numpy():
+  rng = np.random.default_rng(0)
+  shapes = {"A": (3, 4), "b": (7,)}
+  grads, params, anchor = ({k: rng.normal(size=s) for k, s in shapes.items()} for _ in range(3))
+  ms = {k: rng.uniform(0, 2, size=s) ** 4 for k, s in shapes.items()}
+  lr, decay, eps = 0.1, 0.8, 1e-8
+  updates, state = dynamic.rms_rule(lr, decay, eps).update(
+      jax.tree.map(jnp.asarray, grads), dynamic.RMSState(ms, anchor), params)
+  assert state.ms is ms and state.anchor is anchor  # MS_g and theta_g never move
+  pulls = []
+  for k in shapes:
+    rms = np.sqrt(ms[k])
+    pull = np.minimum(1.0, decay * rms / (rms.mean() + eps))
+    pulls.append(pull)
+    expected = -lr * grads[k] / (rms + eps) + pull * (anchor[k] - params[k])
+    np.testing.assert_allclose(updates[k], expected, rtol=1e-12)
+  pulls = np.concatenate([p.ravel() for p in pulls])
+  assert (pulls == 1).any() and (pulls < 1).any()  # the clamp is exercised
+
+
+def test_rms_rule_state_comes_from_the_training_text():
+  with pytest.raises(ValueError, match="rms_state"):
+    dynamic.rms_rule(0.1).init({"w": jnp.zeros(2)})
+
+
+def test_mean_squared_gradients_is_the_mean_of_each_windows_squared_gradient(lstm):
+  params = lstm.init(jax.random.key(0))
+  ids = np.random.default_rng(1).integers(0, V, 61)
+  windows = charlm.stack_validation(ids, 8, 1)  # 7 full windows and a partial one, masked
+  K = windows.reset.shape[0]
+  assert K == 8 and windows.targets[1][-1].sum() == 4
+  ms = dynamic.mean_squared_gradients(lstm, params, windows)
+  states = core.batch_initial_state(lstm, 1)
+  total = jax.tree.map(jnp.zeros_like, params)
+  for k in range(K):
+    window = jax.tree.map(lambda a: a[k], windows)
+    g, (final, _) = jax.grad(lambda p: train.window_loss(
+        lstm, dynamic.masked_cross_entropy, p, states, window), has_aux=True)(params)
+    total = jax.tree.map(lambda t, x: t + x * x, total, g)
+    states = jax.vmap(lstm.truncate)(final)
+  for name in params:
+    np.testing.assert_allclose(ms[name], total[name] / K, rtol=1e-10, atol=1e-300)
+
+
+@pytest.fixture(scope="module")
+def corpus(text_file):
+  return data.load_corpus(str(text_file), 0.1, 8)
+
+
+@pytest.mark.parametrize("rule", dynamic.RULES)
+def test_dynamic_bpc_scores_each_window_before_learning_from_it(rule, corpus):
+  config = charlm.RunConfig(model="lstm", hyper=(("hidden", 8),), seq_length=8, fp64=True,
+                            learning_rate=0.1)
+  model, optimizer = charlm.make_model(config, corpus.vocab.size)
+  ts = train.init_train_state(model, optimizer, jax.random.key(0), 2)
+  windows = charlm.stack_validation(corpus.val_ids, 8, 1)
+  static = float(charlm.make_static_eval(model)(ts.params, windows)) / (
+      np.log(2) * float(windows.targets[1].sum()))
+  frozen = charlm.dynamic_bpc(model, config, corpus, ts.params, ts.opt_state, rule, lr=1e-300)
+  assert frozen == pytest.approx(static, rel=1e-12)  # no learning: the static score
+  lr = 0.1 if rule == "adagrad" else 1e-3
+  assert charlm.dynamic_bpc(model, config, corpus, ts.params, ts.opt_state, rule, lr=lr) < static
+  with pytest.raises(ValueError, match="rule must be one of"):
+    charlm.dynamic_bpc(model, config, corpus, ts.params, ts.opt_state, "sgd")
