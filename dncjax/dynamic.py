@@ -14,7 +14,7 @@ character is ever predicted by parameters that have seen it. Two update rules:
              MS_g the mean squared gradient of one window on the training text at theta_g
              (`mean_squared_gradients`), RMS_norm = sqrt(MS_g) / mean(sqrt(MS_g)) per
              parameter array: parameters whose gradients are large on the training text are
-             pulled back harder.
+             pulled back harder. Entries with MS_g = 0 take no gradient step.
 
 `make_dynamic_eval` is one jitted program: a `lax.scan` over the stacked windows of
 `charlm.stack_validation` (targets carry the mask of the last, partial window).
@@ -56,7 +56,10 @@ def rms_rule(lr: float, decay: float = 0.0, eps: float = 1e-8) -> optax.Gradient
     def one(g, ms, anchor, p):
       rms = jnp.sqrt(ms)
       pull = jnp.minimum(1.0, decay * rms / (jnp.mean(rms) + eps))
-      return (-lr * g / (rms + eps) + pull * (anchor - p)).astype(p.dtype)
+      # an entry with no gradient on the training text (the input column of a character
+      # seen only in the evaluated text) has no scale to normalise by: it is left alone
+      step = jnp.where(ms > 0, g / (rms + eps), 0.0)
+      return (-lr * step + pull * (anchor - p)).astype(p.dtype)
     return jax.tree.map(one, grads, state.ms, state.anchor, params), state
 
   return optax.GradientTransformationExtraArgs(init, update)

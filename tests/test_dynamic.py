@@ -22,6 +22,7 @@ def test_rms_rule_matches_numpy():
   shapes = {"A": (3, 4), "b": (7,)}
   grads, params, anchor = ({k: rng.normal(size=s) for k, s in shapes.items()} for _ in range(3))
   ms = {k: rng.uniform(0, 2, size=s) ** 4 for k, s in shapes.items()}
+  ms["A"][1, 2] = 0.0  # never had a training gradient: no step, only the pull
   lr, decay, eps = 0.1, 0.8, 1e-8
   updates, state = dynamic.rms_rule(lr, decay, eps).update(
       jax.tree.map(jnp.asarray, grads), dynamic.RMSState(ms, anchor), params)
@@ -31,8 +32,10 @@ def test_rms_rule_matches_numpy():
     rms = np.sqrt(ms[k])
     pull = np.minimum(1.0, decay * rms / (rms.mean() + eps))
     pulls.append(pull)
-    expected = -lr * grads[k] / (rms + eps) + pull * (anchor[k] - params[k])
+    step = np.where(ms[k] > 0, grads[k] / (rms + eps), 0.0)
+    expected = -lr * step + pull * (anchor[k] - params[k])
     np.testing.assert_allclose(updates[k], expected, rtol=1e-12)
+  assert updates["A"][1, 2] == 0.0  # and its pull is zero too: MS_g = 0 scales it by 0
   pulls = np.concatenate([p.ravel() for p in pulls])
   assert (pulls == 1).any() and (pulls < 1).any()  # the clamp is exercised
 
