@@ -105,8 +105,15 @@ def initial_access_state(memory_size: int, word_size: int, read_heads: int,
 
 def access_step(state: AccessState, interface: Interface, *,
                 norm_eps: float = addressing.NORM_EPS,
-                usage_eps: float = addressing.USAGE_EPS) -> AccessState:
-  """One write then read on the memory, in the paper's order -> the next AccessState."""
+                usage_eps: float = addressing.USAGE_EPS,
+                deallocate: bool = False) -> AccessState:
+  """One write then read on the memory, in the paper's order -> the next AccessState.
+
+  `deallocate` (Csordas & Schmidhuber, ICLR 2019, "Improving Differentiable Neural
+  Computers Through Memory Masking, De-allocation, and Link Distribution Sharpness
+  Control"; off in the paper's DNC): freeing also wipes, M_t = (M_{t-1} psi_t 1^T)
+  (E - w^w_t e_t^T) + w^w_t v_t^T, so a freed slot no longer answers content look-ups
+  and freeing a slot that is still needed costs at once."""
   # Dynamic memory allocation: u_t from w^w_{t-1}, w^r_{t-1}; a_t from u_t.
   usage = addressing.usage_update(state.usage, state.write_weights, interface.free_gates,
                                   state.read_weights)
@@ -115,8 +122,10 @@ def access_step(state: AccessState, interface: Interface, *,
   write_weights = addressing.write_weights(
       state.memory, interface.write_key, interface.write_strength, allocation,
       interface.allocation_gate, interface.write_gate, norm_eps=norm_eps)
-  memory = addressing.write_memory(state.memory, write_weights, interface.erase,
-                                   interface.write_vector)
+  kept = state.memory
+  if deallocate:
+    kept = kept * addressing.retention(interface.free_gates, state.read_weights)[:, None]
+  memory = addressing.write_memory(kept, write_weights, interface.erase, interface.write_vector)
   # Temporal links: L_t uses p_{t-1}; then p_t.
   link = addressing.link_update(state.link, state.precedence, write_weights)
   precedence = addressing.precedence_update(state.precedence, write_weights)

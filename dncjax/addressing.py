@@ -53,13 +53,17 @@ def content_weights(memory_NxW: jax.Array, keys_HxW: jax.Array, strengths_H: jax
   return jax.nn.softmax(strengths_H[:, None] * similarity_HxN, axis=-1)
 
 
+def retention(free_gates_R: jax.Array, read_weights_prev_RxN: jax.Array) -> jax.Array:
+  """The memory retention vector psi_t = prod_i (1 - f^i_t w^{r,i}_{t-1}) -> [N]."""
+  return jnp.prod(1 - free_gates_R[:, None] * read_weights_prev_RxN, axis=0)
+
+
 def usage_update(usage_N: jax.Array, write_weights_prev_N: jax.Array, free_gates_R: jax.Array,
                  read_weights_prev_RxN: jax.Array) -> jax.Array:
   """u_t = (u_{t-1} + w^w_{t-1} - u_{t-1} w^w_{t-1}) psi_t, with the retention
   psi_t = prod_i (1 - f^i_t w^{r,i}_{t-1}) -> [N]."""
-  retention_N = jnp.prod(1 - free_gates_R[:, None] * read_weights_prev_RxN, axis=0)
   written_N = usage_N + write_weights_prev_N - usage_N * write_weights_prev_N
-  return written_N * retention_N
+  return written_N * retention(free_gates_R, read_weights_prev_RxN)
 
 
 def allocation_weights(usage_N: jax.Array, *, usage_eps: float = USAGE_EPS) -> jax.Array:

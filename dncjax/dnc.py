@@ -61,6 +61,7 @@ class DNCConfig:
   init_scale: float = 0.1        # weights ~ N(0, init_scale^2): about 1/sqrt(fan_in) at H = 64
   forget_bias: float = 1.0       # initial b_h of the f gate
   reset_memory: bool = False     # wipe the access state at each window (truncate)
+  deallocate: bool = False       # freeing also wipes the slot (access.access_step; not the paper)
   remat: bool = True             # recompute each step in the backward pass (jax.checkpoint)
   norm_eps: float = addressing.NORM_EPS    # inside the cosine's norms
   usage_eps: float = addressing.USAGE_EPS  # usage clamp before allocation
@@ -134,7 +135,7 @@ def make(config: DNCConfig) -> core.Model:
     h_LH = jnp.concatenate([layer_state.h for layer_state in layers])  # h_t [L H]
     interface = access.parse_interface(params["Whi"] @ h_LH + params["bi"], W, R)
     access_state = access.access_step(state.access, interface, norm_eps=config.norm_eps,
-                                      usage_eps=config.usage_eps)
+                                      usage_eps=config.usage_eps, deallocate=config.deallocate)
     features = (h_LH, access_state.read_vectors.reshape(R * W))
     return DNCState(controller=tuple(layers), access=access_state), features
 

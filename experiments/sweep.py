@@ -8,8 +8,9 @@
 --param NAME=SPEC sweeps a setting: a list `a,b,c`, a range `low:high` or `low:high:log`
 (int or float as the setting is; `none` in a list leaves an optional one off). --set
 NAME=VALUE fixes one for every trial. NAME is any run setting or model hyperparameter of
-alice.py (lr, eps, clip_norm, clip_value, weight_decay, dropout, init_scale, hidden,
-memory_size/N, word_size/W, read_heads/R, seq_length, batch_size, overlap, model, seed...).
+alice.py (lr, eps, clip_norm, clip_value, weight_decay, dropout, weight_drop, init_scale,
+hidden, memory_size/N, word_size/W, read_heads/R, seq_length, batch_size, overlap, model,
+seed...).
 
 Each trial is an alice.py run in <workdir>/trials/NNNN (its log.txt, metrics.jsonl,
 checkpoints), trained for --steps iterations or --seconds, evaluated every --eval_every

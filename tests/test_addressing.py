@@ -88,6 +88,7 @@ def test_usage_matches_numpy_and_hand():
     for n in range(N):
       psi[n] *= 1 - free[i] * w_r[i, n]
   expected = (usage + w_w - usage * w_w) * psi
+  np.testing.assert_allclose(ad.retention(free, w_r), psi, rtol=1e-12)
   np.testing.assert_allclose(ad.usage_update(usage, w_w, free, w_r), expected, rtol=1e-12)
   # By hand: u = 0.5, w^w = 0.5 -> 0.75; one head frees it with f = 1, w^r = 0.4 -> 0.45.
   out = ad.usage_update(np.array([0.5, 0.0]), np.array([0.5, 0.0]), np.array([1.0]),

@@ -6,6 +6,8 @@ Sizes are tiny and each jitted function is built once per module (module-scoped
 fixtures), so compiling dominates and stays to a handful of programs.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -88,8 +90,9 @@ def np_content(memory, keys, strengths, eps=1e-6):
   return e / e.sum(-1, keepdims=True)
 
 
-def np_access_step(s, f):
-  """The paper's step in its order, with the NumPy state `s` and interface `f`."""
+def np_access_step(s, f, deallocate=False):
+  """The paper's step in its order, with the NumPy state `s` and interface `f`
+  (`deallocate`: Csordas & Schmidhuber's wipe of freed slots)."""
   psi = np.prod(1 - f.free_gates[:, None] * s.read_weights, axis=0)
   usage = (s.usage + s.write_weights - s.usage * s.write_weights) * psi
   clamped = 1e-6 + (1 - 1e-6) * usage
@@ -98,7 +101,8 @@ def np_access_step(s, f):
     alloc[j], prod = (1 - clamped[j]) * prod, prod * clamped[j]
   c_w = np_content(s.memory, f.write_key[None], np.array([f.write_strength]))[0]
   w_w = f.write_gate * (f.allocation_gate * alloc + (1 - f.allocation_gate) * c_w)
-  memory = s.memory * (1 - np.outer(w_w, f.erase)) + np.outer(w_w, f.write_vector)
+  kept = s.memory * psi[:, None] if deallocate else s.memory
+  memory = kept * (1 - np.outer(w_w, f.erase)) + np.outer(w_w, f.write_vector)
   link = np.array([[0.0 if i == j else (1 - w_w[i] - w_w[j]) * s.link[i, j]
                     + w_w[i] * s.precedence[j] for j in range(N)] for i in range(N)])
   precedence = (1 - w_w.sum()) * s.precedence + w_w
@@ -109,17 +113,35 @@ def np_access_step(s, f):
   return access.AccessState(memory, usage, link, precedence, w_r, w_w, w_r @ memory)
 
 
-def test_access_step_matches_numpy_over_several_steps():
+@pytest.mark.parametrize("deallocate", [False, True])
+def test_access_step_matches_numpy_over_several_steps(deallocate):
   state = access.initial_access_state(N, W, R, "float64")
-  step = jax.jit(access.access_step)
+  step = jax.jit(functools.partial(access.access_step, deallocate=deallocate))
   np_state = jax.tree.map(np.asarray, state)
   for _ in range(4):
     xi = jnp.asarray(RNG.normal(size=access.interface_size(W, R)) * 2)
     interface = access.parse_interface(xi, W, R)
     state = step(state, interface)
-    np_state = np_access_step(np_state, jax.tree.map(np.asarray, interface))
+    np_state = np_access_step(np_state, jax.tree.map(np.asarray, interface), deallocate)
     for name, got, want in zip(access.AccessState._fields, state, np_state):
       np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+def test_deallocation_wipes_a_freed_slot_by_hand():
+  """Slot 0 full and read at t-1; free gate 1, no write: the paper's DNC only marks it
+  unused, de-allocation also empties it, so content look-ups no longer find it."""
+  memory = jnp.zeros((N, W)).at[0].set(1.0)
+  read = jnp.zeros((R, N)).at[0, 0].set(1.0)
+  state = access.initial_access_state(N, W, R, "float64")._replace(
+      memory=memory, usage=jnp.zeros(N).at[0].set(1.0), read_weights=read)
+  xi = jnp.zeros(access.interface_size(W, R))
+  interface = access.parse_interface(xi, W, R)._replace(
+      free_gates=jnp.zeros(R).at[0].set(1.0), write_gate=jnp.asarray(0.0))
+  kept = access.access_step(state, interface)
+  wiped = access.access_step(state, interface, deallocate=True)
+  assert float(kept.usage[0]) == 0.0 and float(wiped.usage[0]) == 0.0
+  np.testing.assert_array_equal(kept.memory, memory)
+  np.testing.assert_array_equal(wiped.memory, jnp.zeros((N, W)))
 
 
 # ----- the whole model ----------------------------------------------------------------------------
