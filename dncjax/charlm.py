@@ -252,6 +252,12 @@ def train_and_evaluate(config: RunConfig, options: Options, given: dict | None =
         f"--resume: the vocabulary of {corpus.path} ({vocab.size} characters) is not the "
         f"checkpoint's ({len(meta['vocab'])} characters)")
   prime_ids = vocab.encode(options.prime) if options.prime else vocab.encode(vocab.decode([0]))
+  if options.dynamic_eval and len(corpus.val_ids):  # fail now, not after training
+    if options.dynamic_rule not in dynamic.RULES:
+      raise ValueError(f"dynamic evaluation rule must be one of {', '.join(dynamic.RULES)}, "
+                       f"got {options.dynamic_rule!r}")
+    if options.dynamic_seq_length:
+      stack_validation(corpus.val_ids, options.dynamic_seq_length, options.eval_lanes)
   ts, lanes, rng = initial_run_state(setup, config)
   if mesh is not None:
     ts = parallel.shard_train_state(ts, mesh)

@@ -149,6 +149,7 @@ BAD = [  # (flags, message, resume into the finished run?)
     (["--batchsize", "-2"], "must be positive", False),
     (["--prime", "Ω"], "not in the vocabulary", False),
     (["--temperature", "0"], "temperature must be positive", False),
+    (["--dynamic_eval", "--dynamic_seq_length", "5000"], "fewer than the 5001", False),
     (["--model", "rnn", "--memory_size", "3"], "has no hyperparameter", False),
     (["--data", "{missing}"], "no such file", True),
     (["--hidden", "16"], "another config", True),
