@@ -157,7 +157,8 @@ def dynamic_bpc(model: core.Model, config: RunConfig, corpus: data.Corpus, param
   """Dynamic-evaluation BPC of the validation tail (see dncjax.dynamic) from `params` (and,
   for the 'adagrad' rule, the training optimiser's `opt_state`), in windows of `seq_length`
   (default: the training window). The 'rms' rule measures MS_g on the whole training text
-  unless `ms_state` (a `dynamic.rms_state` of the same window length) is given."""
+  in the same window shape unless `ms_state` (a `dynamic.rms_state` of the same window
+  length and lanes) is given."""
   if rule not in dynamic.RULES:
     raise ValueError(f"dynamic evaluation rule must be one of {', '.join(dynamic.RULES)}, "
                      f"got {rule!r}")
@@ -174,8 +175,8 @@ def dynamic_bpc(model: core.Model, config: RunConfig, corpus: data.Corpus, param
   else:
     optimizer = dynamic.rms_rule(lr, decay)
     if ms_state is None:
-      ms_state = dynamic.rms_state(model, params, stack_validation(
-          corpus.train_ids, seq_length, 1))
+      ms_state = dynamic.rms_state(model, params, stack_validation(  # windows shaped as
+          corpus.train_ids, seq_length, lanes))                      # the ones scored
     opt_state = ms_state
   total = dynamic.make_dynamic_eval(model, optimizer)(params, opt_state, windows)
   return float(total) / (math.log(2) * float(windows.targets[1].sum()))

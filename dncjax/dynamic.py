@@ -66,8 +66,9 @@ def rms_rule(lr: float, decay: float = 0.0, eps: float = 1e-8) -> optax.Gradient
 
 
 def mean_squared_gradients(model: core.Model, params, windows: train.Batch):
-  """MS_g: the mean over `windows` ([K, 1, S] leaves, state carried, as
-  `charlm.stack_validation` builds them) of each window's squared loss gradient."""
+  """MS_g: the mean over `windows` ([K, b, S] leaves, state carried, as
+  `charlm.stack_validation` builds them) of each window's squared loss gradient (a
+  window's loss summed over its b lanes, as in the dynamic evaluation it scales)."""
   grad_fn = jax.grad(lambda p, s, w: train.window_loss(model, masked_cross_entropy, p, s, w),
                      has_aux=True)
 

@@ -89,7 +89,7 @@ def main(argv=None) -> int:
     start = time.monotonic()
     if rule == "rms" and S_ not in ms_states:  # MS_g once per window length
       ms_states[S_] = dynamic.rms_state(model, ts.params, charlm.stack_validation(
-          corpus.train_ids, S_, 1))
+          corpus.train_ids, S_, args.eval_lanes))
     bpc = charlm.dynamic_bpc(model, config, corpus, ts.params, ts.opt_state, rule, lr_, decay,
                              S_, args.eval_lanes, ms_states.get(S_))
     rows.append({"rule": rule, "seq_length": S_, "lr": lr_, "decay": decay,
