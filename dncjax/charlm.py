@@ -118,9 +118,6 @@ def resolve_config(given: dict, defaults: RunConfig, workdir: pathlib.Path,
   return saved, ckpts, step, meta
 
 
-masked_cross_entropy = dynamic.masked_cross_entropy
-
-
 def stack_validation(val_ids: np.ndarray, seq_length: int, lanes: int):
   """All validation windows stacked: Batch with [K, b, S] leaves, mask inside targets."""
   windows = list(data.validation_windows(val_ids, seq_length, lanes))
@@ -136,7 +133,7 @@ def stack_validation(val_ids: np.ndarray, seq_length: int, lanes: int):
 
 def make_static_eval(model: core.Model):
   """(params, windows) -> summed loss over all validation windows, state carried."""
-  eval_step = train.make_eval_step(model, masked_cross_entropy, jit=False)
+  eval_step = train.make_eval_step(model, dynamic.masked_cross_entropy, jit=False)
 
   @jax.jit
   def evaluate(params, windows):
@@ -159,9 +156,7 @@ def dynamic_bpc(model: core.Model, config: RunConfig, corpus: data.Corpus, param
   (default: the training window). The 'rms' rule measures MS_g on the whole training text
   in the same window shape unless `ms_state` (a `dynamic.rms_state` of the same window
   length and lanes) is given."""
-  if rule not in dynamic.RULES:
-    raise ValueError(f"dynamic evaluation rule must be one of {', '.join(dynamic.RULES)}, "
-                     f"got {rule!r}")
+  dynamic.check_rule(rule)
   seq_length = seq_length or config.seq_length
   lr = lr or config.learning_rate
   if seq_length <= 0 or lr <= 0 or decay < 0:
@@ -254,9 +249,7 @@ def train_and_evaluate(config: RunConfig, options: Options, given: dict | None =
         f"checkpoint's ({len(meta['vocab'])} characters)")
   prime_ids = vocab.encode(options.prime) if options.prime else vocab.encode(vocab.decode([0]))
   if options.dynamic_eval and len(corpus.val_ids):  # fail now, not after training
-    if options.dynamic_rule not in dynamic.RULES:
-      raise ValueError(f"dynamic evaluation rule must be one of {', '.join(dynamic.RULES)}, "
-                       f"got {options.dynamic_rule!r}")
+    dynamic.check_rule(options.dynamic_rule)
     if options.dynamic_seq_length:
       stack_validation(corpus.val_ids, options.dynamic_seq_length, options.eval_lanes)
   ts, lanes, rng = initial_run_state(setup, config)

@@ -33,6 +33,11 @@ from dncjax import core, train
 RULES = ("adagrad", "rms")
 
 
+def check_rule(rule: str) -> None:
+  if rule not in RULES:
+    raise ValueError(f"dynamic evaluation rule must be one of {', '.join(RULES)}, got {rule!r}")
+
+
 def masked_cross_entropy(logits, targets_and_mask):
   """Summed cross-entropy (nats) over the positions whose mask is 1."""
   targets, mask = targets_and_mask
