@@ -14,13 +14,18 @@ paper's order (Methods, "Interface parameters") and transformed:
   g^w_t         write gate          []       sigmoid
   pi^{1..R}_t   read modes          [R, 3]   softmax over (backward, content, forward)
 
-with oneplus(x) = 1 + softplus(x) = 1 + log(1 + e^x) >= 1.
+with oneplus(x) = 1 + softplus(x) = 1 + log(1 + e^x) >= 1. With `link_sharpness` (not
+in the paper; Csordas & Schmidhuber, ICLR 2019) 2 R more values follow:
+
+  s^{f,1..R}_t  forward sharpness   [R]      oneplus
+  s^{b,1..R}_t  backward sharpness  [R]      oneplus
 
 One access step (`access_step`) runs the paper's equations in its order: usage u_t from
 the previous weights, allocation a_t, write weights w^w_t (content on M_{t-1}), the
 write M_t, the link L_t (with p_{t-1}) then the precedence p_t, the directional
-weights f_t, b_t from w^r_{t-1}, the read content weights on the NEW memory M_t, the
-read weights w^r_t and the read vectors r_t.
+weights f_t, b_t from w^r_{t-1} (sharpened, S(f_t, s^f_t) and S(b_t, s^b_t), when the
+interface carries sharpness), the read content weights on the NEW memory M_t, the read
+weights w^r_t and the read vectors r_t.
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ class Interface(NamedTuple):
   allocation_gate: jax.Array  # g^a_t   [], in (0, 1)
   write_gate: jax.Array       # g^w_t   [], in (0, 1)
   read_modes: jax.Array       # pi_t    [R, 3], rows on the simplex (backward, content, forward)
+  forward_sharpness: jax.Array | None = None   # s^f_t [R], >= 1 (link_sharpness only)
+  backward_sharpness: jax.Array | None = None  # s^b_t [R], >= 1 (link_sharpness only)
 
 
 class AccessState(NamedTuple):
@@ -63,22 +70,30 @@ def oneplus(x: jax.Array) -> jax.Array:
   return 1 + jax.nn.softplus(x)
 
 
-def interface_size(word_size: int, read_heads: int) -> int:
-  """Length of xi_t: R W (read keys) + R + W + 1 + W (erase) + W (write) + R + 1 + 1 + 3 R."""
+def _sizes(word_size: int, read_heads: int, link_sharpness: bool) -> tuple[int, ...]:
   W, R = word_size, read_heads
-  return W * R + 3 * W + 5 * R + 3
+  return (R * W, R, W, 1, W, W, R, 1, 1, 3 * R) + ((R, R) if link_sharpness else ())
 
 
-def parse_interface(xi: jax.Array, word_size: int, read_heads: int) -> Interface:
-  """Splits the raw interface vector xi_t [interface_size(W, R)] and applies the
-  paper's transforms (oneplus, sigmoid, softmax)."""
+def interface_size(word_size: int, read_heads: int, link_sharpness: bool = False) -> int:
+  """Length of xi_t: R W (read keys) + R + W + 1 + W (erase) + W (write) + R + 1 + 1 + 3 R,
+  and + 2 R with `link_sharpness`."""
+  return sum(_sizes(word_size, read_heads, link_sharpness))
+
+
+def parse_interface(xi: jax.Array, word_size: int, read_heads: int,
+                    link_sharpness: bool = False) -> Interface:
+  """Splits the raw interface vector xi_t [interface_size(W, R, link_sharpness)] and
+  applies the paper's transforms (oneplus, sigmoid, softmax)."""
   W, R = word_size, read_heads
-  sizes = (R * W, R, W, 1, W, W, R, 1, 1, 3 * R)
+  sizes = _sizes(W, R, link_sharpness)
   if xi.shape != (sum(sizes),):
     raise ValueError(f"interface vector must have shape ({sum(sizes)},), got {xi.shape}")
   split_points = [sum(sizes[:i]) for i in range(1, len(sizes))]
   (read_keys, read_strengths, write_key, write_strength, erase, write_vector, free_gates,
-   allocation_gate, write_gate, read_modes) = jnp.split(xi, split_points)
+   allocation_gate, write_gate, read_modes, *sharpness) = jnp.split(xi, split_points)
+  forward_sharpness, backward_sharpness = (oneplus(s) for s in sharpness) if sharpness else (
+      None, None)
   return Interface(
       read_keys=read_keys.reshape(R, W),
       read_strengths=oneplus(read_strengths),
@@ -90,6 +105,8 @@ def parse_interface(xi: jax.Array, word_size: int, read_heads: int) -> Interface
       allocation_gate=jax.nn.sigmoid(allocation_gate[0]),
       write_gate=jax.nn.sigmoid(write_gate[0]),
       read_modes=jax.nn.softmax(read_modes.reshape(R, 3), axis=-1),
+      forward_sharpness=forward_sharpness,
+      backward_sharpness=backward_sharpness,
   )
 
 
@@ -113,7 +130,8 @@ def access_step(state: AccessState, interface: Interface, *,
   Computers Through Memory Masking, De-allocation, and Link Distribution Sharpness
   Control"; off in the paper's DNC): freeing also wipes, M_t = (M_{t-1} psi_t 1^T)
   (E - w^w_t e_t^T) + w^w_t v_t^T, so a freed slot no longer answers content look-ups
-  and freeing a slot that is still needed costs at once."""
+  and freeing a slot that is still needed costs at once. An interface with sharpness
+  (`parse_interface(..., link_sharpness=True)`) sharpens f_t and b_t (`addressing.sharpen`)."""
   # Dynamic memory allocation: u_t from w^w_{t-1}, w^r_{t-1}; a_t from u_t.
   usage = addressing.usage_update(state.usage, state.write_weights, interface.free_gates,
                                   state.read_weights)
@@ -131,6 +149,9 @@ def access_step(state: AccessState, interface: Interface, *,
   precedence = addressing.precedence_update(state.precedence, write_weights)
   # Read: f_t, b_t from L_t and w^r_{t-1}; content c^r_t on the new M_t; then r_t.
   forward, backward = addressing.directional_weights(link, state.read_weights)
+  if interface.forward_sharpness is not None:
+    forward = addressing.sharpen(forward, interface.forward_sharpness)
+    backward = addressing.sharpen(backward, interface.backward_sharpness)
   content = addressing.content_weights(memory, interface.read_keys, interface.read_strengths,
                                        norm_eps=norm_eps)
   read_weights = addressing.read_weights(content, forward, backward, interface.read_modes)

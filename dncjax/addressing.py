@@ -16,6 +16,10 @@ memory M [N, W]. Symbols follow the paper:
   w^{r,i}_t = pi^i_t[1] b^i_t + pi^i_t[2] c^{r,i}_t + pi^i_t[3] f^i_t
   r^i_t  = M_t^T w^{r,i}_t                                  read vectors         [R, W]
 
+Not in the paper, optional in the DNC (Csordas & Schmidhuber, ICLR 2019): link
+distribution sharpness, S(d, s)_i = (d_i + eps)^s / sum_j (d_j + eps)^s applied to f^i_t
+and b^i_t with a per-head s >= 1 (`sharpen`).
+
 Two numerical guards, both keyword arguments defaulting to 1e-6: `norm_eps` sits inside
 the square roots of the norms of the cosine (finite values and gradients at a zero
 memory row or key), and `usage_eps` clamps usage to eps + (1 - eps) u before allocation
@@ -29,6 +33,7 @@ import jax.numpy as jnp
 
 NORM_EPS = 1e-6
 USAGE_EPS = 1e-6
+SHARPEN_EPS = 1e-6
 
 
 def cosine_similarity(memory_NxW: jax.Array, keys_HxW: jax.Array, *,
@@ -127,6 +132,20 @@ def directional_weights(link_NxN: jax.Array,
   forward_RxN = jnp.einsum("ij,rj->ri", link_NxN, read_weights_prev_RxN)
   backward_RxN = jnp.einsum("ij,ri->rj", link_NxN, read_weights_prev_RxN)
   return forward_RxN, backward_RxN
+
+
+def sharpen(weights_RxN: jax.Array, sharpness_R: jax.Array, *,
+            eps: float = SHARPEN_EPS) -> jax.Array:
+  """S(d, s)_i = (d_i + eps)^s / sum_j (d_j + eps)^s for each row d and its s -> [R, N].
+
+  Csordas & Schmidhuber's link distribution sharpness control, for the directional
+  weights f_t, b_t (entries >= 0): s >= 1 concentrates a row on its largest entries,
+  and every row sums to 1, so weight that leaked off a forward chain returns to it.
+  Computed as softmax_i(s log(d_i + eps)), the same value without powers of small
+  numbers; a row of zeros (no link yet) becomes uniform.
+  """
+  logs_RxN = jnp.log(jnp.maximum(weights_RxN, 0) + eps)  # max: float round-off below 0
+  return jax.nn.softmax(sharpness_R[:, None] * logs_RxN, axis=-1)
 
 
 def read_weights(content_RxN: jax.Array, forward_RxN: jax.Array, backward_RxN: jax.Array,

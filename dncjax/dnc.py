@@ -62,6 +62,7 @@ class DNCConfig:
   forget_bias: float = 1.0       # initial b_h of the f gate
   reset_memory: bool = False     # wipe the access state at each window (truncate)
   deallocate: bool = False       # freeing also wipes the slot (access.access_step; not the paper)
+  link_sharpness: bool = False   # sharpen f_t, b_t by S(., s_t) (addressing.sharpen; not the paper)
   remat: bool = True             # recompute each step in the backward pass (jax.checkpoint)
   norm_eps: float = addressing.NORM_EPS    # inside the cosine's norms
   usage_eps: float = addressing.USAGE_EPS  # usage clamp before allocation
@@ -88,7 +89,7 @@ def _layer_suffix(layer: int) -> str:
 def make(config: DNCConfig) -> core.Model:
   H, N, W, R = config.hidden, config.memory_size, config.word_size, config.read_heads
   L, O, dtype, s = config.controller_layers, config.output_size, config.dtype, config.init_scale
-  X = access.interface_size(W, R)
+  X = access.interface_size(W, R, config.link_sharpness)
 
   def init(key):
     shapes = {}
@@ -133,7 +134,8 @@ def make(config: DNCConfig) -> core.Model:
       layers.append(lstm.LSTMState(h=clip(new.h), c=clip(new.c)))
       below = layers[-1].h
     h_LH = jnp.concatenate([layer_state.h for layer_state in layers])  # h_t [L H]
-    interface = access.parse_interface(params["Whi"] @ h_LH + params["bi"], W, R)
+    interface = access.parse_interface(params["Whi"] @ h_LH + params["bi"], W, R,
+                                       config.link_sharpness)
     access_state = access.access_step(state.access, interface, norm_eps=config.norm_eps,
                                       usage_eps=config.usage_eps, deallocate=config.deallocate)
     features = (h_LH, access_state.read_vectors.reshape(R * W))

@@ -225,3 +225,61 @@ def test_allocation_gradient_matches_finite_differences():
 def test_usage_clamp_keyword(eps):
   np.testing.assert_allclose(ad.allocation_weights(np.ones(N), usage_eps=eps).sum(),
                              np_allocation(np.ones(N), eps).sum(), rtol=1e-12)
+
+
+# ----- link distribution sharpness (Csordas & Schmidhuber 2019; not in the paper) ------------
+
+def np_sharpen(d, s, eps=1e-6):
+  """S(d, s)_i = (d_i + eps)^s / sum_j (d_j + eps)^s, row by row, as powers."""
+  out = np.zeros_like(d)
+  for r in range(len(d)):
+    powered = [(d[r, i] + eps) ** s[r] for i in range(d.shape[1])]
+    out[r] = np.array(powered) / sum(powered)
+  return out
+
+
+def test_sharpen_matches_numpy_and_hand():
+  d, s = simplex(R, N), 1 + RNG.uniform(0, 5, size=R)
+  np.testing.assert_allclose(ad.sharpen(d, s), np_sharpen(d, s), rtol=1e-10)
+  np.testing.assert_allclose(ad.sharpen(d, s, eps=0.1), np_sharpen(d, s, 0.1), rtol=1e-10)
+  # By hand: s = 1 renormalises; s = 2 squares; a zero row (no link yet) is uniform.
+  d = np.array([[0.3, 0.1, 0.0, 0.0, 0.0], [0.0] * N])
+  got = np.asarray(ad.sharpen(d, np.array([1.0, 3.0]), eps=1e-300))
+  np.testing.assert_allclose(got[0], [0.75, 0.25, 0, 0, 0], atol=1e-12)
+  np.testing.assert_allclose(got[1], np.full(N, 1 / N), rtol=1e-12)
+  np.testing.assert_allclose(ad.sharpen(d[:1], np.array([2.0]), eps=1e-300)[0, :2], [0.9, 0.1],
+                             rtol=1e-12)
+
+
+def test_sharpen_restores_weight_leaked_off_a_forward_chain():
+  """A chain 0 -> 1 -> 2 with 0.4 of the read weight left on slot 0 (the rest lost to
+  an empty content read): the plain forward weight carries 0.4 to slot 1, the sharpened
+  one all of it, and sharper s concentrates it more."""
+  link = np.zeros((N, N))
+  link[1, 0] = link[2, 1] = 1.0  # L[i, j]: i written right after j
+  forward, _ = ad.directional_weights(link, np.array([[0.4, 0, 0, 0, 0.0]]))
+  np.testing.assert_allclose(forward[0], [0, 0.4, 0, 0, 0], atol=1e-15)
+  soft, sharp = (np.asarray(ad.sharpen(forward, np.array([s])))[0] for s in (1.0, 3.0))
+  np.testing.assert_allclose(soft.sum(), 1, rtol=1e-12)
+  assert 0.9999 < soft[1] < sharp[1] <= 1
+
+
+def test_sharpen_gradients_finite_and_match_finite_differences():
+  weights = RNG.normal(size=(R, N))
+  f = lambda d, s: jnp.sum(ad.sharpen(d, s) * weights)
+  for d in (simplex(R, N), np.zeros((R, N))):
+    s = 1 + RNG.uniform(0, 3, size=R)
+    grad_d, grad_s = jax.grad(f, argnums=(0, 1))(d, s)
+    assert np.all(np.isfinite(grad_d)) and np.all(np.isfinite(grad_s))
+    for r in range(R):
+      e = np.zeros(R)
+      e[r] = 1e-6
+      np.testing.assert_allclose(grad_s[r], (f(d, s + e) - f(d, s - e)) / 2e-6, rtol=1e-6,
+                                 atol=1e-9)
+  d = simplex(R, N)
+  grad_d = jax.grad(f)(d, s)
+  for r, i in [(0, 0), (1, 3)]:
+    e = np.zeros((R, N))
+    e[r, i] = 1e-7
+    np.testing.assert_allclose(grad_d[r, i], (f(d + e, s) - f(d - e, s)) / 2e-7, rtol=1e-5,
+                               atol=1e-8)

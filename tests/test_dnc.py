@@ -77,8 +77,21 @@ def test_parse_interface_order_and_transforms():
   modes = np.exp(take(3 * R).reshape(R, 3))
   np.testing.assert_allclose(got.read_modes, modes / modes.sum(-1, keepdims=True))
   assert at == size
+  assert got.forward_sharpness is None and got.backward_sharpness is None
   with pytest.raises(ValueError):
     access.parse_interface(jnp.zeros(size + 1), W, R)
+  # With link sharpness, 2 R more values at the end: s^f then s^b, through oneplus.
+  sharp_size = access.interface_size(W, R, link_sharpness=True)
+  assert sharp_size == size + 2 * R
+  extra = RNG.normal(size=2 * R)
+  sharp = access.parse_interface(jnp.asarray(np.concatenate([xi, extra])), W, R, True)
+  for name, value in got._asdict().items():
+    if value is not None:
+      np.testing.assert_array_equal(getattr(sharp, name), value, err_msg=name)
+  np.testing.assert_allclose(sharp.forward_sharpness, 1 + softplus(extra[:R]))
+  np.testing.assert_allclose(sharp.backward_sharpness, 1 + softplus(extra[R:]))
+  with pytest.raises(ValueError):
+    access.parse_interface(jnp.asarray(xi), W, R, link_sharpness=True)
 
 
 # ----- one access step against NumPy ------------------------------------------------------------
@@ -90,9 +103,15 @@ def np_content(memory, keys, strengths, eps=1e-6):
   return e / e.sum(-1, keepdims=True)
 
 
+def np_sharpen(d, s, eps=1e-6):
+  powered = (d + eps) ** s[:, None]
+  return powered / powered.sum(-1, keepdims=True)
+
+
 def np_access_step(s, f, deallocate=False):
   """The paper's step in its order, with the NumPy state `s` and interface `f`
-  (`deallocate`: Csordas & Schmidhuber's wipe of freed slots)."""
+  (`deallocate`: Csordas & Schmidhuber's wipe of freed slots; an interface with
+  sharpness: their sharpened f_t, b_t)."""
   psi = np.prod(1 - f.free_gates[:, None] * s.read_weights, axis=0)
   usage = (s.usage + s.write_weights - s.usage * s.write_weights) * psi
   clamped = 1e-6 + (1 - 1e-6) * usage
@@ -107,22 +126,26 @@ def np_access_step(s, f, deallocate=False):
                     + w_w[i] * s.precedence[j] for j in range(N)] for i in range(N)])
   precedence = (1 - w_w.sum()) * s.precedence + w_w
   fwd, bwd = s.read_weights @ link.T, s.read_weights @ link
+  if f.forward_sharpness is not None:
+    fwd, bwd = np_sharpen(fwd, f.forward_sharpness), np_sharpen(bwd, f.backward_sharpness)
   c_r = np_content(memory, f.read_keys, f.read_strengths)
   m = f.read_modes
   w_r = m[:, :1] * bwd + m[:, 1:2] * c_r + m[:, 2:] * fwd
   return access.AccessState(memory, usage, link, precedence, w_r, w_w, w_r @ memory)
 
 
-@pytest.mark.parametrize("deallocate", [False, True])
-def test_access_step_matches_numpy_over_several_steps(deallocate):
+@pytest.mark.parametrize("deallocate, sharpness", [(False, False), (True, False), (True, True)])
+def test_access_step_matches_numpy_over_several_steps(deallocate, sharpness):
   state = access.initial_access_state(N, W, R, "float64")
   step = jax.jit(functools.partial(access.access_step, deallocate=deallocate))
   np_state = jax.tree.map(np.asarray, state)
   for _ in range(4):
-    xi = jnp.asarray(RNG.normal(size=access.interface_size(W, R)) * 2)
-    interface = access.parse_interface(xi, W, R)
+    xi = jnp.asarray(RNG.normal(size=access.interface_size(W, R, sharpness)) * 2)
+    interface = access.parse_interface(xi, W, R, sharpness)
     state = step(state, interface)
     np_state = np_access_step(np_state, jax.tree.map(np.asarray, interface), deallocate)
+    if sharpness:  # f_t, b_t and c_t all on the simplex, so w^r_t is too
+      np.testing.assert_allclose(np.asarray(state.read_weights).sum(-1), 1, rtol=1e-12)
     for name, got, want in zip(access.AccessState._fields, state, np_state):
       np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12, err_msg=name)
 
@@ -173,16 +196,15 @@ def test_params_are_flat_named_and_oriented(deep):
   assert all(v.dtype == jnp.float64 for v in params.values())
 
 
-def test_gradient_matches_central_differences(deep):
-  """Float64 jax.grad against (f(p + h) - f(p - h)) / 2h on sampled entries of every
-  parameter, from the all-zero initial memory (cosine at zero rows included)."""
-  _, params, _, loss = deep
+def check_gradient(loss, params, entries):
+  """jax.grad of `loss` against (f(p + h) - f(p - h)) / 2h at `entries[name]` (flat
+  indices) of each named parameter; every gradient finite. Returns the gradients."""
   grads = jax.grad(loss)(params)
   h = 1e-6
   for name, value in params.items():
     assert np.all(np.isfinite(grads[name])), name
     flat = np.asarray(value).ravel()
-    for i in RNG.choice(flat.size, size=min(3, flat.size), replace=False):
+    for i in entries.get(name, ()):
       bumped = [flat.copy(), flat.copy()]
       bumped[0][i] += h
       bumped[1][i] -= h
@@ -191,6 +213,31 @@ def test_gradient_matches_central_differences(deep):
       numeric = (f_plus - f_minus) / (2 * h)
       analytic = np.asarray(grads[name]).ravel()[i]
       assert abs(numeric - analytic) <= 1e-6 * max(1.0, abs(analytic)), (name, i)
+  return grads
+
+
+def test_gradient_matches_central_differences(deep):
+  """Float64 jax.grad against central differences on sampled entries of every
+  parameter, from the all-zero initial memory (cosine at zero rows included)."""
+  _, params, _, loss = deep
+  check_gradient(loss, params, {name: RNG.choice(v.size, size=min(3, v.size), replace=False)
+                                for name, v in params.items()})
+
+
+def test_gradient_with_deallocation_and_link_sharpness():
+  """The same check for the DNC with both of Csordas & Schmidhuber's changes, at the
+  bias of every sharpness s^f, s^b (the last 2 R interface rows) and sampled entries."""
+  model = tiny(deallocate=True, link_sharpness=True, init_scale=0.5)
+  params = model.init(jax.random.key(3))
+  params["bi"] = jnp.asarray(RNG.normal(size=params["bi"].shape))  # away from the zero start
+  xs, out_weights = jnp.asarray(RNG.normal(size=(T, I))), jnp.asarray(RNG.normal(size=(T, O)))
+  loss = jax.jit(lambda p: jnp.sum(jnp.sin(core.unroll(model, p, model.initial_state(), xs)[1])
+                                   * out_weights))
+  X = access.interface_size(W, R, link_sharpness=True)
+  entries = {name: RNG.choice(v.size, size=2, replace=False) for name, v in params.items()}
+  entries["bi"] = np.arange(X - 2 * R, X)
+  grads = check_gradient(loss, params, entries)
+  assert np.all(np.abs(grads["bi"][X - 2 * R:]) > 1e-8)  # the sharpness reaches the loss
 
 
 def test_scan_equals_python_loop_and_vmap_equals_per_example(deep):
