@@ -20,6 +20,11 @@ in the paper; Csordas & Schmidhuber, ICLR 2019) 2 R more values follow:
   s^{f,1..R}_t  forward sharpness   [R]      oneplus
   s^{b,1..R}_t  backward sharpness  [R]      oneplus
 
+and with `key_masking` (also theirs) W + R W more, after those:
+
+  m^w_t         write key mask      [W]      sigmoid
+  m^{r,1..R}_t  read key masks      [R, W]   sigmoid
+
 One access step (`access_step`) runs the paper's equations in its order: usage u_t from
 the previous weights, allocation a_t, write weights w^w_t (content on M_{t-1}), the
 write M_t, the link L_t (with p_{t-1}) then the precedence p_t, the directional
@@ -52,6 +57,8 @@ class Interface(NamedTuple):
   read_modes: jax.Array       # pi_t    [R, 3], rows on the simplex (backward, content, forward)
   forward_sharpness: jax.Array | None = None   # s^f_t [R], >= 1 (link_sharpness only)
   backward_sharpness: jax.Array | None = None  # s^b_t [R], >= 1 (link_sharpness only)
+  write_mask: jax.Array | None = None          # m^w_t [W], in (0, 1) (key_masking only)
+  read_masks: jax.Array | None = None          # m^r_t [R, W], in (0, 1) (key_masking only)
 
 
 class AccessState(NamedTuple):
@@ -70,30 +77,35 @@ def oneplus(x: jax.Array) -> jax.Array:
   return 1 + jax.nn.softplus(x)
 
 
-def _sizes(word_size: int, read_heads: int, link_sharpness: bool) -> tuple[int, ...]:
-  W, R = word_size, read_heads
-  return (R * W, R, W, 1, W, W, R, 1, 1, 3 * R) + ((R, R) if link_sharpness else ())
+def _sizes(W: int, R: int, link_sharpness: bool, key_masking: bool) -> tuple[int, ...]:
+  return ((R * W, R, W, 1, W, W, R, 1, 1, 3 * R) + ((R, R) if link_sharpness else ())
+          + ((W, R * W) if key_masking else ()))
 
 
-def interface_size(word_size: int, read_heads: int, link_sharpness: bool = False) -> int:
+def interface_size(word_size: int, read_heads: int, link_sharpness: bool = False,
+                   key_masking: bool = False) -> int:
   """Length of xi_t: R W (read keys) + R + W + 1 + W (erase) + W (write) + R + 1 + 1 + 3 R,
-  and + 2 R with `link_sharpness`."""
-  return sum(_sizes(word_size, read_heads, link_sharpness))
+  + 2 R with `link_sharpness`, + W + R W with `key_masking`."""
+  return sum(_sizes(word_size, read_heads, link_sharpness, key_masking))
 
 
 def parse_interface(xi: jax.Array, word_size: int, read_heads: int,
-                    link_sharpness: bool = False) -> Interface:
-  """Splits the raw interface vector xi_t [interface_size(W, R, link_sharpness)] and
-  applies the paper's transforms (oneplus, sigmoid, softmax)."""
+                    link_sharpness: bool = False, key_masking: bool = False) -> Interface:
+  """Splits the raw interface vector xi_t [interface_size(W, R, link_sharpness,
+  key_masking)] and applies the transforms (oneplus, sigmoid, softmax)."""
   W, R = word_size, read_heads
-  sizes = _sizes(W, R, link_sharpness)
+  sizes = _sizes(W, R, link_sharpness, key_masking)
   if xi.shape != (sum(sizes),):
     raise ValueError(f"interface vector must have shape ({sum(sizes)},), got {xi.shape}")
   split_points = [sum(sizes[:i]) for i in range(1, len(sizes))]
   (read_keys, read_strengths, write_key, write_strength, erase, write_vector, free_gates,
-   allocation_gate, write_gate, read_modes, *sharpness) = jnp.split(xi, split_points)
-  forward_sharpness, backward_sharpness = (oneplus(s) for s in sharpness) if sharpness else (
-      None, None)
+   allocation_gate, write_gate, read_modes, *extras) = jnp.split(xi, split_points)
+  forward_sharpness = backward_sharpness = write_mask = read_masks = None
+  if link_sharpness:
+    forward_sharpness, backward_sharpness, *extras = extras
+    forward_sharpness, backward_sharpness = oneplus(forward_sharpness), oneplus(backward_sharpness)
+  if key_masking:
+    write_mask, read_masks = jax.nn.sigmoid(extras[0]), jax.nn.sigmoid(extras[1]).reshape(R, W)
   return Interface(
       read_keys=read_keys.reshape(R, W),
       read_strengths=oneplus(read_strengths),
@@ -107,6 +119,8 @@ def parse_interface(xi: jax.Array, word_size: int, read_heads: int,
       read_modes=jax.nn.softmax(read_modes.reshape(R, 3), axis=-1),
       forward_sharpness=forward_sharpness,
       backward_sharpness=backward_sharpness,
+      write_mask=write_mask,
+      read_masks=read_masks,
   )
 
 
@@ -131,7 +145,8 @@ def access_step(state: AccessState, interface: Interface, *,
   Control"; off in the paper's DNC): freeing also wipes, M_t = (M_{t-1} psi_t 1^T)
   (E - w^w_t e_t^T) + w^w_t v_t^T, so a freed slot no longer answers content look-ups
   and freeing a slot that is still needed costs at once. An interface with sharpness
-  (`parse_interface(..., link_sharpness=True)`) sharpens f_t and b_t (`addressing.sharpen`)."""
+  (`parse_interface(..., link_sharpness=True)`) sharpens f_t and b_t (`addressing.sharpen`);
+  one with key masks (`key_masking=True`) masks the write and read content look-ups."""
   # Dynamic memory allocation: u_t from w^w_{t-1}, w^r_{t-1}; a_t from u_t.
   usage = addressing.usage_update(state.usage, state.write_weights, interface.free_gates,
                                   state.read_weights)
@@ -139,7 +154,8 @@ def access_step(state: AccessState, interface: Interface, *,
   # Write: w^w_t (content on M_{t-1}), then M_t.
   write_weights = addressing.write_weights(
       state.memory, interface.write_key, interface.write_strength, allocation,
-      interface.allocation_gate, interface.write_gate, norm_eps=norm_eps)
+      interface.allocation_gate, interface.write_gate, write_mask_W=interface.write_mask,
+      norm_eps=norm_eps)
   kept = state.memory
   if deallocate:
     kept = kept * addressing.retention(interface.free_gates, state.read_weights)[:, None]
@@ -153,7 +169,7 @@ def access_step(state: AccessState, interface: Interface, *,
     forward = addressing.sharpen(forward, interface.forward_sharpness)
     backward = addressing.sharpen(backward, interface.backward_sharpness)
   content = addressing.content_weights(memory, interface.read_keys, interface.read_strengths,
-                                       norm_eps=norm_eps)
+                                       masks_HxW=interface.read_masks, norm_eps=norm_eps)
   read_weights = addressing.read_weights(content, forward, backward, interface.read_modes)
   read_vectors = addressing.read_memory(memory, read_weights)
   return AccessState(memory=memory, usage=usage, link=link, precedence=precedence,

@@ -18,7 +18,8 @@ memory M [N, W]. Symbols follow the paper:
 
 Not in the paper, optional in the DNC (Csordas & Schmidhuber, ICLR 2019): link
 distribution sharpness, S(d, s)_i = (d_i + eps)^s / sum_j (d_j + eps)^s applied to f^i_t
-and b^i_t with a per-head s >= 1 (`sharpen`).
+and b^i_t with a per-head s >= 1 (`sharpen`), and key masking, a mask m in (0, 1)^W per
+key that the cosine applies to both the key and the memory, D(k * m, M[i] * m).
 
 Two numerical guards, both keyword arguments defaulting to 1e-6: `norm_eps` sits inside
 the square roots of the norms of the cosine (finite values and gradients at a zero
@@ -37,24 +38,36 @@ SHARPEN_EPS = 1e-6
 
 
 def cosine_similarity(memory_NxW: jax.Array, keys_HxW: jax.Array, *,
+                      masks_HxW: jax.Array | None = None,
                       norm_eps: float = NORM_EPS) -> jax.Array:
   """D(k^h, M[i]) = k^h . M[i] / (sqrt(|k^h|^2 + eps) sqrt(|M[i]|^2 + eps)) -> [H, N].
 
-  H is the number of keys (R read heads, or 1 for the write head).
+  H is the number of keys (R read heads, or 1 for the write head). With `masks_HxW`
+  (key masking) it is D(k^h * m^h, M[i] * m^h), each key's mask applied to both sides;
+  computed with m^2 weighting the products, without a masked copy of M per key.
   """
-  dot_HxN = keys_HxW @ memory_NxW.T
-  memory_norm_N = jnp.sqrt(jnp.sum(memory_NxW * memory_NxW, axis=-1) + norm_eps)
+  if masks_HxW is None:
+    dot_HxN = keys_HxW @ memory_NxW.T
+    memory_sq_HxN = jnp.sum(memory_NxW * memory_NxW, axis=-1)[None, :]
+  else:
+    mask_sq_HxW = masks_HxW * masks_HxW
+    keys_HxW = keys_HxW * masks_HxW
+    dot_HxN = (keys_HxW * masks_HxW) @ memory_NxW.T      # sum_k k m^2 M[i]
+    memory_sq_HxN = mask_sq_HxW @ (memory_NxW * memory_NxW).T  # |M[i] * m^h|^2
   key_norm_H = jnp.sqrt(jnp.sum(keys_HxW * keys_HxW, axis=-1) + norm_eps)
-  return dot_HxN / (key_norm_H[:, None] * memory_norm_N[None, :])
+  return dot_HxN / (key_norm_H[:, None] * jnp.sqrt(memory_sq_HxN + norm_eps))
 
 
 def content_weights(memory_NxW: jax.Array, keys_HxW: jax.Array, strengths_H: jax.Array, *,
+                    masks_HxW: jax.Array | None = None,
                     norm_eps: float = NORM_EPS) -> jax.Array:
   """C(M, k^h, beta^h) = softmax over the N slots of beta^h D(k^h, M) -> [H, N].
 
-  `strengths_H` are already transformed (oneplus, so >= 1).
+  `strengths_H` are already transformed (oneplus, so >= 1); `masks_HxW` as in
+  `cosine_similarity`.
   """
-  similarity_HxN = cosine_similarity(memory_NxW, keys_HxW, norm_eps=norm_eps)
+  similarity_HxN = cosine_similarity(memory_NxW, keys_HxW, masks_HxW=masks_HxW,
+                                     norm_eps=norm_eps)
   return jax.nn.softmax(strengths_H[:, None] * similarity_HxN, axis=-1)
 
 
@@ -91,14 +104,18 @@ def allocation_weights(usage_N: jax.Array, *, usage_eps: float = USAGE_EPS) -> j
 
 def write_weights(memory_prev_NxW: jax.Array, write_key_W: jax.Array, write_strength: jax.Array,
                   allocation_N: jax.Array, allocation_gate: jax.Array, write_gate: jax.Array, *,
+                  write_mask_W: jax.Array | None = None,
                   norm_eps: float = NORM_EPS) -> jax.Array:
   """w^w_t = g^w_t (g^a_t a_t + (1 - g^a_t) c^w_t) -> [N], with the write content weights
   c^w_t = C(M_{t-1}, k^w_t, beta^w_t) on the memory BEFORE this step's write.
 
-  write_strength, allocation_gate and write_gate are scalars (beta^w >= 1, gates in [0, 1]).
+  write_strength, allocation_gate and write_gate are scalars (beta^w >= 1, gates in [0, 1]);
+  `write_mask_W` masks the write key's look-up (key masking).
   """
+  masks = None if write_mask_W is None else write_mask_W[None]
   content_N = content_weights(memory_prev_NxW, write_key_W[None],
-                              jnp.reshape(write_strength, (1,)), norm_eps=norm_eps)[0]
+                              jnp.reshape(write_strength, (1,)), masks_HxW=masks,
+                              norm_eps=norm_eps)[0]
   return write_gate * (allocation_gate * allocation_N + (1 - allocation_gate) * content_N)
 
 

@@ -22,6 +22,11 @@ Whh [4H, H], bh [4H]; layer l >= 1 (0-based) has Wxh_l, Wrh_l, Whh_l, bh_l and
 Wlh_l [4H, H] from the layer below; Whi [X, L H], bi [X] (X = interface size);
 Why [O, L H], by [O], Wry [O, R W].
 
+Three options, off by default (the paper's DNC), come from Csordas & Schmidhuber (ICLR
+2019): `deallocate` (freeing wipes the slot), `link_sharpness` (f_t, b_t sharpened by a
+learned per-head exponent) and `key_masking` (learned masks on the content look-ups); the
+last two add 2 R and W + R W rows to the interface (`access.interface_size`).
+
 With `controller_clip` set, the controller's h and c and the output y_t are clipped to
 [-controller_clip, controller_clip] (deepmind/dnc clips its controller output, state and output
 at 20). With `remat` (the default) the backward pass recomputes each step from its
@@ -63,6 +68,7 @@ class DNCConfig:
   reset_memory: bool = False     # wipe the access state at each window (truncate)
   deallocate: bool = False       # freeing also wipes the slot (access.access_step; not the paper)
   link_sharpness: bool = False   # sharpen f_t, b_t by S(., s_t) (addressing.sharpen; not the paper)
+  key_masking: bool = False      # masked content look-ups (addressing.cosine_similarity; not the paper)
   remat: bool = True             # recompute each step in the backward pass (jax.checkpoint)
   norm_eps: float = addressing.NORM_EPS    # inside the cosine's norms
   usage_eps: float = addressing.USAGE_EPS  # usage clamp before allocation
@@ -89,7 +95,8 @@ def _layer_suffix(layer: int) -> str:
 def make(config: DNCConfig) -> core.Model:
   H, N, W, R = config.hidden, config.memory_size, config.word_size, config.read_heads
   L, O, dtype, s = config.controller_layers, config.output_size, config.dtype, config.init_scale
-  X = access.interface_size(W, R, config.link_sharpness)
+  extras = (config.link_sharpness, config.key_masking)  # Csordas & Schmidhuber's interface
+  X = access.interface_size(W, R, *extras)
 
   def init(key):
     shapes = {}
@@ -134,8 +141,7 @@ def make(config: DNCConfig) -> core.Model:
       layers.append(lstm.LSTMState(h=clip(new.h), c=clip(new.c)))
       below = layers[-1].h
     h_LH = jnp.concatenate([layer_state.h for layer_state in layers])  # h_t [L H]
-    interface = access.parse_interface(params["Whi"] @ h_LH + params["bi"], W, R,
-                                       config.link_sharpness)
+    interface = access.parse_interface(params["Whi"] @ h_LH + params["bi"], W, R, *extras)
     access_state = access.access_step(state.access, interface, norm_eps=config.norm_eps,
                                       usage_eps=config.usage_eps, deallocate=config.deallocate)
     features = (h_LH, access_state.read_vectors.reshape(R * W))

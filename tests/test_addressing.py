@@ -283,3 +283,49 @@ def test_sharpen_gradients_finite_and_match_finite_differences():
     e[r, i] = 1e-7
     np.testing.assert_allclose(grad_d[r, i], (f(d + e, s) - f(d - e, s)) / 2e-7, rtol=1e-5,
                                atol=1e-8)
+
+
+# ----- key masking (Csordas & Schmidhuber 2019; not in the paper) -----------------------------
+
+def test_masked_cosine_matches_numpy_on_masked_copies():
+  """D(k * m, M[i] * m): the reference masks a copy of the memory for each key."""
+  memory, keys, masks = RNG.normal(size=(N, W)), RNG.normal(size=(R, W)), RNG.uniform(size=(R, W))
+  memory[1] = 0
+  want = np.stack([np_cosine(memory * masks[h], keys[h:h + 1] * masks[h])[0] for h in range(R)])
+  np.testing.assert_allclose(ad.cosine_similarity(memory, keys, masks_HxW=masks), want,
+                             rtol=1e-12)
+  strengths = 1 + RNG.uniform(size=R) * 3
+  np.testing.assert_allclose(
+      ad.content_weights(memory, keys, strengths, masks_HxW=masks),
+      np.stack([np_content(memory * masks[h], keys[h:h + 1] * masks[h], strengths[h:h + 1])[0]
+                for h in range(R)]), rtol=1e-12)
+  allocation, g_a, g_w = simplex(N), 0.3, 0.8
+  c_w = np_content(memory * masks[0], keys[:1] * masks[0], np.array([2.0]))[0]
+  np.testing.assert_allclose(
+      ad.write_weights(memory, keys[0], 2.0, allocation, g_a, g_w, write_mask_W=masks[0]),
+      g_w * (g_a * allocation + (1 - g_a) * c_w), rtol=1e-12)
+
+
+def test_masked_lookup_by_hand():
+  """Slots share a tag in word position 0 and differ in the rest: unmasked, the key
+  [1, 0, 0] is nearest to the slot with the least else; masked to position 0 every
+  slot matches fully; a constant mask changes nothing (up to the norm epsilon)."""
+  memory = np.array([[1.0, 0.1, 0.0], [1.0, 5.0, -3.0], [-1.0, 0.0, 0.0]])
+  key = np.array([[1.0, 0.0, 0.0]])
+  plain = np.asarray(ad.cosine_similarity(memory, key, norm_eps=1e-30))[0]
+  masked = np.asarray(ad.cosine_similarity(memory, key, masks_HxW=np.array([[1.0, 0, 0]]),
+                                           norm_eps=1e-30))[0]
+  assert plain.argmax() == 0 and plain[1] < 0.2
+  np.testing.assert_allclose(masked, [1, 1, -1], atol=1e-12)
+  np.testing.assert_allclose(
+      ad.cosine_similarity(memory, key, masks_HxW=np.full((1, 3), 0.5), norm_eps=1e-30), [plain],
+      rtol=1e-12)
+
+
+def test_masked_content_gradients_finite_at_zero_memory():
+  f = lambda m, k, masks: jnp.sum(ad.content_weights(m, k, jnp.full((R,), 2.0), masks_HxW=masks)
+                                  * jnp.arange(N))
+  for masks in (np.zeros((R, W)), np.full((R, W), 0.5)):
+    grads = jax.grad(f, argnums=(0, 1, 2))(np.zeros((N, W)), np.zeros((R, W)), masks)
+    for g in grads:
+      assert np.all(np.isfinite(g))

@@ -92,6 +92,17 @@ def test_parse_interface_order_and_transforms():
   np.testing.assert_allclose(sharp.backward_sharpness, 1 + softplus(extra[R:]))
   with pytest.raises(ValueError):
     access.parse_interface(jnp.asarray(xi), W, R, link_sharpness=True)
+  # With key masking too, W + R W more after those: m^w then m^r, through sigmoid.
+  assert access.interface_size(W, R, True, True) == sharp_size + W + R * W
+  assert access.interface_size(W, R, False, True) == size + W + R * W
+  masks = RNG.normal(size=W + R * W)
+  both = access.parse_interface(jnp.asarray(np.concatenate([xi, extra, masks])), W, R, True, True)
+  np.testing.assert_allclose(both.forward_sharpness, sharp.forward_sharpness)
+  np.testing.assert_allclose(both.write_mask, sigmoid(masks[:W]))
+  np.testing.assert_allclose(both.read_masks, sigmoid(masks[W:]).reshape(R, W))
+  only = access.parse_interface(jnp.asarray(np.concatenate([xi, masks])), W, R, False, True)
+  assert only.forward_sharpness is None
+  np.testing.assert_allclose(only.read_masks, both.read_masks)
 
 
 # ----- one access step against NumPy ------------------------------------------------------------
@@ -108,17 +119,25 @@ def np_sharpen(d, s, eps=1e-6):
   return powered / powered.sum(-1, keepdims=True)
 
 
+def np_masked_content(memory, keys, strengths, masks):
+  if masks is None:
+    return np_content(memory, keys, strengths)
+  return np.stack([np_content(memory * m, k[None] * m, b[None])[0]
+                   for k, b, m in zip(keys, strengths, masks)])
+
+
 def np_access_step(s, f, deallocate=False):
   """The paper's step in its order, with the NumPy state `s` and interface `f`
   (`deallocate`: Csordas & Schmidhuber's wipe of freed slots; an interface with
-  sharpness: their sharpened f_t, b_t)."""
+  sharpness: their sharpened f_t, b_t; with masks: their masked look-ups)."""
   psi = np.prod(1 - f.free_gates[:, None] * s.read_weights, axis=0)
   usage = (s.usage + s.write_weights - s.usage * s.write_weights) * psi
   clamped = 1e-6 + (1 - 1e-6) * usage
   alloc, prod = np.zeros(N), 1.0
   for j in np.argsort(clamped, kind="stable"):
     alloc[j], prod = (1 - clamped[j]) * prod, prod * clamped[j]
-  c_w = np_content(s.memory, f.write_key[None], np.array([f.write_strength]))[0]
+  c_w = np_masked_content(s.memory, f.write_key[None], np.array([f.write_strength]),
+                          None if f.write_mask is None else f.write_mask[None])[0]
   w_w = f.write_gate * (f.allocation_gate * alloc + (1 - f.allocation_gate) * c_w)
   kept = s.memory * psi[:, None] if deallocate else s.memory
   memory = kept * (1 - np.outer(w_w, f.erase)) + np.outer(w_w, f.write_vector)
@@ -128,20 +147,21 @@ def np_access_step(s, f, deallocate=False):
   fwd, bwd = s.read_weights @ link.T, s.read_weights @ link
   if f.forward_sharpness is not None:
     fwd, bwd = np_sharpen(fwd, f.forward_sharpness), np_sharpen(bwd, f.backward_sharpness)
-  c_r = np_content(memory, f.read_keys, f.read_strengths)
+  c_r = np_masked_content(memory, f.read_keys, f.read_strengths, f.read_masks)
   m = f.read_modes
   w_r = m[:, :1] * bwd + m[:, 1:2] * c_r + m[:, 2:] * fwd
   return access.AccessState(memory, usage, link, precedence, w_r, w_w, w_r @ memory)
 
 
-@pytest.mark.parametrize("deallocate, sharpness", [(False, False), (True, False), (True, True)])
-def test_access_step_matches_numpy_over_several_steps(deallocate, sharpness):
+@pytest.mark.parametrize("deallocate, sharpness, masking",
+                         [(False, False, False), (True, False, False), (True, True, True)])
+def test_access_step_matches_numpy_over_several_steps(deallocate, sharpness, masking):
   state = access.initial_access_state(N, W, R, "float64")
   step = jax.jit(functools.partial(access.access_step, deallocate=deallocate))
   np_state = jax.tree.map(np.asarray, state)
   for _ in range(4):
-    xi = jnp.asarray(RNG.normal(size=access.interface_size(W, R, sharpness)) * 2)
-    interface = access.parse_interface(xi, W, R, sharpness)
+    xi = jnp.asarray(RNG.normal(size=access.interface_size(W, R, sharpness, masking)) * 2)
+    interface = access.parse_interface(xi, W, R, sharpness, masking)
     state = step(state, interface)
     np_state = np_access_step(np_state, jax.tree.map(np.asarray, interface), deallocate)
     if sharpness:  # f_t, b_t and c_t all on the simplex, so w^r_t is too
@@ -224,20 +244,22 @@ def test_gradient_matches_central_differences(deep):
                                 for name, v in params.items()})
 
 
-def test_gradient_with_deallocation_and_link_sharpness():
-  """The same check for the DNC with both of Csordas & Schmidhuber's changes, at the
-  bias of every sharpness s^f, s^b (the last 2 R interface rows) and sampled entries."""
-  model = tiny(deallocate=True, link_sharpness=True, init_scale=0.5)
+def test_gradient_with_deallocation_sharpness_and_masks():
+  """The same check for the DNC with Csordas & Schmidhuber's three changes, at the bias
+  of every sharpness s^f, s^b and of sampled key-mask entries, and sampled entries."""
+  model = tiny(deallocate=True, link_sharpness=True, key_masking=True, init_scale=0.5)
   params = model.init(jax.random.key(3))
   params["bi"] = jnp.asarray(RNG.normal(size=params["bi"].shape))  # away from the zero start
   xs, out_weights = jnp.asarray(RNG.normal(size=(T, I))), jnp.asarray(RNG.normal(size=(T, O)))
   loss = jax.jit(lambda p: jnp.sum(jnp.sin(core.unroll(model, p, model.initial_state(), xs)[1])
                                    * out_weights))
-  X = access.interface_size(W, R, link_sharpness=True)
+  X0 = access.interface_size(W, R)  # rows X0 .. X0 + 2R: sharpness; then W + R W masks
+  assert params["bi"].shape == (X0 + 2 * R + W + R * W,)
   entries = {name: RNG.choice(v.size, size=2, replace=False) for name, v in params.items()}
-  entries["bi"] = np.arange(X - 2 * R, X)
+  entries["bi"] = np.concatenate([np.arange(X0, X0 + 2 * R),
+                                  X0 + 2 * R + RNG.choice(W + R * W, size=4, replace=False)])
   grads = check_gradient(loss, params, entries)
-  assert np.all(np.abs(grads["bi"][X - 2 * R:]) > 1e-8)  # the sharpness reaches the loss
+  assert np.all(np.abs(grads["bi"][entries["bi"]]) > 1e-8)  # the extras reach the loss
 
 
 def test_scan_equals_python_loop_and_vmap_equals_per_example(deep):
