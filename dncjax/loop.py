@@ -55,8 +55,18 @@ class LoopConfig:
     return None
 
 
+def read_metrics(path: str | pathlib.Path) -> list[dict]:
+  """The records of a metrics.jsonl (none if it does not exist); only reads."""
+  path = pathlib.Path(path)
+  if not path.exists():
+    return []
+  return [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
+
+
 class MetricsLog:
-  """Append-only JSON lines (one record per report/evaluation) in `path`."""
+  """Append-only JSON lines (one record per report/evaluation) in `path`. Opening one
+  without `resume_step` starts a new log (the old file is removed): to only read a
+  run's records, use `read_metrics`."""
 
   def __init__(self, path: str | pathlib.Path, resume_step: int | None = None):
     self.path = pathlib.Path(path)
@@ -72,9 +82,7 @@ class MetricsLog:
       f.write(json.dumps(record) + "\n")
 
   def read(self) -> list[dict]:
-    if not self.path.exists():
-      return []
-    return [json.loads(l) for l in self.path.read_text().splitlines() if l.strip()]
+    return read_metrics(self.path)
 
 
 class TrainingError(RuntimeError):

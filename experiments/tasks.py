@@ -20,9 +20,7 @@ import dncjax
 import dncjax.dnc  # noqa: F401  (registers 'dnc')
 from dncjax import cli, tasks
 
-RUN_DEFAULTS = tasks.RunConfig(  # RMSProp, momentum 0.9, clipped at 10; lr 3e-4
-    hyper=(("hidden", 64), ("memory_size", 32), ("word_size", 16), ("read_heads", 1)),
-    learning_rate=3e-4)
+RUN_DEFAULTS = tasks.DEFAULT_RUN  # the paper's DNC, H=64 N=32 W=16 R=1; RMSProp lr 3e-4
 OPTIONS = tasks.Options()
 TASK_DEFAULTS = {  # per task, for the task flags left unset
     "copy": tasks.TaskConfig("copy"),

@@ -206,3 +206,63 @@ def test_one_line_error_and_exit_status(tmp_path):
   assert done.returncode == 2
   assert done.stderr.strip().splitlines() == ["error: batch_size must be a positive integer, "
                                               "got 0"]
+
+
+# ----- experiments/tasks_report.py ---------------------------------------------------------
+
+spec = importlib.util.spec_from_file_location("tasks_report",
+                                              REPO / "experiments" / "tasks_report.py")
+report_script = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(report_script)
+
+
+def test_run_report_summarises_the_metrics_and_only_reads(straight):
+  log = (straight / "metrics.jsonl").read_bytes()
+  errors = records(straight, "eval_len4_bit_errors")  # at iterations 3 and 6
+  whole = tasks.run_report(straight)  # length: the run's longest evaluation length, 4
+  assert (whole["length"], whole["iters"], whole["evaluations"]) == (4, 6, 2)
+  values = [v for _, v in errors]
+  assert whole["end"] == values[-1] and whole["mean"] == pytest.approx(np.mean(values))
+  assert whole["median"] == pytest.approx(np.median(values))
+  assert whole["below"] == sum(v < 0.05 for v in values)
+  late = tasks.run_report(straight, length=4, since=4, target=1e9)
+  assert late["evaluations"] == 1 and late["mean"] == values[-1] and late["below"] == 1
+  perfect = records(straight, "eval_len4_perfect")[-1][1]
+  assert late["perfect"] == perfect
+  assert (straight / "metrics.jsonl").read_bytes() == log  # reading left the log alone
+  with pytest.raises(tasks.ReportError, match="no evaluation at length 9"):
+    tasks.run_report(straight, length=9)
+  with pytest.raises(tasks.ReportError, match="iteration 7 or later"):
+    tasks.run_report(straight, since=7)
+
+
+def test_options_label_names_what_changed_but_the_seed():
+  d = tasks.DEFAULT_RUN
+  assert tasks.options_label(d, d) == "copy"
+  changed = tasks.RunConfig(task=tasks.TaskConfig("copy", max_length=12),
+                            hyper=tuple(sorted({**dict(d.hyper), "hidden": 128,
+                                                "link_sharpness": True}.items())),
+                            learning_rate=d.learning_rate, seed=4)
+  assert tasks.options_label(changed, d) == "copy max_length=12 hidden=128 link_sharpness"
+
+
+def test_report_cli_groups_runs_and_fails_in_one_line(straight, tmp_path, capsys):
+  copy = tmp_path / "seed5"  # the same run under another seed: one group of two
+  copy.mkdir()
+  config = json.loads((straight / "config.json").read_text())
+  (copy / "config.json").write_text(json.dumps({**config, "seed": 5}))
+  (copy / "metrics.jsonl").write_bytes((straight / "metrics.jsonl").read_bytes())
+  assert report_script.main([str(straight), str(copy), "--markdown"]) == 0
+  out = capsys.readouterr().out
+  assert out.count("### copy") == 1 and "| seed5 | 5 | 6 |" in out
+  assert "2 runs; ends below 0.05:" in out
+  # A run without --eval_length: its training-length evaluations.
+  rows = [{k: v for k, v in json.loads(l).items() if not k.startswith("eval_len")}
+          for l in (straight / "metrics.jsonl").read_text().splitlines()]
+  (copy / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+  plain = tasks.run_report(copy)
+  assert plain["length"] is None and plain["end"] == records(straight, "eval_bit_errors")[-1][1]
+  done = subprocess.run([sys.executable, str(REPO / "experiments" / "tasks_report.py"),
+                         str(tmp_path / "none")], capture_output=True, text=True)
+  assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+  assert "holds no task run's config.json" in done.stderr
