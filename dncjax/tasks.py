@@ -17,7 +17,8 @@ marker). The loss is sigmoid cross-entropy summed over channels and masked steps
 sequence; the metric is bit errors per sequence (wrong bits at 0.5 on the masked steps).
 
 `train_and_evaluate` trains any registered model with `dncjax.loop` and keeps orbax
-checkpoints; experiments/tasks.py is its command line.
+checkpoints; experiments/tasks.py is its command line. `run_report` summarises a finished
+run's evaluations at one length (experiments/tasks_report.py compares seeds and settings).
 """
 
 from __future__ import annotations
