@@ -270,7 +270,7 @@ class RunConfig:
 
 
 DEFAULT_RUN = RunConfig(  # experiments/tasks.py's defaults: RMSProp, momentum 0.9, clip 10
-    hyper=(("hidden", 64), ("memory_size", 32), ("word_size", 16), ("read_heads", 1)),
+    hyper=(("hidden", 64), ("memory_size", 32), ("read_heads", 1), ("word_size", 16)),
     learning_rate=3e-4)
 
 
