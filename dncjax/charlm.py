@@ -9,10 +9,12 @@ metrics.png and results.json. experiments/alice.py is its command line.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import pathlib
+import sys
 import time
 from typing import Any, NamedTuple
 
@@ -23,11 +25,19 @@ import optax
 
 from dncjax import (checkpoint, core, data, dynamic, gradcheck, loop, parallel, plots, sampling,
                     train)
+from dncjax import workdir as workdir_lock
 
 FORMAT = 1  # bump when the checkpoint layout changes
 
 
 TrainingError = loop.TrainingError  # re-exported: scripts and tests catch it here
+
+# the command-line spelling of a config field, where it is not --<field>
+FLAGS = {"learning_rate": "--lr", "batch_size": "--batchsize", "seq_length": "--seqlength"}
+
+
+def flag(field: str) -> str:
+  return FLAGS.get(field, f"--{field}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +59,24 @@ class RunConfig:
   weight_drop: float = 0.0     # DropConnect on the recurrent matrices W_hh (train.drop_connect)
   fp64: bool = False
   seed: int = 0
+
+  def __post_init__(self):
+    number = lambda field, *a, **k: core.check_number(flag(field), getattr(self, field), *a, **k)
+    for field in ("batch_size", "seq_length"):
+      value = getattr(self, field)
+      if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"{flag(field)} must be positive (an integer), got {value!r}")
+    if not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
+      raise ValueError(f"--seed must be an integer in [0, 2**32), got {self.seed!r}")
+    number("val_fraction", 0, 1, high_open=True)
+    number("overlap", 0, 1, high_open=True)
+    for field in ("learning_rate", "eps"):
+      number(field, 0, low_open=True)
+    for field in ("clip_norm", "clip_value"):
+      number(field, 0, low_open=True, optional=True)
+    number("weight_decay", 0)
+    for field in ("dropout", "weight_drop"):
+      number(field, 0, 1, high_open=True)
 
   def to_json(self) -> dict:
     d = dataclasses.asdict(self)
@@ -91,6 +119,27 @@ class Options:
   progress_bar: bool = True  # tqdm below the progress lines, on a terminal
   devices: int | str = 1  # the lanes split over this many devices ('all'); dncjax.parallel
 
+  def __post_init__(self):
+    for field in ("eval_lanes", "dynamic_seq_length", "sample_length"):
+      value = getattr(self, field)
+      least = 0 if field == "sample_length" else 1
+      if value is None and field == "dynamic_seq_length":
+        continue
+      if not isinstance(value, int) or isinstance(value, bool) or value < least:
+        raise ValueError(f"--{field} must be an integer >= {least}, got {value!r}")
+    core.check_number("--temperature", self.temperature, 0, low_open=True)
+    core.check_number("--dynamic_lr", self.dynamic_lr, 0, low_open=True, optional=True)
+    core.check_number("--dynamic_decay", self.dynamic_decay, 0)
+    core.check_number("--target_bpc", self.target_bpc, 0)
+    dynamic.check_rule(self.dynamic_rule)
+
+
+KIND = f"char-LM checkpoint of format {FORMAT}"
+
+
+def is_ours(meta: dict) -> bool:
+  return meta.get("format") == FORMAT and "config" in meta
+
 
 def resolve_config(given: dict, defaults: RunConfig, workdir: pathlib.Path,
                    resume: bool) -> tuple[RunConfig, checkpoint.Checkpoints | None, int | None,
@@ -98,23 +147,21 @@ def resolve_config(given: dict, defaults: RunConfig, workdir: pathlib.Path,
   """The run's config: the flags given on top of `defaults`, or, with `resume`, on top of
   the latest checkpoint's config, where any given flag must agree with it."""
   ckpt_dir = workdir / "checkpoints"
+  flags = {k: v for k, v in given.items() if k != "hyper"}
+  dataclasses.replace(defaults, **flags)  # every value checked before anything is read
   if not resume:
+    model = given.get("model", defaults.model)
+    hyper = core.merge_hyper(model, defaults.hyper, given.get("hyper", {}))
+    core.make_config(model, 1, 1, **dict(hyper))
     checkpoint.refuse_existing(ckpt_dir, workdir / "best")
-    flags = {k: v for k, v in given.items() if k != "hyper"}
-    hyper = core.merge_hyper(given.get("model", defaults.model), defaults.hyper,
-                             given.get("hyper", {}))
     return dataclasses.replace(defaults, **flags, hyper=hyper), None, None, None
-  ckpts, step, meta = checkpoint.open_latest(
-      ckpt_dir, lambda m: m.get("format") == FORMAT and "config" in m,
-      f"char-LM checkpoint of format {FORMAT}")
+  ckpts, step, meta = checkpoint.open_latest(ckpt_dir, is_ours, KIND)
   saved = RunConfig.from_json(meta["config"])
   if given.get("data"):  # the text may move; its vocabulary is checked once it is read
     saved = dataclasses.replace(saved, data=given["data"])
-  saved_hyper = dict(saved.hyper)
   checkpoint.check_agrees(ckpt_dir, [(k, v, getattr(saved, k)) for k, v in given.items()
                                      if k not in ("hyper", "data")]
-                          + [(k, v, saved_hyper.get(k, "model default"))
-                             for k, v in dict(given.get("hyper", ())).items()])
+                          + core.hyper_pairs(saved.model, saved.hyper, given.get("hyper", {})))
   return saved, ckpts, step, meta
 
 
@@ -191,6 +238,7 @@ def make_model(config: RunConfig, vocab_size: int) -> tuple[core.Model, optax.Gr
   model = core.make_model(config.model, vocab_size, vocab_size, **dict(config.hyper),
                           dtype="float64" if config.fp64 else "float32")
   train.check_dropout(model, config.dropout, config.weight_drop)
+  train.check_fits(model)
   return model, train.make_optimizer(config.optimizer())
 
 
@@ -228,10 +276,20 @@ def train_and_evaluate(config: RunConfig, options: Options, given: dict | None =
   run with that reason (see `loop.run`), which results.json records as `stopped_by`.
 
   With `options.devices` > 1 the lanes are split over a device mesh (dncjax.parallel);
-  in a multi-host run only process 0 prints and writes files, all of them checkpoint."""
+  in a multi-host run only process 0 prints and writes files, all of them checkpoint.
+  Process 0 holds the workdir's lock (dncjax.workdir) while it runs: a second run in the
+  same folder is refused before it reads or writes anything there."""
   workdir = pathlib.Path(options.workdir)
-  config, ckpts, step, meta = resolve_config(given or {}, config, workdir, options.resume)
-  sampling.check_temperature(options.temperature)
+  given = given or {}
+  dataclasses.replace(config, **{k: v for k, v in given.items() if k != "hyper"})  # values
+  held = workdir_lock.lock(workdir) if parallel.is_primary() else contextlib.nullcontext()
+  with held:
+    return _train_and_evaluate(config, options, given, out, on_eval)
+
+
+def _train_and_evaluate(config: RunConfig, options: Options, given: dict, out, on_eval) -> dict:
+  workdir = pathlib.Path(options.workdir)
+  config, ckpts, step, meta = resolve_config(given, config, workdir, options.resume)
   mesh = parallel.make_mesh(options.devices, config.batch_size)
   primary = parallel.is_primary()
   if jax.process_count() > 1 and (options.steps is None or options.timelimit is not None):
@@ -248,8 +306,10 @@ def train_and_evaluate(config: RunConfig, options: Options, given: dict | None =
         f"--resume: the vocabulary of {corpus.path} ({vocab.size} characters) is not the "
         f"checkpoint's ({len(meta['vocab'])} characters)")
   prime_ids = vocab.encode(options.prime) if options.prime else vocab.encode(vocab.decode([0]))
+  if options.eval_lanes > max(len(corpus.val_ids) - 1, 1):
+    raise ValueError(f"--eval_lanes {options.eval_lanes} is more than the "
+                     f"{max(len(corpus.val_ids) - 1, 0)} validation characters scored")
   if options.dynamic_eval and len(corpus.val_ids):  # fail now, not after training
-    dynamic.check_rule(options.dynamic_rule)
     if options.dynamic_seq_length:
       stack_validation(corpus.val_ids, options.dynamic_seq_length, options.eval_lanes)
   ts, lanes, rng = initial_run_state(setup, config)
@@ -258,7 +318,8 @@ def train_and_evaluate(config: RunConfig, options: Options, given: dict | None =
   best = {"val_bpc": math.inf, "step": None}
   elapsed = 0.0
   if ckpts is not None:  # restore everything the uninterrupted run would hold now
-    restored = ckpts.restore_state(step, {"train": ts, "rng": rng})
+    step, meta, restored = ckpts.restore_latest({"train": ts, "rng": rng}, is_ours, KIND,
+                                                say=out, set_aside=True)
     ts, rng = restored["train"], np.asarray(restored["rng"])
     lanes = data.LaneState.from_dict(meta["data"])
     best, elapsed = meta["best"], meta["elapsed"]
@@ -267,8 +328,13 @@ def train_and_evaluate(config: RunConfig, options: Options, given: dict | None =
     step = 0
     ckpts = checkpoint.Checkpoints(workdir / "checkpoints", keep=options.keep)
   best_ckpts = checkpoint.Checkpoints(workdir / "best", keep=1)
+  if ckpts is not None and best_ckpts.latest_step() is not None:
+    best = best_ckpts.restore_meta()[1]["best"]  # the record follows what best/ holds
   log = parallel.NullLog()
   if primary:
+    if options.resume and not (workdir / "metrics.jsonl").exists():
+      out(f"warning: {workdir / 'metrics.jsonl'} is missing: the records before iter {step} "
+          f"are lost; new ones are appended from here")
     log = loop.MetricsLog(workdir / "metrics.jsonl", resume_step=step if options.resume else None)
     if not options.resume and (workdir / "samples.txt").exists():
       (workdir / "samples.txt").unlink()
@@ -366,14 +432,17 @@ def train_and_evaluate(config: RunConfig, options: Options, given: dict | None =
         f"({time.monotonic() - start:.1f} s)")
   best_ckpts.close()
   if primary:
-    (workdir / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
+    loop.write_json(workdir / "results.json", summary)
     plots.plot_metrics(log.read(), workdir / "metrics.png", title=f"{config.model} on "
                        f"{pathlib.Path(corpus.path).name}")
+  if not math.isfinite(summary.get("dynamic_val_bpc", 0.0)):
+    raise TrainingError(f"dynamic evaluation diverged (NaN/Inf BPC) at --dynamic_lr "
+                        f"{summary['dynamic']['lr']}: try a lower rate with dynamic_eval.py")
   out(f"stopped ({result.reason}) at iter {result.step}; best validation "
       f"{best['val_bpc']:.4f} BPC at iter {best['step']}; outputs in {workdir}")
   if result.reason == "interrupted":
     out(f"checkpoint saved at iter {result.last_saved}: continue with --resume")
-    raise KeyboardInterrupt
+  loop.raise_if_interrupted(result)
   return summary
 
 
@@ -392,17 +461,21 @@ def restore_trained(workdir: str | pathlib.Path, best: bool = False):
   of an alice.py run; nothing in `workdir` is modified."""
   folder = pathlib.Path(workdir) / ("best" if best else "checkpoints")
   ckpts = checkpoint.Checkpoints(folder, create=False)
-  step, meta = ckpts.restore_meta()
-  if meta.get("format") != FORMAT:
-    raise checkpoint.CheckpointError(f"{folder} holds no dncjax char-LM checkpoint")
-  config = RunConfig.from_json(meta["config"])
-  vocab = data.Vocab.from_list(meta["vocab"])
-  model, optimizer = make_model(config, vocab.size)
-  template = train.init_train_state(model, optimizer, jax.random.key(0), config.batch_size)
-  rng = checkpoint.key_to_array(jax.random.key(0))
-  restored = ckpts.restore_state(step, {"train": template, "rng": rng})
+  built = {}
+
+  def template(meta):
+    built["config"] = RunConfig.from_json(meta["config"])
+    built["vocab"] = data.Vocab.from_list(meta["vocab"])
+    model, optimizer = make_model(built["config"], built["vocab"].size)
+    built["model"] = model
+    return {"train": train.init_train_state(model, optimizer, jax.random.key(0),
+                                            built["config"].batch_size),
+            "rng": checkpoint.key_to_array(jax.random.key(0))}
+
+  step, meta, restored = ckpts.restore_latest(
+      template, is_ours, KIND, say=lambda line: print(line, file=sys.stderr))
   ckpts.close()
-  return config, model, restored["train"], vocab, {**meta, "step": step}
+  return built["config"], built["model"], restored["train"], built["vocab"], {**meta, "step": step}
 
 
 def restore_for_sampling(workdir: str | pathlib.Path, best: bool = False):

@@ -10,14 +10,32 @@ saved config and hand `restore_state` a template of the right structure. Arrays 
 stored whole, however they were sharded, so a run saved on N devices restores on M. In a
 multi-host run every process calls save and restore on the same (shared) folder; orbax
 coordinates them and writes each shard once.
+
+Damage and leftovers:
+  * `restore_latest` falls back from a damaged newest step (a truncated or overwritten
+    file) to the newest older one that restores, and deletes nothing. A resuming run
+    (`set_aside=True`) renames the damaged folder `<step>.damaged`, so that neither its
+    own save of that step nor orbax's max_to_keep (which deletes in save order, the
+    steps found on opening first) removes it. A step whose floats are not all finite is
+    refused, never skipped (`check_finite`).
+  * The temporary folders of killed saves (`<step>.orbax-checkpoint-tmp-*`) are removed
+    when a folder is opened to write (`create` or `clean`, as `open_latest` does for
+    --resume); opened only to read (sampling, reports), a folder is never changed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import gc
+import logging
 import pathlib
-from typing import Any
+import re
+import sys
+from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
@@ -27,21 +45,28 @@ class CheckpointError(RuntimeError):
 
 
 class Checkpoints:
-  """The numbered checkpoints of one folder (e.g. workdir/checkpoints)."""
+  """The numbered checkpoints of one folder (e.g. workdir/checkpoints).
 
-  def __init__(self, directory: str | pathlib.Path, keep: int | None = 3, create: bool = True):
+  `create` makes the folder; `clean` (default: `create`) removes the temporary folders
+  of killed saves on opening. With neither, nothing in the folder is changed until `save`."""
+
+  def __init__(self, directory: str | pathlib.Path, keep: int | None = 3, create: bool = True,
+               clean: bool | None = None):
     self.directory = pathlib.Path(directory).absolute()
     if not create and not self.directory.is_dir():
       raise CheckpointError(f"no checkpoint folder at {self.directory}")
+    clean = create if clean is None else clean
     # on several hosts, two managers saving the same step at once (a run's latest and
     # best checkpoints) would share orbax's barrier names: prefix them with the folder
     multiprocessing = ocp.options.MultiprocessingOptions(
         barrier_sync_key_prefix=self.directory.name)
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=create,
-                                           cleanup_tmp_directories=create,
+                                           cleanup_tmp_directories=clean,
                                            multiprocessing_options=multiprocessing)
     self._manager = ocp.CheckpointManager(self.directory, options=options,
                                           item_names=("state", "meta"))
+    if clean:  # orbax cleans in a background thread: be done before going on
+      getattr(self._manager, "_maybe_await_cleanup_tmp_directory", lambda: None)()
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
@@ -52,44 +77,117 @@ class Checkpoints:
   def save(self, step: int, state: Any, meta: dict) -> None:
     """Writes `step`, replacing a checkpoint of that step left by a killed run (e.g. a
     best-validation checkpoint newer than the latest one a resumed run started from)."""
-    if step in self._manager.all_steps():
-      self._manager.wait_until_finished()
-      self._manager.delete(step)
-    self._manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
+    with self._saving():
+      if step in self._manager.all_steps():
+        self._manager.wait_until_finished()
+        self._manager.delete(step)
+      self._manager.save(step, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
+
+  @contextlib.contextmanager
+  def _saving(self):
+    """Turns a failed (possibly background) save into one CheckpointError; a full disk
+    is said plainly, and orbax's own tracebacks of it are muted."""
+    _mute_disk_full()
+    _mute_leftovers()
+    try:
+      yield
+    except Exception as e:  # orbax and tensorstore raise many kinds
+      if _DiskFull.names(e):
+        raise CheckpointError(f"no space left on the device of {self.directory}: a checkpoint "
+                              f"could not be written (the complete ones are kept); free some "
+                              f"space, then continue with --resume") from None
+      raise CheckpointError(f"saving a checkpoint in {self.directory} failed "
+                            f"({_reason(e, self.directory)})") from None
 
   def restore_meta(self, step: int | None = None) -> tuple[int, dict]:
     """(step, meta) of `step` (default: the latest)."""
     step = self._step(step)
-    try:
-      restored = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
-    except Exception as e:  # orbax raises many kinds on damaged folders
-      raise CheckpointError(f"checkpoint {step} in {self.directory} is unreadable "
-                            f"({type(e).__name__}: {_first_line(e)})") from None
-    return step, restored.meta
+    meta, failure = _attempt(lambda: self._manager.restore(
+        step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta, self.directory)
+    if failure is None and not isinstance(meta, dict):
+      failure = f"its meta is a {type(meta).__name__}, not a JSON object"
+    if failure is not None:
+      raise CheckpointError(f"checkpoint {step} in {self.directory} is unreadable ({failure})")
+    return step, meta
 
   def restore_state(self, step: int, template: Any) -> Any:
     """The arrays of `step`, in the structure, shapes and dtypes of `template`; a leaf of
     `template` spread over several devices (or hosts) is restored straight into its
-    sharding, whatever devices wrote it (each process reads only its own shards)."""
+    sharding, whatever devices wrote it (each process reads only its own shards).
+    CheckpointError if a float in them is NaN or Inf (`check_finite`)."""
+    state = self._read_state(step, template)
+    check_finite(state, f"checkpoint {step} in {self.directory}")
+    return state
+
+  def restore_latest(self, template: Any, is_ours: Callable[[dict], bool] | None = None,
+                     what: str = "checkpoint", say: Callable[[str], Any] = print,
+                     set_aside: bool = False) -> tuple[int, dict, Any]:
+    """(step, meta, state) of the newest step whose meta and state both restore; the
+    steps above it that do not are named on one line through `say`, and left on disk.
+    `template` is the state's template, or a function of the step's meta giving it;
+    `is_ours(meta)` says the checkpoint is of the kind `what` names (see `open_latest`).
+    CheckpointError if no step restores, if a meta is not ours or if the chosen state
+    holds NaN or Inf (a diverged run is refused, not skipped). With `set_aside` (a run
+    about to write here) each damaged step folder is renamed `<step>.damaged`, out of
+    the way of the run's own saves and of max_to_keep, and kept."""
+    damaged = []
+    for step in sorted(self.all_steps(), reverse=True):
+      try:
+        _, meta = self.restore_meta(step)
+      except CheckpointError as e:
+        damaged.append((step, str(e)))
+        continue
+      if is_ours is not None and not is_ours(meta):
+        raise CheckpointError(_refusal(self.directory, step, meta, what))
+      like = template(meta) if callable(template) else template
+      try:
+        state = self._read_state(step, like)
+      except CheckpointError as e:
+        damaged.append((step, str(e)))
+        continue
+      check_finite(state, f"checkpoint {step} in {self.directory}")
+      if damaged:
+        kept = "kept"
+        if set_aside:
+          aside = [self._set_aside(bad) for bad, _ in damaged]
+          kept = f"kept as {', '.join(p.name for p in aside)}"
+        say(f"{_damage(damaged, self.directory)}: using step {step} (the damaged "
+            f"folder{'s are' if len(damaged) > 1 else ' is'} {kept})")
+      return step, meta, state
+    if not damaged:
+      raise CheckpointError(f"no checkpoint in {self.directory}")
+    raise CheckpointError(f"no checkpoint in {self.directory} restores: "
+                          f"{_damage(damaged, self.directory)}")
+
+  def _set_aside(self, step: int) -> pathlib.Path:
+    """Renames the folder of `step` to a free `<step>.damaged[.k]`; returns the new path."""
+    target, k = self.directory / f"{step}.damaged", 1
+    while target.exists():
+      target, k = self.directory / f"{step}.damaged.{k}", k + 1
+    (self.directory / str(step)).rename(target)
+    self._manager.reload()
+    return target
+
+  def wait(self) -> None:
+    with self._saving():
+      self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    with self._saving():
+      self._manager.wait_until_finished()
+    self._manager.close()
+
+  def _read_state(self, step: int, template: Any) -> Any:
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
-    try:
-      restored = self._manager.restore(
-          step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
-    except Exception as e:
-      raise CheckpointError(f"checkpoint {step} in {self.directory} does not restore "
-                            f"({type(e).__name__}: {_first_line(e)})") from None
+    restored, failure = _attempt(lambda: self._manager.restore(
+        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))), self.directory)
+    if failure is not None:
+      raise CheckpointError(f"checkpoint {step} in {self.directory} does not restore ({failure})")
     # on one device orbax returns committed arrays, on which jitted functions compiled
     # for fresh (uncommitted) arrays would compile again: hand back plain uncommitted ones
     return jax.tree.map(lambda got, like: got if _spread(like) else jax.device_put(np.asarray(got)),
                         restored.state, template)
-
-  def wait(self) -> None:
-    self._manager.wait_until_finished()
-
-  def close(self) -> None:
-    self._manager.wait_until_finished()
-    self._manager.close()
 
   def _step(self, step: int | None) -> int:
     if step is None:
@@ -119,15 +217,33 @@ def refuse_existing(*folders: pathlib.Path) -> None:
 
 
 def open_latest(folder: pathlib.Path, is_ours, what: str) -> tuple[Checkpoints, int, dict]:
-  """(checkpoints, latest step, its meta) for --resume; `is_ours(meta)` says the checkpoint
-  is of the kind `what` names (e.g. 'char-LM checkpoint of format 1')."""
+  """(checkpoints, newest step whose meta reads, its meta) for --resume, the folder
+  cleaned of the temporary folders of killed saves; `is_ours(meta)` says the checkpoint
+  is of the kind `what` names (e.g. 'char-LM checkpoint of format 1'). A step whose meta
+  does not read is passed over here and named by `Checkpoints.restore_latest`."""
   if not folder.is_dir():
     raise CheckpointError(f"--resume: no checkpoint folder at {folder}")
-  ckpts = Checkpoints(folder, create=False)
-  step, meta = ckpts.restore_meta()
-  if not is_ours(meta):
-    raise CheckpointError(f"checkpoint {step} in {folder} is not a dncjax {what}")
-  return ckpts, step, meta
+  ckpts = Checkpoints(folder, create=False, clean=True)
+  damaged = []
+  for step in sorted(ckpts.all_steps(), reverse=True):
+    try:
+      _, meta = ckpts.restore_meta(step)
+    except CheckpointError as e:
+      damaged.append((step, str(e)))
+      continue
+    if not is_ours(meta):
+      raise CheckpointError(_refusal(folder, step, meta, what))
+    return ckpts, step, meta
+  if not damaged:
+    raise CheckpointError(f"no checkpoint in {ckpts.directory}")
+  raise CheckpointError(f"no checkpoint in {ckpts.directory} can be read: "
+                        f"{_damage(damaged, ckpts.directory)}")
+
+
+def _refusal(folder: pathlib.Path, step: int, meta: dict, what: str) -> str:
+  found = (f"its format is {meta['format']!r}" if "format" in meta
+           else "it names no format")
+  return f"checkpoint {step} in {folder} is not a dncjax {what} ({found})"
 
 
 def check_agrees(folder: pathlib.Path, pairs) -> None:
@@ -138,9 +254,147 @@ def check_agrees(folder: pathlib.Path, pairs) -> None:
                           f"config: " + "; ".join(clashes))
 
 
-def _first_line(e: BaseException) -> str:
-  text = str(e).strip().splitlines()
-  return text[0][:200] if text else ""
+def _float_leaves(tree: Any) -> list:
+  """The leaves of `tree` with a float (or complex) dtype; integers and PRNG keys are not."""
+  def is_float(leaf):
+    dtype = getattr(leaf, "dtype", None)
+    if dtype is None:
+      dtype = np.result_type(leaf)
+    return jnp.issubdtype(dtype, jnp.inexact)
+  return [leaf for leaf in jax.tree.leaves(tree) if is_float(leaf)]
+
+
+@jax.jit
+def _finite_all(leaves):
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+
+
+@jax.jit
+def _finite_each(leaves):
+  return jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])
+
+
+def all_finite(tree: Any) -> bool:
+  """Every float in `tree` (parameters, an optax state ...) is finite: one compiled
+  reduction; integer leaves and PRNG keys are ignored."""
+  leaves = _float_leaves(tree)
+  return not leaves or bool(_finite_all(leaves))
+
+
+def check_finite(tree: Any, what: str) -> None:
+  """CheckpointError naming (a few of) the leaves of `tree` holding NaN or Inf, if any;
+  `what` names the tree (e.g. 'checkpoint 12 in runs/x/checkpoints')."""
+  if all_finite(tree):
+    return
+  paths = [jax.tree_util.keystr(path, simple=True, separator=".") or "(root)"
+           for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]
+           if _float_leaves(leaf)]
+  flags = np.asarray(_finite_each(_float_leaves(tree)))
+  bad = [path for path, ok in zip(paths, flags) if not ok]
+  more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+  raise CheckpointError(f"{what} holds non-finite values (NaN/Inf in {', '.join(bad[:3])}"
+                        f"{more}): it cannot be used")
+
+
+def _damage(damaged: list[tuple[int, str]], folder: pathlib.Path) -> str:
+  """'checkpoint 12 in X is damaged: it does not restore (why)', or for several
+  'checkpoints 12, 10 in X are damaged: 12 is unreadable (why)'."""
+  steps = ", ".join(str(step) for step, _ in damaged)
+  step, message = damaged[0]
+  why = message.split(f" in {folder} ", 1)[-1]  # 'is unreadable (...)' / 'does not restore (...)'
+  if len(damaged) == 1:
+    return f"checkpoint {step} in {folder} is damaged: it {why}"
+  return f"checkpoints {steps} in {folder} are damaged: {step} {why}"
+
+
+_NOISE = re.compile(r"\s*(\[(tensorstore_spec|source locations)=|See full TensorStore details).*$")
+
+
+def _reason(e: BaseException, folder: pathlib.Path | None = None, limit: int = 240) -> str:
+  """'Type: message' of the innermost cause of `e`, on one line: orbax's wrappers, pybind
+  reprs and tensorstore specs stripped, paths inside `folder` made relative to it."""
+  chain, seen = [e], {id(e)}
+  while True:
+    last = chain[-1]
+    inner = last.__cause__ or (None if last.__suppress_context__ else last.__context__)
+    if inner is None or id(inner) in seen:
+      break
+    chain.append(inner)
+    seen.add(id(inner))
+  for x in reversed(chain):
+    lines = str(x).strip().splitlines()
+    if lines:
+      text = _NOISE.sub("", lines[0]).strip()
+      if text:
+        break
+  else:
+    x, text = e, ""
+  if folder is not None:
+    text = text.replace(f"{folder}/", "").replace(str(folder), ".")
+  if len(text) > limit:
+    text = text[:limit * 2 // 3] + " ... " + text[-(limit // 3):]
+  name = type(x).__name__
+  return f"{name}: {text}" if text and name != "Exception" else text or name
+
+
+def _attempt(read: Callable[[], Any], folder: pathlib.Path) -> tuple[Any, str | None]:
+  """(read(), None), or (None, why it failed, in one line)."""
+  _mute_leftovers()
+  try:
+    return read(), None
+  except Exception as e:  # orbax raises many kinds on damaged folders
+    failure = _reason(e, folder)
+  gc.collect()  # the failed read's tasks, reported now, muted
+  return None, failure
+
+
+class _DropLeftovers(logging.Filter):
+  def filter(self, record: logging.LogRecord) -> bool:
+    text = str(record.msg)
+    return not ("exception was never retrieved" in text.split("\n", 1)[0]
+                and ("tensorstore" in text or "orbax" in text))
+
+
+class _DiskFull(logging.Filter):
+  """Drops orbax's logged tracebacks of writes that failed for want of space."""
+
+  @staticmethod
+  def names(e: BaseException | None) -> bool:
+    while e is not None:
+      if (isinstance(e, OSError) and e.errno == errno.ENOSPC) or "No space left" in str(e):
+        return True
+      e = e.__cause__ or e.__context__
+    return False
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    error = record.exc_info[1] if record.exc_info else None
+    return not ("No space left" in str(record.msg) or self.names(error))
+
+
+def _mute_disk_full() -> None:
+  logger = logging.getLogger("absl")
+  if not any(isinstance(f, _DiskFull) for f in logger.filters):
+    logger.addFilter(_DiskFull())
+
+
+def _mute_leftovers() -> None:
+  """Mutes, from now on, the reports of the reads a failed orbax restore leaves behind:
+  asyncio's 'exception was never retrieved' tracebacks of their tensorstore errors, and
+  the 'Event loop is closed' of those that complete after their event loop ended."""
+  logger = logging.getLogger("asyncio")
+  if not any(isinstance(f, _DropLeftovers) for f in logger.filters):
+    logger.addFilter(_DropLeftovers())
+  previous = sys.unraisablehook
+  if getattr(previous, "dncjax_mute", False):
+    return
+
+  def hook(unraisable):
+    if not (unraisable.exc_type is RuntimeError
+            and str(unraisable.exc_value) == "Event loop is closed"):
+      previous(unraisable)
+
+  hook.dncjax_mute = True
+  sys.unraisablehook = hook
 
 
 def key_to_array(key: jax.Array) -> np.ndarray:

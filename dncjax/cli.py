@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import signal
 import sys
 import types
 import typing
@@ -101,14 +102,29 @@ def model_hyperparameters(args: argparse.Namespace, model: str) -> dict:
 
 def run(main: Callable[[], int | None], errors: tuple[type[BaseException], ...] = ()) -> None:
   """Runs `main`; known errors become one line on stderr and a non-zero exit."""
+  signal.signal(signal.SIGINT, signal.default_int_handler)  # scripts quiet it while loading
   try:
     sys.exit(main() or 0)
-  except KeyboardInterrupt:
-    print("interrupted", file=sys.stderr)
-    sys.exit(130)
+  except KeyboardInterrupt as e:  # loop.Interrupted carries 128 + the signal (SIGTERM: 143)
+    code = getattr(e, "exit_code", 130)
+    print("terminated" if code == 143 else "interrupted", file=sys.stderr)
+    sys.exit(code)
   except (ValueError, OSError) + tuple(errors) as e:
-    print(f"error: {e}", file=sys.stderr)
+    print(f"error: {one_line(e)}", file=sys.stderr)
     sys.exit(2)
+  except Exception as e:  # pylint: disable=broad-except
+    if "RESOURCE_EXHAUSTED" not in str(e):
+      raise
+    print(f"error: out of memory ({one_line(e)}): try a smaller model or batch",
+          file=sys.stderr)
+    sys.exit(2)
+
+
+def one_line(e: BaseException, limit: int = 300) -> str:
+  """The first line of an exception's message (at most `limit` characters)."""
+  lines = [l.strip() for l in str(e).strip().splitlines() if l.strip()]
+  text = lines[0] if lines else type(e).__name__
+  return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 SCHEDULE = ("report_interval", "eval_every", "checkpoint_every", "keep")

@@ -16,6 +16,7 @@ Time is one `jax.lax.scan` over `step` (`unroll`); the batch is one `jax.vmap`
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -81,6 +82,15 @@ def merge_hyper(name: str, defaults, given) -> tuple[tuple[str, Any], ...]:
   return tuple(sorted(merged.items()))
 
 
+def hyper_pairs(name: str, saved, given) -> list[tuple[str, Any, Any]]:
+  """(field, given value, saved value) for each of `given`'s model hyperparameters, a field
+  absent from `saved` holding model `name`'s default (for checking a resume's flags)."""
+  fields = {f.name: f.default for f in dataclasses.fields(config_class(name))}
+  saved = dict(saved)
+  return [(k, v, saved.get(k, fields.get(k, "not a hyperparameter of " + name)))
+          for k, v in dict(given).items()]
+
+
 def make_config(name: str, input_size: int, output_size: int, **hyperparameters):
   """The frozen config of model `name`; unknown or nonsense values raise ValueError."""
   cls = config_class(name)
@@ -112,6 +122,26 @@ def check_positive(config, *names: str) -> None:
     value = getattr(config, name)
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
       raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def check_number(name: str, value, low: float | None = None, high: float | None = None, *,
+                 low_open: bool = False, high_open: bool = False, optional: bool = False):
+  """Raises ValueError naming `name` unless `value` is a finite number in the range
+  (`low_open`/`high_open`: the bound itself excluded); None passes when `optional`."""
+  if value is None and optional:
+    return
+  if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    raise ValueError(f"{name} must be a finite number, got {value!r}")
+  below = value <= low if low_open else value < low if low is not None else False
+  above = value >= high if high_open else value > high if high is not None else False
+  if below or above:
+    lo = "" if low is None else ("(" if low_open else "[") + f"{low:g}"
+    hi = "" if high is None else f"{high:g}" + (")" if high_open else "]")
+    where = (f"in {lo}, {hi}" if low is not None and high is not None
+             else "positive" if low == 0 and low_open
+             else f"{'>' if low_open else '>='} {low:g}" if low is not None
+             else f"{'<' if high_open else '<='} {high:g}")
+    raise ValueError(f"{name} must be {where}, got {value!r}")
 
 
 def input_projection(W_xh: jax.Array, x: jax.Array) -> jax.Array:

@@ -50,6 +50,9 @@ class DataError(ValueError):
 # ---------------------------------------------------------------------------- loading
 
 
+MAX_TEXT_BYTES = 2**30  # the corpus is held in memory several times over (text, ids, lanes)
+
+
 def read_text(path: str | os.PathLike) -> str:
   """The text of a UTF-8 file with universal newlines; DataError if it cannot be used."""
   path = Path(path)
@@ -57,6 +60,11 @@ def read_text(path: str | os.PathLike) -> str:
     raise DataError(f"no such file: {path}")
   if path.is_dir():
     raise DataError(f"{path} is a directory, not a text file")
+  if not path.is_file():  # a FIFO would block, /dev/zero never ends
+    raise DataError(f"{path} is not a regular file (a pipe or device cannot be used as text)")
+  if path.stat().st_size > MAX_TEXT_BYTES:
+    raise DataError(f"{path} holds {path.stat().st_size:,} bytes, more than the "
+                    f"{MAX_TEXT_BYTES:,} a character corpus may have")
   try:
     raw = path.read_bytes()
   except OSError as e:  # e.g. PermissionError: "cannot read PATH: Permission denied"

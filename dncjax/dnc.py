@@ -78,10 +78,9 @@ class DNCConfig:
     core.check_positive(self, "input_size", "output_size", "hidden", "memory_size",
                         "word_size", "read_heads", "controller_layers")
     lstm.check_variant(self.variant)
-    if self.controller_clip is not None and not self.controller_clip > 0:
-      raise ValueError(f"controller_clip must be positive or None, got {self.controller_clip!r}")
-    if not self.init_scale > 0:
-      raise ValueError(f"init_scale must be positive, got {self.init_scale!r}")
+    core.check_number("controller_clip", self.controller_clip, 0, low_open=True, optional=True)
+    core.check_number("init_scale", self.init_scale, 0, low_open=True)
+    core.check_number("forget_bias", self.forget_bias)
     for name in ("norm_eps", "usage_eps"):
       if not 0 < getattr(self, name) < 1:
         raise ValueError(f"{name} must be in (0, 1), got {getattr(self, name)!r}")

@@ -8,8 +8,9 @@ progress line every `report_interval` steps
 (I the report number, T seconds since the run began (resumes included), X the mean BPC
 over the interval, Y the characters trained on per second). On a terminal a tqdm bar
 runs below it; elsewhere only the lines are printed. It evaluates every `eval_every`
-steps, saves every `checkpoint_every` steps and at the end (step budget, time limit or
-Ctrl-C), and stops at a NaN/Inf loss WITHOUT saving the bad state.
+steps, saves every `checkpoint_every` steps and at the end (step budget, time limit,
+Ctrl-C or SIGTERM), and stops WITHOUT saving the bad state when the loss, an evaluation
+metric or the state about to be saved (parameters, optimiser state) is NaN/Inf.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import pathlib
 import signal
 import sys
@@ -24,6 +26,8 @@ import time
 from typing import Any, Callable
 
 import tqdm
+
+from dncjax import checkpoint
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +67,13 @@ def read_metrics(path: str | pathlib.Path) -> list[dict]:
   return [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
 
 
+def write_json(path: str | pathlib.Path, record: dict) -> None:
+  """`record` as strict JSON (NaN and Inf, which JSON lacks, written as null)."""
+  clean = lambda v: (None if isinstance(v, float) and not math.isfinite(v) else
+                     {k: clean(x) for k, x in v.items()} if isinstance(v, dict) else v)
+  pathlib.Path(path).write_text(json.dumps(clean(record), indent=2, allow_nan=False) + "\n")
+
+
 class MetricsLog:
   """Append-only JSON lines (one record per report/evaluation) in `path`. Opening one
   without `resume_step` starts a new log (the old file is removed): to only read a
@@ -89,6 +100,15 @@ class TrainingError(RuntimeError):
   """Training cannot go on (e.g. a NaN loss): one-line message, non-zero exit."""
 
 
+class Interrupted(KeyboardInterrupt):
+  """A run stopped by a signal after saving; `exit_code` is 128 + the signal number
+  (130 for Ctrl-C, 143 for SIGTERM), as shells report a process killed by it."""
+
+  def __init__(self, signum: int = signal.SIGINT):
+    super().__init__(signal.Signals(signum).name)
+    self.exit_code = 128 + int(signum)
+
+
 @dataclasses.dataclass
 class LoopResult:
   step: int
@@ -96,28 +116,49 @@ class LoopResult:
   reason: str       # 'steps', 'timelimit', 'interrupted', 'nan' or a reason from on_eval
   elapsed: float
   last_saved: int | None
+  detail: str = ""  # what went wrong, for reason 'nan'
+  signum: int | None = None  # the signal that interrupted the run
 
 
-class _CtrlC:
-  """First Ctrl-C asks the loop to stop after the current step; a second one aborts."""
+class StopSignals:
+  """The first Ctrl-C (SIGINT) or SIGTERM asks the loop to stop after the current step
+  and save; a second one exits at once (status 128 + signal) without saving. orbax
+  writes each checkpoint into a temporary folder and renames it when complete, so the
+  latest complete checkpoint survives an abort."""
+
+  SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
   def __init__(self):
-    self.requested = False
+    self.signum: int | None = None
+
+  @property
+  def requested(self) -> bool:
+    return self.signum is not None
 
   def __enter__(self):
-    self._old = signal.getsignal(signal.SIGINT)
-    signal.signal(signal.SIGINT, self._handle)
+    self._old = {s: signal.getsignal(s) for s in self.SIGNALS}
+    for s in self.SIGNALS:
+      signal.signal(s, self._handle)
     return self
 
   def _handle(self, signum, frame):
     if self.requested:
-      raise KeyboardInterrupt
-    self.requested = True
-    print("\nCtrl-C: stopping after this step and saving a checkpoint "
-          "(press again to abort without saving)", file=sys.stderr, flush=True)
+      print("\naborted without saving", file=sys.stderr, flush=True)
+      os._exit(128 + signum)  # pylint: disable=protected-access
+    self.signum = signum
+    name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+    print(f"\n{name}: stopping after this step and saving a checkpoint "
+          "(press Ctrl-C again to abort without saving)", file=sys.stderr, flush=True)
 
   def __exit__(self, *exc):
-    signal.signal(signal.SIGINT, self._old)
+    for s, handler in self._old.items():
+      signal.signal(s, handler)
+
+
+def nonfinite(metrics: dict) -> list[str]:
+  """The names of the float metrics that are NaN or Inf."""
+  return [k for k, v in metrics.items()
+          if isinstance(v, float) and not math.isfinite(v)]
 
 
 def run(*, step_fn: Callable, state: Any, next_batch: Callable[[], Any], start_step: int,
@@ -138,6 +179,11 @@ def run(*, step_fn: Callable, state: Any, next_batch: Callable[[], Any], start_s
   metric named in `extra` is averaged over the interval, printed and logged as `train_<name>`.
   `on_eval(step, metrics)` sees each evaluation; a string it returns stops the run with that
   reason (a sweep's pruner: 'pruned'), after the usual final checkpoint.
+
+  A state is saved only if every float in it is finite (`checkpoint.all_finite`); a NaN/Inf
+  loss, evaluation metric or state stops the run with reason 'nan' and the bad state unsaved.
+  An evaluation at the end that comes after the last checkpoint of that step saves it again,
+  so the checkpoint's record of the best evaluation matches what the caller kept of it.
   """
   bpc_scale = bpc_scale if bpc_scale is not None else 1.0 / (math.log(2) * items_per_step)
   begin = time.monotonic() - elapsed
@@ -147,6 +193,7 @@ def run(*, step_fn: Callable, state: Any, next_batch: Callable[[], Any], start_s
   step, last_saved, last_eval, reports = start_step, None, None, start_step // config.report_interval
   interval_loss, interval_steps, interval_start = 0.0, 0, time.monotonic()
   interval_extra = dict.fromkeys(extra, 0.0)
+  diverged = []  # what became NaN/Inf, once it did
 
   def do_eval():
     nonlocal last_eval
@@ -156,24 +203,36 @@ def run(*, step_fn: Callable, state: Any, next_batch: Callable[[], Any], start_s
     log.write({"step": step, "time": time.monotonic() - begin, **metrics})
     out("  eval at iter %d: %s" % (step, ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())))
     last_eval = step
+    bad = nonfinite(metrics)
+    if bad:
+      diverged.append(f"{', '.join(bad)} became NaN/Inf at iter {step}")
+      return "nan"
     return on_eval(step, metrics) if on_eval is not None else None
 
+  def do_save() -> bool:
+    nonlocal last_saved
+    if not checkpoint.all_finite(state):
+      diverged.append(f"the parameters or optimiser state became NaN/Inf by iter {step}")
+      return False
+    save(step, state, time.monotonic() - begin)
+    last_saved = step
+    return True
+
   stop = None  # a reason given by on_eval
-  with _CtrlC() as ctrl_c:
+  if not checkpoint.all_finite(state):  # (also compiles the check before the first save)
+    raise TrainingError(f"the state training starts from at iter {start_step} holds NaN/Inf")
+  with StopSignals() as signals:
     while True:
-      if stop:
-        reason = stop
-        break
-      reason = config.spent(step, time.monotonic() - begin)
+      reason = stop or config.spent(step, time.monotonic() - begin)
       if reason:
         break
-      if ctrl_c.requested:
+      if signals.requested:
         reason = "interrupted"
         break
       new_state, metrics = step_fn(state, next_batch())
       loss = float(metrics["loss"])
       if not math.isfinite(loss):
-        out(f"loss became {loss} at iter {step + 1}: stopping; the bad state is not saved")
+        diverged.append(f"the loss became {loss} at iter {step + 1}")
         reason = "nan"
         break
       state, step = new_state, step + 1
@@ -198,25 +257,33 @@ def run(*, step_fn: Callable, state: Any, next_batch: Callable[[], Any], start_s
       paused = time.monotonic()  # evaluation and saving do not count as training time
       if config.eval_every and step % config.eval_every == 0:
         stop = do_eval()
-      if config.checkpoint_every and step % config.checkpoint_every == 0:
-        save(step, state, time.monotonic() - begin)
-        last_saved = step
+      if stop != "nan" and config.checkpoint_every and step % config.checkpoint_every == 0:
+        stop = stop if do_save() else "nan"
       interval_start += time.monotonic() - paused
-  bar.close()
-  if reason != "nan":
-    if last_eval != step and step > start_step:
-      do_eval()
-    if last_saved != step and step > start_step:
-      save(step, state, time.monotonic() - begin)
-      last_saved = step
-  return LoopResult(step, state, reason, time.monotonic() - begin, last_saved)
+    bar.close()
+    if reason != "nan" and step > start_step:
+      evaluated_now = last_eval != step
+      if evaluated_now and do_eval() == "nan":
+        reason = "nan"
+      elif (last_saved != step or evaluated_now) and not do_save():
+        reason = "nan"
+  if reason == "nan":
+    out(f"{diverged[0]}: stopping; the bad state is not saved")
+  return LoopResult(step, state, reason, time.monotonic() - begin, last_saved,
+                    detail=diverged[0] if diverged else "", signum=signals.signum)
 
 
 def raise_if_diverged(result: LoopResult, latest_checkpoint: int | None, directory) -> None:
-  """TrainingError naming the last good checkpoint when the run stopped at a NaN/Inf loss."""
+  """TrainingError naming the last good checkpoint when the run stopped at a NaN/Inf."""
   if result.reason != "nan":
     return
   where = (f"the last good checkpoint is iter {latest_checkpoint} in {directory}"
            if latest_checkpoint is not None else "no checkpoint had been saved yet")
-  raise TrainingError(f"the loss became NaN/Inf at iter {result.step + 1} (try a lower --lr "
-                      f"or --clip_norm); {where}")
+  raise TrainingError(f"training diverged (NaN/Inf): {result.detail} (try a lower --lr or "
+                      f"--clip_norm); {where}")
+
+
+def raise_if_interrupted(result: LoopResult) -> None:
+  """`Interrupted` (exit status 128 + signal) when a signal stopped the run."""
+  if result.reason == "interrupted":
+    raise Interrupted(result.signum or signal.SIGINT)

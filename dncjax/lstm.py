@@ -76,6 +76,8 @@ class LSTMConfig:
   def __post_init__(self):
     core.check_positive(self, "input_size", "output_size", "hidden")
     check_variant(self.variant)
+    core.check_number("init_scale", self.init_scale, 0, low_open=True)
+    core.check_number("forget_bias", self.forget_bias)
     core.check_dtype(self.dtype)
 
 

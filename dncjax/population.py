@@ -18,6 +18,7 @@ config.json, results.json, metrics.png), so `--resume`, `sample.py` and
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -31,6 +32,7 @@ import numpy as np
 import optax
 
 from dncjax import charlm, checkpoint, core, data, loop, plots, train
+from dncjax import workdir as workdir_lock
 
 OPTIMIZER_FIELDS = ("learning_rate", "eps", "clip_norm", "clip_value", "weight_decay")
 VMAPPABLE = OPTIMIZER_FIELDS + ("seed", "init_scale")  # init_scale lives in RunConfig.hyper
@@ -112,15 +114,17 @@ def convert_opt_state(opt_state, target: jax.tree_util.PyTreeDef):
 
 def make_step(model, dropout: float = 0.0, weight_drop: float = 0.0):
   """jit(vmap(step)): (Hyper [P], TrainState [P, ...], Batch [P, B, S], alive [P]) ->
-  (TrainState, {'loss' [P], 'grad_norm' [P]}). A member that is not alive, or whose loss
-  is not finite, keeps its state unchanged."""
+  (TrainState, {'loss' [P], 'grad_norm' [P], 'finite' [P]}). A member that is not alive,
+  or whose loss or updated state is not finite, keeps its state unchanged."""
 
   def member_step(hyper, state, batch, alive):
     step = train.make_train_step(model, make_optimizer(hyper), jit=False, dropout=dropout,
                                  weight_drop=weight_drop)
     new, metrics = step(state, batch)
-    ok = alive & jnp.isfinite(metrics["loss"])
-    return jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, state), metrics
+    finite = jnp.isfinite(metrics["loss"]) & train.tree_finite(new)
+    ok = alive & finite
+    return jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, state), {**metrics,
+                                                                        "finite": finite}
 
   return jax.jit(jax.vmap(member_step))
 
@@ -185,6 +189,13 @@ def train_population(configs: list[charlm.RunConfig], workdirs: list, steps: int
     raise ValueError("population members need distinct workdirs")
   check_population(configs)
   schedule = loop.LoopConfig(steps, timelimit, report_interval, eval_every, checkpoint_every)
+  with contextlib.ExitStack() as held:  # each member's workdir locked, as a single run's
+    for workdir in workdirs:
+      held.enter_context(workdir_lock.lock(workdir))
+    return _train(configs, workdirs, schedule, on_eval, out, keep, eval_lanes, plot)
+
+
+def _train(configs, workdirs, schedule, on_eval, out, keep, eval_lanes, plot) -> list[dict]:
   configs = [charlm.resolve_config({}, c, w, False)[0] for c, w in zip(configs, workdirs)]
   corpus, batcher, members, state = _build(configs, workdirs, keep)
   first = configs[0]
@@ -216,6 +227,10 @@ def train_population(configs: list[charlm.RunConfig], workdirs: list, steps: int
       bpc = float(bpcs[i])
       m.log.write({"step": at_step, "time": time.monotonic() - begin, "val_bpc": bpc})
       m.last_eval = at_step
+      if not math.isfinite(bpc):
+        m.stopped_by, m.stopped_at = "nan", time.monotonic() - begin
+        out(f"member {i}: val_bpc became {bpc} at iter {at_step}: stopped")
+        continue
       if bpc < m.best["val_bpc"]:
         m.best = {"val_bpc": bpc, "step": at_step}
         save(m, i, m.best_ckpts)
@@ -238,14 +253,16 @@ def train_population(configs: list[charlm.RunConfig], workdirs: list, steps: int
     moved = [batcher.next(m.lanes) for m in members]
     mask = np.array([m.stopped_by is None for m in members])
     state, metrics = step_fn(hyper, state, stack_batches([b for _, b in moved]), mask)
-    losses = np.asarray(metrics["loss"])
+    losses, finite = np.asarray(metrics["loss"]), np.asarray(metrics["finite"])
     step += 1
     for i, m in enumerate(members):
       if m.stopped_by is not None:
         continue
-      if not math.isfinite(losses[i]):
+      if not finite[i]:
         m.stopped_by, m.stopped_at = "nan", time.monotonic() - begin
-        out(f"member {i}: loss became {losses[i]} at iter {step}: frozen at iter {m.step}")
+        what = (f"loss became {losses[i]}" if not math.isfinite(losses[i])
+                else "parameters or optimiser state became NaN/Inf")
+        out(f"member {i}: {what} at iter {step}: frozen at iter {m.step}")
         continue
       m.lanes, m.step = moved[i][0], step
       m.interval_loss, m.interval_steps = m.interval_loss + float(losses[i]), m.interval_steps + 1
@@ -334,5 +351,5 @@ def _finish(m: _Member, index: int, size: int) -> dict:
   train_records = [r for r in m.log.read() if "train_bpc" in r]
   if train_records:
     summary["train_bpc"] = train_records[-1]["train_bpc"]
-  (m.workdir / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
+  loop.write_json(m.workdir / "results.json", summary)
   return summary

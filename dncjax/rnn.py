@@ -26,6 +26,7 @@ class RNNConfig:
   def __post_init__(self):
     core.check_positive(self, "input_size", "output_size", "hidden")
     core.check_dtype(self.dtype)
+    core.check_number("init_scale", self.init_scale, 0, low_open=True)
 
 
 class RNNState(NamedTuple):

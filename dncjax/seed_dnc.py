@@ -58,6 +58,8 @@ class SeedDNCConfig:
 
   def __post_init__(self):
     core.check_positive(self, "input_size", "output_size", "hidden", "memory_size", "word_size")
+    core.check_number("init_scale", self.init_scale, 0, low_open=True)
+    core.check_number("forget_bias", self.forget_bias)
     if self.addressing not in ADDRESSING:
       raise ValueError(
           f"addressing must be one of {', '.join(ADDRESSING)}, got {self.addressing!r}")

@@ -17,12 +17,13 @@ Model hyperparameters are conditional: a trial only draws those its model takes,
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import types
 import typing
 from typing import Any
 
-from dncjax import charlm, core
+from dncjax import charlm, core, data
 
 ALIASES = {"lr": "learning_rate", "batchsize": "batch_size", "batch": "batch_size",
            "seqlength": "seq_length", "N": "memory_size", "W": "word_size", "R": "read_heads"}
@@ -85,10 +86,13 @@ def parse_value(name: str, text: str) -> Any:
       if value != int(value):
         raise ValueError
       return int(value)
-    return typ(text)
-  except ValueError:
+    value = typ(text)
+  except (ValueError, OverflowError):
     article = "an" if typ is int else "a"
     raise SpaceError(f"{name}: {text!r} is not {article} {typ.__name__}") from None
+  if typ is float and not math.isfinite(value):
+    raise SpaceError(f"{name}: {text!r} is not a finite number")
+  return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -202,6 +206,11 @@ class Space:
   def grid_size(self) -> int:
     return math.prod(len(p.choices) for p in self.params)
 
+  def grid_points(self) -> list[dict[str, Any]]:
+    """Every combination of the lists, in a fixed order (the last setting varies fastest)."""
+    grid = self.grid()
+    return [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+
   def suggest(self, trial) -> dict[str, Any]:
     """Draws a trial's values (model first: the others may depend on it)."""
     values = {}
@@ -221,6 +230,44 @@ class Space:
     hyper = core.merge_hyper(model, self.base.hyper, {
         k: v for k, v in chosen.items() if k not in RUN_FIELDS and k in core.takes(model)})
     return dataclasses.replace(self.base, **run, hyper=hyper)
+
+  def corners(self) -> list[dict[str, Any]]:
+    """Trial values that reach every choice and both ends of every range, per model: the
+    other swept settings at their first choice or low end."""
+    out = []
+    for model in self.models():
+      first = {"model": model} if any(p.name == "model" for p in self.params) else {}
+      taken = [p for p in self.params if p.name != "model"
+               and (not settings()[p.name][2] or p.name in core.takes(model))]
+      first.update({p.name: p.choices[0] if p.choices is not None else p.low for p in taken})
+      out.append(first)
+      for p in taken:
+        ends = p.choices[1:] if p.choices is not None else (p.high,)
+        out.extend({**first, p.name: v} for v in ends)
+    return out
+
+  def check(self, path: str | None = None) -> None:
+    """SpaceError unless every trial in `corners` passes the checks its run makes on the
+    text at `path`, the model, the optimiser and the batches, before it trains."""
+    data.load_corpus(path)  # the text itself: its own errors, as they are
+    corpora = {}
+    for values in self.corners():
+      try:
+        config = dataclasses.replace(self.config(values), fp64=False)  # x64 stays as it is
+        key = (config.val_fraction, config.seq_length)
+        if key not in corpora:
+          corpora[key] = data.load_corpus(path, *key)
+        corpus = corpora[key]
+        if not corpus.val_ids.size:
+          raise ValueError("trials are scored on validation BPC: val_fraction must leave a "
+                           "validation split")
+        charlm.make_model(config, corpus.vocab.size)
+        data.lane_batcher(corpus.train_ids, config.batch_size, config.seq_length,
+                          config.overlap)
+      except ValueError as e:
+        text = str(e).strip().splitlines() or [type(e).__name__]
+        shown = ", ".join(f"{k}={v}" for k, v in values.items())
+        raise SpaceError(f"a trial with {shown} cannot run: {text[0]}") from None
 
   def signature(self) -> dict:
     """What makes two sweeps the same search (stored with the study)."""

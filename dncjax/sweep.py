@@ -15,6 +15,10 @@ which resumes from the trial's last checkpoint. Workers on other hosts are cover
 Optuna's heartbeat: a trial silent for GRACE_S seconds is failed and retried the same way.
 Asking for trials happens under a file lock, so the workers of one machine never
 overshoot the trial count; workers on k machines may overshoot it by at most k - 1.
+
+A grid is queued in a fixed order (Space.grid_points), each point as a WAITING trial that
+Optuna hands to one worker; a point queued twice by two machines at once runs once (the
+later trial is discarded), so every point runs exactly once, its retries included.
 """
 
 from __future__ import annotations
@@ -26,10 +30,12 @@ import json
 import multiprocessing
 import os
 import pathlib
+import re
 import socket
 import sys
 import threading
 import time
+import urllib.parse
 import warnings
 from typing import Any, Callable
 
@@ -37,12 +43,14 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from dncjax import charlm, checkpoint, data, population, space
+from dncjax import charlm, checkpoint, population, space
 
 HEARTBEAT_S = 20     # how often a running trial tells the storage it is alive
 GRACE_S = 120        # a trial silent this long (on another host) is failed and retried
 MAX_RETRY = 3        # retries of one trial before it stays failed
 STUDY_ATTR = "dncjax_sweep"
+GRID_ATTR = "grid_point"   # a grid trial's index in Space.grid_points()
+DISCARDED = "discarded"    # a trial ended unrun: it does not count
 HOST = socket.gethostname()
 
 
@@ -96,6 +104,8 @@ class Sweep:
       raise ValueError(f"trials must be positive, got {self.trials}")
     if self.population < 1 or self.keep_top < 0:
       raise ValueError("population must be >= 1 and keep_top >= 0")
+    if self.seed < 0:
+      raise ValueError(f"seed must be >= 0, got {self.seed}")
     shaped = [p.name for p in self.space.params if p.name not in population.VMAPPABLE]
     if self.population > 1 and shaped:
       raise ValueError(f"a population trains one program, so it can only sweep settings that "
@@ -127,12 +137,51 @@ class Sweep:
 # ------------------------------------------------------------------------ the study
 
 
+_QUERY_SECRET = re.compile(r"(?i)\b(password|passwd|pwd)=([^&\s]*)")
+
+
+def _userinfo(url: str) -> tuple[str, str, str] | None:
+  """(up to the user, the password, from the last `@` on) of `url`, or None: without a
+  parser, so that a URL sqlalchemy cannot read (a bad port, an `@` in the password) is
+  split as safely."""
+  head, at, rest = url.rpartition("@")
+  scheme, slashes, userinfo = head.partition("://")
+  if not slashes:
+    scheme, userinfo = "", head
+  user, colon, password = userinfo.partition(":")
+  if not at or not colon:
+    return None
+  return f"{scheme}{slashes}{user}", password, f"@{rest}"
+
+
 def _shown(url: str) -> str:
-  try:
+  """`url` with its password (and any password= in its query) masked."""
+  parts = _userinfo(url)
+  if parts is not None:
+    url = f"{parts[0]}:***{parts[2]}"
+  return _QUERY_SECRET.sub(r"\1=***", url)
+
+
+def _scrubbed(text: str, url: str) -> str:
+  """`text` (a storage error) with `url` shown masked and its password, however decoded
+  or parsed, replaced by ***."""
+  secrets = {m.group(2) for m in _QUERY_SECRET.finditer(url)}
+  parts = _userinfo(url)
+  if parts is not None:
+    secrets.add(parts[1])
+  with contextlib.suppress(Exception):
     import sqlalchemy  # pylint: disable=import-outside-toplevel
-    return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
-  except Exception:  # not even a URL: show it as given
-    return url
+    secrets.add(sqlalchemy.engine.make_url(url).password or "")
+  secrets |= {urllib.parse.unquote(s) for s in secrets}
+  text = text.replace(url, _shown(url))
+  for secret in sorted(secrets - {"", "***"}, key=len, reverse=True):
+    text = text.replace(secret, "***")
+  return text
+
+
+def _error_line(e: BaseException, url: str) -> str:
+  text = _scrubbed(str(e), url).strip().splitlines()
+  return f"{type(e).__name__}: {text[0][:200] if text else ''}"
 
 
 def open_storage(url: str) -> optuna.storages.RDBStorage:
@@ -146,7 +195,6 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
             url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
             heartbeat_stale_trial_callback=_retry_callback())
       except Exception as e:  # sqlalchemy / driver errors of many kinds
-        text = str(e).strip().splitlines()
         # workers starting together on a new database race to create its tables: the
         # loser sees the winner's tables or rows, or its lock; it tries again
         racing = ("IntegrityError" in type(e).__name__
@@ -154,8 +202,8 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
         if attempt < 4 and racing:
           time.sleep(0.5 + attempt)
           continue
-        raise SweepError(f"cannot open the study storage {_shown(url)}: {type(e).__name__}: "
-                         f"{text[0][:200] if text else ''}") from None
+        raise SweepError(f"cannot open the study storage {_shown(url)}: "
+                         f"{_error_line(e, url)}") from None
   raise AssertionError("unreachable")
 
 
@@ -165,9 +213,9 @@ def _retry_callback():
 
 
 def make_sampler(sweep: Sweep, seed: int) -> optuna.samplers.BaseSampler:
-  if sweep.sampler == "grid":
-    return optuna.samplers.GridSampler(sweep.space.grid(), seed=seed)
-  if sweep.sampler == "random":
+  """The sampler of `sweep`; a grid's trials are all queued (see `queue_grid`), so it
+  draws nothing there."""
+  if sweep.sampler in ("grid", "random"):
     return optuna.samplers.RandomSampler(seed=seed)
   return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
 
@@ -191,7 +239,8 @@ def open_study(sweep: Sweep) -> optuna.Study:
                                 pruner=make_pruner(sweep))
   except Exception as e:
     raise SweepError(f"cannot open study {sweep.study_name()!r} in "
-                     f"{_shown(sweep.storage_url())}: {type(e).__name__}: {e}") from None
+                     f"{_shown(sweep.storage_url())}: "
+                     f"{_error_line(e, sweep.storage_url())}") from None
   saved, wanted = study.user_attrs.get(STUDY_ATTR), sweep.signature()
   if saved is None:
     study.set_user_attr(STUDY_ATTR, wanted)
@@ -233,10 +282,43 @@ def _trial_id(study: optuna.Study, number: int) -> int:
 
 
 def live_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-  """The trials that count: all but those failed and retried by a later one."""
+  """The trials that count: all but those failed and retried by a later one, and those
+  discarded unrun (a grid point another trial holds)."""
   trials = study.get_trials(deepcopy=False)
   superseded = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
-  return [t for t in trials if t.number not in superseded]
+  return [t for t in trials if t.number not in superseded and DISCARDED not in t.user_attrs]
+
+
+def _origin(t: optuna.trial.FrozenTrial) -> tuple[int, int]:
+  """Orders trials by the one each retries (itself if none): the first holds its point."""
+  return t.system_attrs.get("failed_trial", t.number), t.number
+
+
+def queue_grid(sweep: Sweep, study: optuna.Study) -> None:
+  """Queues (WAITING, with fixed parameters) each of the grid's first n_trials points that
+  no counted trial holds. Workers on several machines may queue a point twice; `_claim`
+  runs one of them only."""
+  live = live_trials(study)
+  held = {t.user_attrs.get(GRID_ATTR) for t in live}
+  drawn = [t.system_attrs.get("fixed_params", t.params) for t in live]
+  for i, point in enumerate(sweep.space.grid_points()[:sweep.n_trials()]):
+    if i not in held and point not in drawn:  # drawn: by a study's trials of before
+      study.enqueue_trial(point, user_attrs={GRID_ATTR: i})
+
+
+def _claim(study: optuna.Study, trial) -> bool:
+  """Whether a grid trial just asked runs its point: no counted trial ahead of it holds
+  that point. If not (or it is no grid point: the queue ran dry), it is discarded."""
+  frozen = study._storage.get_trial(trial._trial_id)  # pylint: disable=protected-access
+  point = frozen.user_attrs.get(GRID_ATTR)
+  ahead = [t for t in live_trials(study) if t.number != frozen.number
+           and t.user_attrs.get(GRID_ATTR) == point and _origin(t) < _origin(frozen)]
+  if point is not None and not ahead:
+    return True
+  trial.set_user_attr(DISCARDED, "not a grid point" if point is None
+                      else f"grid point {point} is trial {ahead[0].number}'s")
+  study.tell(trial, state=TrialState.FAIL)
+  return False
 
 
 def fail_and_retry(study: optuna.Study, number: int, why: str) -> None:
@@ -327,12 +409,19 @@ def _ask(sweep: Sweep, study: optuna.Study, lock_path: str, worker: int):
     # ask/tell with heartbeats: this module keeps the beat itself (see _Heartbeat)
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
     reap_dead_trials(study)
+    grid = sweep.sampler == "grid"
+    if grid:
+      queue_grid(sweep, study)
     live = live_trials(study)
     waiting = sum(t.state == TrialState.WAITING for t in live)
     wanted = min(sweep.population, waiting + max(0, sweep.n_trials() - len(live)))
     asked = []
-    for _ in range(wanted):
+    while len(asked) < wanted:
       trial = study.ask()
+      if grid and not _claim(study, trial):
+        waiting = sum(t.state == TrialState.WAITING for t in live_trials(study))
+        wanted = min(wanted, len(asked) + waiting)
+        continue
       values = sweep.space.suggest(trial)
       workdir = trial.user_attrs.get("workdir")  # a retry inherits its trial's folder
       if workdir is None or sweep.population > 1:
@@ -504,8 +593,7 @@ def run(sweep: Sweep, workers: int = 1, out: Callable[[str], None] = print) -> o
   """Runs (or resumes) the sweep with `workers` processes here; returns the study."""
   if workers < 1:
     raise ValueError(f"workers must be >= 1, got {workers}")
-  base = sweep.space.config({})
-  data.load_corpus(sweep.data, base.val_fraction, base.seq_length)  # fail before any worker
+  sweep.space.check(sweep.data)  # every setting and range end: fail before any trial
   sweep.path.mkdir(parents=True, exist_ok=True)
   optuna.logging.set_verbosity(optuna.logging.WARNING)
   study = open_study(sweep)

@@ -27,6 +27,7 @@ import dataclasses
 import functools
 import json
 import pathlib
+import sys
 from typing import Any, NamedTuple
 
 import jax
@@ -35,6 +36,7 @@ import numpy as np
 import optax
 
 from dncjax import checkpoint, core, loop, plots, train
+from dncjax import workdir as workdir_lock
 
 TASKS = ("copy", "repeat_copy", "associative_recall")
 FORMAT = 1  # bump when the checkpoint layout changes
@@ -218,10 +220,8 @@ def make_optimizer(name: str, learning_rate: float, momentum: float = 0.9,
   if name not in OPTIMIZERS:
     raise ValueError(f"unknown optimizer {name!r}; choose one of: {', '.join(OPTIMIZERS)}")
   for field, value in (("learning_rate", learning_rate), ("eps", eps), ("clip_norm", clip_norm)):
-    if value is not None and not value > 0:
-      raise ValueError(f"{field} must be positive, got {value}")
-  if not 0 <= momentum < 1:
-    raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+    core.check_number(field, value, 0, low_open=True, optional=field != "learning_rate")
+  core.check_number("momentum", momentum, 0, 1, high_open=True)
   eps = DEFAULT_EPS[name] if eps is None else eps
   if name == "rmsprop":
     opt = optax.rmsprop(learning_rate, decay=0.9, eps=eps, momentum=momentum or None)
@@ -252,6 +252,8 @@ class RunConfig:
 
   def __post_init__(self):
     core.check_positive(self, "batch_size")
+    if not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
+      raise ValueError(f"--seed must be an integer in [0, 2**32), got {self.seed!r}")
     make_optimizer(self.optimizer, self.learning_rate, self.momentum, self.eps, self.clip_norm)
 
   def to_json(self) -> dict:
@@ -265,6 +267,7 @@ class RunConfig:
   def make(self) -> tuple[core.Model, optax.GradientTransformation]:
     model = core.make_model(self.model, self.task.input_size, self.task.output_size,
                             **dict(self.hyper), dtype="float64" if self.fp64 else "float32")
+    train.check_fits(model)
     return model, make_optimizer(self.optimizer, self.learning_rate, self.momentum, self.eps,
                                  self.clip_norm)
 
@@ -316,6 +319,13 @@ def eval_sets(config: RunConfig, options: Options) -> dict[str, Sequences]:
   return sets
 
 
+KIND = f"task checkpoint of format {FORMAT}"
+
+
+def is_ours(meta: dict) -> bool:
+  return meta.get("format") == FORMAT and meta.get("kind") == "tasks"
+
+
 def resolve_config(given: dict, defaults: RunConfig, ckpt_dir: pathlib.Path, resume: bool):
   """(config, checkpoints, step, meta): the flags `given` (with 'task' and 'hyper' dicts)
   on top of `defaults`, or with `resume` the checkpoint's config, which they must match."""
@@ -326,23 +336,26 @@ def resolve_config(given: dict, defaults: RunConfig, ckpt_dir: pathlib.Path, res
     task = dataclasses.replace(defaults.task, **given.get("task", {}))
     flags = {k: v for k, v in given.items() if k not in ("task", "hyper")}
     return dataclasses.replace(defaults, **flags, task=task, hyper=hyper), None, None, None
-  ckpts, step, meta = checkpoint.open_latest(
-      ckpt_dir, lambda m: m.get("format") == FORMAT and m.get("kind") == "tasks",
-      f"task checkpoint of format {FORMAT}")
+  ckpts, step, meta = checkpoint.open_latest(ckpt_dir, is_ours, KIND)
   saved = RunConfig.from_json(meta["config"])
   pairs = [(k, v, getattr(saved, k)) for k, v in given.items() if k not in ("task", "hyper")]
   pairs += [(k, v, getattr(saved.task, k)) for k, v in given.get("task", {}).items()]
-  pairs += [(k, v, dict(saved.hyper).get(k, "model default"))
-            for k, v in given.get("hyper", {}).items()]
+  pairs += core.hyper_pairs(saved.model, saved.hyper, given.get("hyper", {}))
   checkpoint.check_agrees(ckpt_dir, pairs)
   return saved, ckpts, step, meta
 
 
 def train_and_evaluate(config: RunConfig, options: Options, given: dict | None = None,
                        out=print) -> dict:
-  """Runs (or resumes) a task run in `options.workdir`; returns results.json's summary."""
+  """Runs (or resumes) a task run in `options.workdir`; returns results.json's summary.
+  The run holds the workdir's lock (dncjax.workdir) while it runs."""
+  with workdir_lock.lock(options.workdir):
+    return _train_and_evaluate(config, options, given or {}, out)
+
+
+def _train_and_evaluate(config: RunConfig, options: Options, given: dict, out) -> dict:
   workdir = pathlib.Path(options.workdir)
-  config, ckpts, step, meta = resolve_config(given or {}, config, workdir / "checkpoints",
+  config, ckpts, step, meta = resolve_config(given, config, workdir / "checkpoints",
                                              options.resume)
   if config.fp64:
     jax.config.update("jax_enable_x64", True)
@@ -351,12 +364,16 @@ def train_and_evaluate(config: RunConfig, options: Options, given: dict | None =
   ts = train.init_train_state(model, optimizer, jax.random.key(config.seed), config.batch_size)
   elapsed = 0.0
   if ckpts is not None:
-    ts = ckpts.restore_state(step, {"train": ts})["train"]
-    elapsed = meta["elapsed"]
+    step, meta, restored = ckpts.restore_latest({"train": ts}, is_ours, KIND, say=out,
+                                                set_aside=True)
+    ts, elapsed = restored["train"], meta["elapsed"]
     out(f"resumed {workdir} at iter {step} ({elapsed:.1f} s trained)")
   else:
     step = 0
     ckpts = checkpoint.Checkpoints(workdir / "checkpoints", keep=options.keep)
+  if options.resume and not (workdir / "metrics.jsonl").exists():
+    out(f"warning: {workdir / 'metrics.jsonl'} is missing: the records before iter {step} "
+        f"are lost; new ones are appended from here")
   log = loop.MetricsLog(workdir / "metrics.jsonl", resume_step=step if options.resume else None)
   (workdir / "config.json").write_text(json.dumps(config.to_json(), indent=2) + "\n")
   n_params = sum(p.size for p in jax.tree.leaves(ts.params))
@@ -388,15 +405,14 @@ def train_and_evaluate(config: RunConfig, options: Options, given: dict | None =
   ckpts.close()
   loop.raise_if_diverged(result, ckpts.latest_step(), ckpts.directory)
   summary = summarize(log.read(), result, options.target)
-  (workdir / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
+  loop.write_json(workdir / "results.json", summary)
   records, title = log.read(), f"{config.model} on {config.task.name}"
   for metric, ylabel in (("loss", "nats per sequence"), ("bit_errors", "bit errors per sequence")):
     plots.plot_metrics(records, workdir / f"{metric}.png", title, ylabel=ylabel,
                        keys=(f"train_{metric}", *(f"{name}_{metric}" for name in sets)))
   out(f"stopped by {result.reason} at iter {result.step}: " + ", ".join(
       f"{k} {v:.4f}" for k, v in summary.items() if k.endswith("bit_errors")))
-  if result.reason == "interrupted":
-    raise KeyboardInterrupt
+  loop.raise_if_interrupted(result)
   return summary
 
 
@@ -420,17 +436,20 @@ def summarize(records: list[dict], result: loop.LoopResult, target: float) -> di
 def restore(workdir: str | pathlib.Path):
   """(model, params, config, step) from the latest checkpoint of a task run."""
   ckpts = checkpoint.Checkpoints(pathlib.Path(workdir) / "checkpoints", create=False)
-  step, meta = ckpts.restore_meta()
-  if meta.get("format") != FORMAT or meta.get("kind") != "tasks":
-    raise checkpoint.CheckpointError(f"{ckpts.directory} holds no dncjax task checkpoint")
-  config = RunConfig.from_json(meta["config"])
-  if config.fp64:
-    jax.config.update("jax_enable_x64", True)
-  model, optimizer = config.make()
-  template = train.init_train_state(model, optimizer, jax.random.key(0), config.batch_size)
-  params = ckpts.restore_state(step, {"train": template})["train"].params
+  built = {}
+
+  def template(meta):
+    built["config"] = config = RunConfig.from_json(meta["config"])
+    if config.fp64:
+      jax.config.update("jax_enable_x64", True)
+    built["model"], optimizer = config.make()
+    return {"train": train.init_train_state(built["model"], optimizer, jax.random.key(0),
+                                            config.batch_size)}
+
+  step, _, restored = ckpts.restore_latest(
+      template, is_ours, KIND, say=lambda line: print(line, file=sys.stderr))
   ckpts.close()
-  return model, params, config, step
+  return built["model"], restored["train"].params, built["config"], step
 
 
 def error_types() -> tuple[type[BaseException], ...]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -46,16 +47,11 @@ class OptimizerConfig:
   weight_decay: float = 0.0        # adds weight_decay * p to the gradient (L2), before Adagrad
 
   def __post_init__(self):
-    if not self.learning_rate > 0:
-      raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
-    if not self.eps > 0:
-      raise ValueError(f"eps must be positive, got {self.eps}")
-    if not self.weight_decay >= 0:
-      raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+    core.check_number("learning_rate", self.learning_rate, 0, low_open=True)
+    core.check_number("eps", self.eps, 0, low_open=True)
+    core.check_number("weight_decay", self.weight_decay, 0)
     for name in ("clip_norm", "clip_value"):
-      value = getattr(self, name)
-      if value is not None and not value > 0:
-        raise ValueError(f"{name} must be positive, got {value}")
+      core.check_number(name, getattr(self, name), 0, low_open=True, optional=True)
 
 
 def make_optimizer(config: OptimizerConfig) -> optax.GradientTransformation:
@@ -135,11 +131,34 @@ def init_train_state(model: core.Model, optimizer, key, batch_size: int) -> Trai
                     jax.random.key_data(jax.random.fold_in(key, 1)))
 
 
+def tree_finite(tree) -> jax.Array:
+  """True (a traced bool) when every float entry of `tree` is finite; other leaves
+  (integer counts, PRNG key data) are ignored. On the host: `checkpoint.all_finite`."""
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+            if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
+
+
+def check_fits(model: core.Model, copies: int = 4) -> None:
+  """ValueError when `copies` of the parameters (parameters, gradients, optimiser state,
+  update) cannot fit in the memory of the default device; sized without allocating."""
+  shapes = jax.eval_shape(model.init, jax.random.key(0))
+  need = copies * sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(shapes))
+  device = jax.local_devices()[0]
+  try:
+    stats = device.memory_stats() or {}
+  except RuntimeError:  # a backend that keeps no statistics
+    stats = {}
+  total = stats.get("bytes_limit") or os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+  if need > total:
+    raise ValueError(f"the model's parameters, gradients and optimiser state need about "
+                     f"{need / 2**30:.1f} GiB, more than the {total / 2**30:.1f} GiB of "
+                     f"{device.platform} memory: try a smaller --hidden or memory")
+
+
 def check_dropout(model: core.Model, dropout: float, weight_drop: float = 0.0) -> None:
-  if not 0.0 <= dropout < 1.0:
-    raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-  if not 0.0 <= weight_drop < 1.0:
-    raise ValueError(f"weight_drop must be in [0, 1), got {weight_drop}")
+  core.check_number("dropout", dropout, 0, 1, high_open=True)
+  core.check_number("weight_drop", weight_drop, 0, 1, high_open=True)
   if dropout and model.readout is None:
     raise ValueError(f"dropout needs a model with a recur/readout split; "
                      f"{type(model.config).__name__} has none")

@@ -13,6 +13,11 @@ samples.txt, metrics.png and results.json in --workdir. Ctrl-C saves and stops;
 
 from __future__ import annotations
 
+import signal
+import sys
+
+signal.signal(signal.SIGINT, lambda *_: sys.exit(130))  # Ctrl-C while loading: no traceback
+
 import argparse
 import dataclasses
 
@@ -103,27 +108,14 @@ def main(argv=None) -> int:
   run_fields = {f.name for f in dataclasses.fields(charlm.RunConfig)} - {"hyper"}
   given = {k: getattr(args, k) for k in run_fields if getattr(args, k, None) is not None}
   given["hyper"] = cli.given_model_flags(args)  # checked against the model when it is built
-  for k in ("batch_size", "seq_length"):
-    if k in given and given[k] <= 0:
-      raise cli.UsageError(f"--{k.replace('_', '')} must be positive, got {given[k]}")
-  if "overlap" in given and not 0 <= given["overlap"] < 1:
-    raise cli.UsageError(f"--overlap must be in [0, 1), got {given['overlap']}")
+  dataclasses.replace(RUN_DEFAULTS, **{k: v for k, v in given.items() if k != "hyper"})
   options = charlm.Options(
       workdir=args.workdir, **cli.schedule_options(args, OPTIONS.timelimit),
       sample_length=args.sample_length, prime=args.prime, temperature=args.temperature,
       eval_lanes=args.eval_lanes, dynamic_eval=args.dynamic_eval, dynamic_lr=args.dynamic_lr,
       dynamic_rule=args.dynamic_rule, dynamic_decay=args.dynamic_decay,
       dynamic_seq_length=args.dynamic_seq_length,
-      gradcheck=args.gradcheck, target_bpc=args.target_bpc)
-  if options.eval_lanes <= 0:
-    raise cli.UsageError(f"--eval_lanes must be positive, got {options.eval_lanes}")
-  for name in ("dynamic_lr", "dynamic_seq_length"):
-    if getattr(options, name) is not None and getattr(options, name) <= 0:
-      raise cli.UsageError(f"--{name} must be positive, got {getattr(options, name)}")
-  if options.dynamic_decay < 0:
-    raise cli.UsageError(f"--dynamic_decay must be >= 0, got {options.dynamic_decay}")
-  if options.sample_length < 0:
-    raise cli.UsageError(f"--sample_length must be >= 0, got {options.sample_length}")
+      gradcheck=args.gradcheck, target_bpc=args.target_bpc)  # checked here
   devices = args.devices if args.devices in (None, "all") else _count(args.devices)
   # before anything touches a device: jax.distributed.initialize must come first
   multi_host = parallel.initialize_distributed(args.coordinator, args.num_processes,

@@ -13,6 +13,11 @@ checkpoint is only read. --csv writes the rows to a file.
 
 from __future__ import annotations
 
+import signal
+import sys
+
+signal.signal(signal.SIGINT, lambda *_: sys.exit(130))  # Ctrl-C while loading: no traceback
+
 import csv
 import dataclasses
 import itertools

@@ -5,6 +5,11 @@
 
 from __future__ import annotations
 
+import signal
+import sys
+
+signal.signal(signal.SIGINT, lambda *_: sys.exit(130))  # Ctrl-C while loading: no traceback
+
 import jax
 import jax.numpy as jnp
 import numpy as np

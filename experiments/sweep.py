@@ -21,7 +21,8 @@ killed worker loses no finished trial; running the command again retries the unf
 ones from their checkpoints. At the end: results.csv / results.md (ranked), params.png,
 curves.png and best_trial (a link to the best trial's folder; sample from it with
 experiments/sample.py --workdir <workdir>/best_trial, or continue it with alice.py
---workdir <workdir>/best_trial --resume).
+--workdir <workdir>/best_trial --resume). Every setting and both ends of every range are
+checked before the first trial; a sweep whose trials all failed ends in a one-line error.
 
 --population K trains K trials at once as one vmapped program; it needs every swept
 setting to be one that keeps array shapes (lr, eps, clip_norm, clip_value,
@@ -30,8 +31,12 @@ weight_decay, init_scale, seed).
 
 from __future__ import annotations
 
-import pathlib
+import signal
 import sys
+
+signal.signal(signal.SIGINT, lambda *_: sys.exit(130))  # Ctrl-C while loading: no traceback
+
+import pathlib
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
@@ -108,6 +113,11 @@ def main(argv=None) -> int:
   table = sweep_report.write(study, spec)
   names = [p.name for p in spec.space.params]
   print(f"\n{len(table)} trials; the best 10:\n" + sweep_report.markdown(table, names, top=10))
+  failed = [r for r in table if r["state"] == "fail"]
+  if not args.report and table and len(failed) == len(table):
+    why = (failed[0]["error"] or "no error recorded").strip().splitlines()[0][:200]
+    raise sweep.SweepError(f"all {len(table)} trials failed; trial {failed[0]['trial']}: {why} "
+                           f"(see {spec.path / 'results.md'} and the trials' log.txt)")
   if table and table[0]["state"] == "complete":
     best = spec.path / "best_trial"
     print(f"\nbest: trial {table[0]['trial']}, {table[0]['val_bpc']:.4f} BPC -> {best}\n"

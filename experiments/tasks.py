@@ -13,6 +13,11 @@ stops; --resume continues exactly where the last checkpoint left off.
 
 from __future__ import annotations
 
+import signal
+import sys
+
+signal.signal(signal.SIGINT, lambda *_: sys.exit(130))  # Ctrl-C while loading: no traceback
+
 import argparse
 import dataclasses
 

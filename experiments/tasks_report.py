@@ -11,6 +11,11 @@ each run's config.json and metrics.jsonl only. --markdown prints tables for a RE
 
 from __future__ import annotations
 
+import signal
+import sys
+
+signal.signal(signal.SIGINT, lambda *_: sys.exit(130))  # Ctrl-C while loading: no traceback
+
 import statistics
 
 import dncjax.dnc  # noqa: F401  (registers 'dnc')
