@@ -228,7 +228,12 @@ def test_sigkill_while_saving_leaves_a_restorable_checkpoint(text_file, tmp_path
     while "iter" not in line:  # training (and saving every step) has begun
       line = proc.stdout.readline()
       assert line or proc.poll() is None, "alice.py ended before training"
-    time.sleep(rng.uniform(0.05, 0.6))
+    saved = {p.name for p in (tmp_path / "checkpoints").glob("[0-9]*") if p.name.isdigit()}
+    while not {p.name for p in (tmp_path / "checkpoints").glob("[0-9]*")
+               if p.name.isdigit()} - saved:  # this leg's first complete save, however late
+      assert proc.poll() is None, "alice.py ended before saving"
+      time.sleep(0.01)
+    time.sleep(rng.uniform(0.05, 0.6))  # then kill it during one of its later saves
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     ckpts = checkpoint.Checkpoints(tmp_path / "checkpoints", create=False)
