@@ -148,7 +148,6 @@ def resolve_config(given: dict, defaults: RunConfig, workdir: pathlib.Path,
   the latest checkpoint's config, where any given flag must agree with it."""
   ckpt_dir = workdir / "checkpoints"
   flags = {k: v for k, v in given.items() if k != "hyper"}
-  dataclasses.replace(defaults, **flags)  # every value checked before anything is read
   if not resume:
     model = given.get("model", defaults.model)
     hyper = core.merge_hyper(model, defaults.hyper, given.get("hyper", {}))
@@ -281,7 +280,7 @@ def train_and_evaluate(config: RunConfig, options: Options, given: dict | None =
   same folder is refused before it reads or writes anything there."""
   workdir = pathlib.Path(options.workdir)
   given = given or {}
-  dataclasses.replace(config, **{k: v for k, v in given.items() if k != "hyper"})  # values
+  dataclasses.replace(config, **{k: v for k, v in given.items() if k != "hyper"})  # checked
   held = workdir_lock.lock(workdir) if parallel.is_primary() else contextlib.nullcontext()
   with held:
     return _train_and_evaluate(config, options, given, out, on_eval)
@@ -328,8 +327,11 @@ def _train_and_evaluate(config: RunConfig, options: Options, given: dict, out, o
     step = 0
     ckpts = checkpoint.Checkpoints(workdir / "checkpoints", keep=options.keep)
   best_ckpts = checkpoint.Checkpoints(workdir / "best", keep=1)
-  if ckpts is not None and best_ckpts.latest_step() is not None:
-    best = best_ckpts.restore_meta()[1]["best"]  # the record follows what best/ holds
+  if options.resume and best_ckpts.latest_step() is not None:
+    try:  # the record follows what best/ holds
+      best = best_ckpts.restore_meta()[1]["best"]
+    except checkpoint.CheckpointError as e:
+      out(f"warning: {e}; the best record of the checkpoint is kept")
   log = parallel.NullLog()
   if primary:
     if options.resume and not (workdir / "metrics.jsonl").exists():

@@ -132,14 +132,7 @@ class Checkpoints:
     about to write here) each damaged step folder is renamed `<step>.damaged`, out of
     the way of the run's own saves and of max_to_keep, and kept."""
     damaged = []
-    for step in sorted(self.all_steps(), reverse=True):
-      try:
-        _, meta = self.restore_meta(step)
-      except CheckpointError as e:
-        damaged.append((step, str(e)))
-        continue
-      if is_ours is not None and not is_ours(meta):
-        raise CheckpointError(_refusal(self.directory, step, meta, what))
+    for step, meta in self._metas(is_ours, what, damaged):
       like = template(meta) if callable(template) else template
       try:
         state = self._read_state(step, like)
@@ -159,6 +152,19 @@ class Checkpoints:
       raise CheckpointError(f"no checkpoint in {self.directory}")
     raise CheckpointError(f"no checkpoint in {self.directory} restores: "
                           f"{_damage(damaged, self.directory)}")
+
+  def _metas(self, is_ours, what: str, damaged: list):
+    """(step, meta) of each step whose meta reads, newest first; the others are added to
+    `damaged` as (step, why); CheckpointError at a meta that `is_ours` refuses."""
+    for step in sorted(self.all_steps(), reverse=True):
+      try:
+        _, meta = self.restore_meta(step)
+      except CheckpointError as e:
+        damaged.append((step, str(e)))
+        continue
+      if is_ours is not None and not is_ours(meta):
+        raise CheckpointError(_refusal(self.directory, step, meta, what))
+      yield step, meta
 
   def _set_aside(self, step: int) -> pathlib.Path:
     """Renames the folder of `step` to a free `<step>.damaged[.k]`; returns the new path."""
@@ -225,14 +231,7 @@ def open_latest(folder: pathlib.Path, is_ours, what: str) -> tuple[Checkpoints, 
     raise CheckpointError(f"--resume: no checkpoint folder at {folder}")
   ckpts = Checkpoints(folder, create=False, clean=True)
   damaged = []
-  for step in sorted(ckpts.all_steps(), reverse=True):
-    try:
-      _, meta = ckpts.restore_meta(step)
-    except CheckpointError as e:
-      damaged.append((step, str(e)))
-      continue
-    if not is_ours(meta):
-      raise CheckpointError(_refusal(folder, step, meta, what))
+  for step, meta in ckpts._metas(is_ours, what, damaged):  # pylint: disable=protected-access
     return ckpts, step, meta
   if not damaged:
     raise CheckpointError(f"no checkpoint in {ckpts.directory}")

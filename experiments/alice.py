@@ -108,7 +108,6 @@ def main(argv=None) -> int:
   run_fields = {f.name for f in dataclasses.fields(charlm.RunConfig)} - {"hyper"}
   given = {k: getattr(args, k) for k in run_fields if getattr(args, k, None) is not None}
   given["hyper"] = cli.given_model_flags(args)  # checked against the model when it is built
-  dataclasses.replace(RUN_DEFAULTS, **{k: v for k, v in given.items() if k != "hyper"})
   options = charlm.Options(
       workdir=args.workdir, **cli.schedule_options(args, OPTIONS.timelimit),
       sample_length=args.sample_length, prime=args.prime, temperature=args.temperature,

@@ -7,6 +7,7 @@ The CPU shows itself as two devices (for tests/test_parallel.py; subprocesses in
 it); everything else still runs on the first one, as before.
 """
 
+import hashlib
 import os
 import pathlib
 
@@ -34,3 +35,12 @@ def text_file(tmp_path_factory):
   path = tmp_path_factory.mktemp("data") / "small.txt"
   path.write_text(corpus.read_text()[:4000])
   return path
+
+
+def folder_digest(folder) -> str:
+  """One hash of every file's relative path and bytes below `folder`."""
+  h = hashlib.sha256()
+  for path in sorted(pathlib.Path(folder).rglob("*")):
+    if path.is_file():
+      h.update(str(path.relative_to(folder)).encode() + path.read_bytes())
+  return h.hexdigest()

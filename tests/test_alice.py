@@ -2,11 +2,9 @@
 NaN stop, sampling, and one-line errors that leave existing checkpoints untouched."""
 
 import csv
-import hashlib
 import importlib.util
 import json
 import os
-import pathlib
 import re
 import signal
 import subprocess
@@ -17,7 +15,7 @@ import numpy as np
 import pytest
 
 from dncjax import charlm, checkpoint
-from tests.conftest import REPO
+from tests.conftest import REPO, folder_digest
 
 TINY = ["--model", "seed_dnc", "--hidden", "8", "--memory_size", "4", "--word_size", "4",
         "--batchsize", "2", "--seqlength", "8", "--sample_length", "16", "--report_interval", "1",
@@ -42,14 +40,6 @@ def run(text_file, workdir, *extra):
 def bpcs(workdir, key):
   records = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
   return [(r["step"], r[key]) for r in records if key in r]
-
-
-def folder_digest(folder):
-  h = hashlib.sha256()
-  for path in sorted(pathlib.Path(folder).rglob("*")):
-    if path.is_file():
-      h.update(str(path.relative_to(folder)).encode() + path.read_bytes())
-  return h.hexdigest()
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ moments, grid sweeps over several workers, passwords in storage URLs, bad values
 checkpoints, a full disk, pipes for data. Each must end in a clear line with nothing lost."""
 
 import contextlib
-import hashlib
 import importlib.util
 import json
 import math
@@ -23,7 +22,7 @@ import pytest
 
 import dncjax
 from dncjax import charlm, checkpoint, cli, core, loop, space, sweep, sweep_report
-from tests.conftest import REPO
+from tests.conftest import REPO, folder_digest
 
 TINY = ["--model", "seed_dnc", "--hidden", "8", "--memory_size", "4", "--word_size", "4",
         "--batchsize", "2", "--seqlength", "8", "--sample_length", "0", "--report_interval", "1",
@@ -49,14 +48,6 @@ def alice_main(argv):
 
 def sample_main(argv):
   return sample.main([str(a) for a in argv])
-
-
-def digest(folder):
-  h = hashlib.sha256()
-  for path in sorted(pathlib.Path(folder).rglob("*")):
-    if path.is_file():
-      h.update(str(path.relative_to(folder)).encode() + path.read_bytes())
-  return h.hexdigest()
 
 
 def script(name, *args, **kw):
@@ -286,13 +277,13 @@ def test_corrupt_latest_checkpoint_falls_back_and_is_kept(text_file, tmp_path, c
   for f in (damaged / "state").rglob("*"):
     if f.is_file() and f.stat().st_size > 0:
       f.write_bytes(f.read_bytes()[:3])  # truncated chunks, as a full disk or a crash leaves
-  before = digest(damaged)
+  before = folder_digest(damaged)
   capsys.readouterr()
   alice_main(["--data", text_file, "--workdir", tmp_path, *TINY, "--steps", "10", "--resume"])
   out = capsys.readouterr().out
   assert "checkpoint 8 in" in out and "is damaged" in out and "using step 4" in out
   assert "resumed" in out and "at iter 4" in out
-  assert digest(tmp_path / "checkpoints" / "8.damaged") == before  # never deleted
+  assert folder_digest(tmp_path / "checkpoints" / "8.damaged") == before  # never deleted
   step, meta = checkpoint.Checkpoints(tmp_path / "checkpoints", create=False).restore_meta()
   assert step == 10 and meta["step"] == 10
 
