@@ -25,7 +25,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
   def _get_help_string(self, action):
     text = action.help or ""
-    if "default" in text or action.default in (None, argparse.SUPPRESS, False):
+    if "default" in text or action.default is False or action.default in (None, argparse.SUPPRESS):
       return text
     return f"{text} (default: %(default)s)"
 

@@ -43,11 +43,13 @@ class LoopConfig:
       raise ValueError("give a step budget or a time limit")
     for name in ("steps", "timelimit"):
       value = getattr(self, name)
-      if value is not None and value <= 0:
+      if value is not None and not (value > 0 and math.isfinite(value)):
         raise ValueError(f"{name} must be positive, got {value}")
-    for name in ("report_interval", "eval_every", "checkpoint_every"):
-      if getattr(self, name) < 0 or (name == "report_interval" and self.report_interval == 0):
-        raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+    if self.report_interval <= 0:
+      raise ValueError(f"report_interval must be positive, got {self.report_interval}")
+    for name in ("eval_every", "checkpoint_every"):
+      if getattr(self, name) < 0:
+        raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
 
   def spent(self, step: int, seconds: float) -> str | None:
@@ -70,7 +72,8 @@ def read_metrics(path: str | pathlib.Path) -> list[dict]:
 def write_json(path: str | pathlib.Path, record: dict) -> None:
   """`record` as strict JSON (NaN and Inf, which JSON lacks, written as null)."""
   clean = lambda v: (None if isinstance(v, float) and not math.isfinite(v) else
-                     {k: clean(x) for k, x in v.items()} if isinstance(v, dict) else v)
+                     {k: clean(x) for k, x in v.items()} if isinstance(v, dict) else
+                     [clean(x) for x in v] if isinstance(v, (list, tuple)) else v)
   pathlib.Path(path).write_text(json.dumps(clean(record), indent=2, allow_nan=False) + "\n")
 
 
@@ -262,7 +265,7 @@ def run(*, step_fn: Callable, state: Any, next_batch: Callable[[], Any], start_s
       interval_start += time.monotonic() - paused
     bar.close()
     if reason != "nan" and step > start_step:
-      evaluated_now = last_eval != step
+      evaluated_now = evaluate is not None and last_eval != step
       if evaluated_now and do_eval() == "nan":
         reason = "nan"
       elif (last_saved != step or evaluated_now) and not do_save():

@@ -5,6 +5,7 @@ One compiled program per (model, prime length, length); no Python loop per chara
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 
@@ -32,6 +33,6 @@ def sample(model: core.Model, params, state, prime_ids, key, length: int,
 
 def check_temperature(temperature: float) -> float:
   """Validates a sampling temperature (> 0)."""
-  if not temperature > 0:
-    raise ValueError(f"temperature must be positive, got {temperature}")
+  if not (temperature > 0 and math.isfinite(temperature)):
+    raise ValueError(f"temperature must be positive and finite, got {temperature}")
   return float(temperature)

@@ -1,0 +1,267 @@
+"""Tests for dncjax.cli: one-line argument errors, model flags generated from the registered
+models, the shared schedule flags, and how `cli.run` turns errors into exit statuses."""
+
+import dataclasses
+import signal
+import types
+
+import pytest
+
+import dncjax
+from dncjax import cli, core, loop
+
+SKIPPED = {"input_size", "output_size", "dtype"}
+
+
+def all_fields() -> dict:
+  """{field: {model: default}} over the registered models' configs, as the flags see them."""
+  fields = {}
+  for name in dncjax.model_names():
+    for field in dataclasses.fields(core.config_class(name)):
+      if field.name not in SKIPPED:
+        fields.setdefault(field.name, {})[name] = field.default
+  return fields
+
+
+def model_parser(**kwargs) -> cli.ArgumentParser:
+  p = cli.ArgumentParser(prog="prog")
+  cli.add_model_flags(p, **kwargs)
+  return p
+
+
+def exit_of(capsys, fn, *args) -> tuple[int, str]:
+  with pytest.raises(SystemExit) as info:
+    fn(*args)
+  return info.value.code, capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- parser errors
+
+
+def test_an_argument_error_is_one_line_with_exit_status_2(capsys):
+  p = cli.ArgumentParser(prog="prog")
+  p.add_argument("--n", type=int)
+  code, err = exit_of(capsys, p.parse_args, ["--bogus"])
+  assert code == 2 and err == "error: unrecognized arguments: --bogus (see prog --help)\n"
+  code, err = exit_of(capsys, p.parse_args, ["--n", "x"])
+  assert code == 2 and err.count("\n") == 1
+  assert err.startswith("error: argument --n: invalid int value: 'x'")
+  assert err.endswith(" (see prog --help)\n")
+
+
+def test_the_help_shows_a_default_unless_it_is_none_or_a_false_switch(monkeypatch):
+  monkeypatch.setenv("COLUMNS", "400")
+  p = cli.ArgumentParser(prog="prog")
+  p.add_argument("--lr", type=float, default=0.5, help="rate")
+  p.add_argument("--seed", type=int, default=None, help="seed")
+  p.add_argument("--fast", action="store_true", help="go fast")
+  p.add_argument("--width", type=int, default=3, help="width (default: three)")
+  text = p.format_help()
+  assert "rate (default: 0.5)" in text and "width (default: three)\n" in text
+  assert "seed\n" in text and "go fast\n" in text
+
+
+def test_the_help_shows_a_zero_default(monkeypatch):
+  monkeypatch.setenv("COLUMNS", "400")
+  p = cli.ArgumentParser(prog="prog")
+  p.add_argument("--decay", type=float, default=0.0, help="decay")
+  assert "decay (default: 0.0)" in p.format_help()
+
+
+# ---------------------------------------------------------------------------- model flags
+
+
+def test_there_is_one_flag_per_model_hyperparameter():
+  p = model_parser(set_defaults=False)
+  fields = all_fields()
+  args = vars(p.parse_args([]))
+  assert args == dict.fromkeys(fields)  # one per field, each None when unset
+  assert "hidden" in args and "memory_size" in args and "remat" in args
+  assert not set(args) & SKIPPED
+
+
+def test_flags_parse_to_the_field_types():
+  args = model_parser(set_defaults=False).parse_args(
+      ["--hidden", "7", "--init_scale", "0.25", "--variant", "textbook",
+       "--controller_clip", "2.5", "--remat", "--no-reset_memory"])
+  assert (args.hidden, args.init_scale, args.variant) == (7, 0.25, "textbook")
+  assert type(args.hidden) is int and type(args.init_scale) is float
+  assert args.controller_clip == 2.5  # `float | None` in the config: a float flag
+  assert args.remat is True and args.reset_memory is False and args.deallocate is None
+
+
+def test_a_badly_typed_model_flag_is_a_usage_error(capsys):
+  code, err = exit_of(capsys, model_parser().parse_args, ["--hidden", "many"])
+  assert code == 2 and "--hidden" in err and err.count("\n") == 1
+
+
+def test_the_help_lists_each_models_default(monkeypatch):
+  monkeypatch.setenv("COLUMNS", "400")  # one help text per line
+  text = model_parser(set_defaults=False).format_help()
+  for field, defaults in all_fields().items():
+    shown = ", ".join(f"{m}={d}" for m, d in defaults.items())
+    assert f"default: {shown}" in text, field
+  assert "lstm=32" in text and "dnc=64" in text
+  assert "--remat, --no-remat" in text
+
+
+def test_an_override_is_the_default_and_is_shown(monkeypatch):
+  monkeypatch.setenv("COLUMNS", "400")
+  p = model_parser(overrides={"hidden": 128})
+  assert p.parse_args([]).hidden == 128
+  assert "default: 128 here; models: dnc=64" in p.format_help()
+  assert model_parser(overrides={"hidden": 128}, set_defaults=False).parse_args([]).hidden is None
+
+
+def test_given_model_flags_holds_only_flags_with_a_value():
+  p = model_parser(set_defaults=False)
+  assert cli.given_model_flags(p.parse_args([])) == {}
+  assert cli.given_model_flags(p.parse_args(["--hidden", "8", "--no-remat"])) == {
+      "hidden": 8, "remat": False}
+  assert cli.given_model_flags(model_parser(overrides={"hidden": 16}).parse_args([])) == {
+      "hidden": 16}
+
+
+def test_model_hyperparameters_are_checked_against_the_model():
+  p = model_parser(set_defaults=False)
+  assert cli.model_hyperparameters(p.parse_args(["--hidden", "8"]), "lstm") == {"hidden": 8}
+  args = p.parse_args(["--hidden", "8", "--memory_size", "4"])
+  assert cli.model_hyperparameters(args, "dnc") == {"hidden": 8, "memory_size": 4}
+  with pytest.raises(cli.UsageError) as info:
+    cli.model_hyperparameters(args, "lstm")
+  takes = ", ".join(sorted(core.takes("lstm") - SKIPPED))
+  assert str(info.value) == f"--memory_size does not apply to model 'lstm' (it takes: {takes})"
+  assert "memory_size" not in takes and "dtype" not in takes and "hidden" in takes
+  assert isinstance(info.value, ValueError)  # so cli.run makes it one line
+
+
+# ---------------------------------------------------------------------------- schedule flags
+
+
+OPTIONS = types.SimpleNamespace(timelimit=3600.0, report_interval=20, eval_every=500,
+                                checkpoint_every=1000, keep=3)
+
+
+def schedule(*argv):
+  p = cli.ArgumentParser(prog="prog")
+  cli.add_schedule_flags(p, OPTIONS, "runs/x", "where outputs go")
+  return cli.schedule_options(p.parse_args(list(argv)), 7200.0)
+
+
+def test_schedule_flags_default_to_the_options():
+  assert schedule() == dict(resume=False, steps=None, timelimit=7200.0, report_interval=20,
+                            eval_every=500, checkpoint_every=1000, keep=3)
+
+
+def test_a_time_limit_is_only_a_default_without_steps():
+  assert schedule("--steps", "50")["timelimit"] is None
+  assert schedule("--steps", "50", "--timelimit", "10")["timelimit"] == 10.0
+  assert schedule("--timelimit", "10")["timelimit"] == 10.0
+
+
+def test_schedule_flags_take_both_spellings():
+  got = schedule("--resume", "--report-interval", "5", "--eval_every", "0",
+                 "--checkpoint-every", "7", "--keep", "1")
+  assert got == dict(resume=True, steps=None, timelimit=7200.0, report_interval=5,
+                     eval_every=0, checkpoint_every=7, keep=1)
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["--steps", "0"], "--steps"), (["--steps", "-3"], "--steps"),
+    (["--timelimit", "0"], "--timelimit"), (["--timelimit", "-1"], "--timelimit"),
+    (["--timelimit", "nan"], "--timelimit"),
+    (["--report_interval", "0"], "--report_interval"), (["--keep", "0"], "--keep"),
+    (["--eval_every", "-1"], "--eval_every"), (["--checkpoint_every", "-1"], "--checkpoint_every")])
+def test_schedule_nonsense_is_refused_naming_the_flag(argv, flag):
+  with pytest.raises(cli.UsageError, match=f"^{flag} must be"):
+    schedule(*argv)
+
+
+# ---------------------------------------------------------------------------- cli.run
+
+
+@pytest.fixture
+def sigint_handler():
+  """The SIGINT handler before the test, put back after it (cli.run replaces it)."""
+  old = signal.getsignal(signal.SIGINT)
+  yield old
+  signal.signal(signal.SIGINT, old)
+
+
+def raising(error):
+  def main():
+    raise error
+  return main
+
+
+def test_run_exits_with_what_main_returns(sigint_handler):
+  for returned, code in ((None, 0), (0, 0), (3, 3)):
+    with pytest.raises(SystemExit) as info:
+      cli.run(lambda: returned)
+    assert info.value.code == code
+
+
+def test_run_installs_the_default_sigint_handler(sigint_handler):
+  signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a script quiets Ctrl-C while loading
+  seen = []
+  with pytest.raises(SystemExit):
+    cli.run(lambda: seen.append(signal.getsignal(signal.SIGINT)))
+  assert seen == [signal.default_int_handler]
+
+
+class StoreError(Exception):
+  pass
+
+
+@pytest.mark.parametrize("error, errors, line", [
+    (ValueError("bad --lr"), (), "error: bad --lr"),
+    (cli.UsageError("--steps must be positive, got 0"), (),
+     "error: --steps must be positive, got 0"),
+    (FileNotFoundError(2, "No such file or directory", "x.txt"), (),
+     "error: [Errno 2] No such file or directory: 'x.txt'"),
+    (StoreError("the store is busy"), (StoreError,), "error: the store is busy"),
+    (ValueError("first line\n  second line\nthird"), (), "error: first line"),
+    (ValueError("\n\n  indented first\nsecond"), (), "error: indented first")])
+def test_known_errors_are_one_line_with_exit_status_2(capsys, sigint_handler, error, errors, line):
+  code, err = exit_of(capsys, cli.run, raising(error), errors)
+  assert (code, err) == (2, line + "\n")
+
+
+def test_ctrl_c_exits_130(capsys, sigint_handler):
+  assert exit_of(capsys, cli.run, raising(KeyboardInterrupt())) == (130, "interrupted\n")
+  assert exit_of(capsys, cli.run, raising(loop.Interrupted(signal.SIGINT))) == (
+      130, "interrupted\n")
+
+
+def test_sigterm_exits_143(capsys, sigint_handler):
+  assert exit_of(capsys, cli.run, raising(loop.Interrupted(signal.SIGTERM))) == (
+      143, "terminated\n")
+
+
+def test_out_of_memory_is_one_line(capsys, sigint_handler):
+  error = RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 9.00GiB.\n"
+                       "BufferAssignment OOM Debugging.\n...")
+  code, err = exit_of(capsys, cli.run, raising(error))
+  assert code == 2 and err.count("\n") == 1 and "out of memory" in err
+  assert "allocate 9.00GiB" in err and "BufferAssignment" not in err
+
+
+def test_other_exceptions_propagate(capsys, sigint_handler):
+  with pytest.raises(RuntimeError, match="a bug"):
+    cli.run(raising(RuntimeError("a bug")))
+  with pytest.raises(ZeroDivisionError):
+    cli.run(lambda: 1 / 0, (StoreError,))
+  assert capsys.readouterr().err == ""
+
+
+# ---------------------------------------------------------------------------- one_line
+
+
+def test_one_line_keeps_the_first_line_within_the_limit():
+  assert cli.one_line(ValueError("  a\nb")) == "a"
+  assert cli.one_line(ValueError("")) == "ValueError"
+  assert cli.one_line(KeyError()) == "KeyError"
+  assert cli.one_line(ValueError("x" * 300)) == "x" * 300
+  long = cli.one_line(ValueError("x" * 301))
+  assert len(long) == 300 and long == "x" * 297 + "..."
+  assert cli.one_line(ValueError("abcdefghij"), limit=8) == "abcde..."
