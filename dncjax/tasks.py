@@ -219,9 +219,10 @@ def make_optimizer(name: str, learning_rate: float, momentum: float = 0.9,
   eps 1e-10, no momentum, global norm clipped at 50.)"""
   if name not in OPTIMIZERS:
     raise ValueError(f"unknown optimizer {name!r}; choose one of: {', '.join(OPTIMIZERS)}")
-  for field, value in (("learning_rate", learning_rate), ("eps", eps), ("clip_norm", clip_norm)):
-    core.check_number(field, value, 0, low_open=True, optional=field != "learning_rate")
-  core.check_number("momentum", momentum, 0, 1, high_open=True)
+  core.check_number("learning_rate (--lr)", learning_rate, 0, low_open=True)
+  for shown, value in (("--eps", eps), ("--clip_norm", clip_norm)):
+    core.check_number(shown, value, 0, low_open=True, optional=True)
+  core.check_number("--momentum", momentum, 0, 1, high_open=True)
   eps = DEFAULT_EPS[name] if eps is None else eps
   if name == "rmsprop":
     opt = optax.rmsprop(learning_rate, decay=0.9, eps=eps, momentum=momentum or None)
@@ -301,6 +302,13 @@ class Options:
   eval_sequences: int = 256      # fresh sequences per evaluation set
   eval_lengths: tuple[int, ...] = ()  # also evaluate at each of these lengths (generalisation)
   target: float = 0.05           # results.json records when eval bit errors first drop below
+
+  def __post_init__(self):
+    if not isinstance(self.eval_sequences, int) or self.eval_sequences <= 0:
+      raise ValueError(f"--eval_sequences must be positive, got {self.eval_sequences!r}")
+    if any(not isinstance(n, int) or n <= 0 for n in self.eval_lengths):
+      raise ValueError(f"--eval_length must be positive, got {list(self.eval_lengths)}")
+    core.check_number("--target", self.target, 0)
 
 
 def batch_at(config: RunConfig, step: int) -> Sequences:

@@ -101,10 +101,6 @@ def main(argv=None) -> int:
     task = {**dataclasses.asdict(TASK_DEFAULTS[args.task or RUN_DEFAULTS.task.name]), **task}
   given["task"] = task
   given["hyper"] = cli.model_hyperparameters(args, given.get("model", RUN_DEFAULTS.model))
-  if args.eval_sequences <= 0:
-    raise cli.UsageError(f"--eval_sequences must be positive, got {args.eval_sequences}")
-  if any(length <= 0 for length in args.eval_lengths):
-    raise cli.UsageError(f"--eval_length must be positive, got {args.eval_lengths}")
   options = tasks.Options(
       workdir=args.workdir or f"runs/{args.task or RUN_DEFAULTS.task.name}",
       **cli.schedule_options(args, OPTIONS.timelimit),
