@@ -184,6 +184,8 @@ def _leftover_of_killed_save(folder, step, monkeypatch):
     with pytest.raises((OSError, checkpoint.CheckpointError), match="killed"):
       ckpts.save(step, _tree(step), {"format": 1, "step": step})
       ckpts.wait()
+    # orbax finishes the leftover's metadata in a thread: wait for it, so that it is final
+    ckpts._manager._non_blocking_metadata_store.wait_until_finished()  # pylint: disable=protected-access
   leftovers = [p.name for p in folder.iterdir() if ".orbax-checkpoint-tmp" in p.name]
   assert leftovers and leftovers[0].startswith(f"{step}.")
   return leftovers
