@@ -462,6 +462,10 @@ def restore_trained(workdir: str | pathlib.Path, best: bool = False):
   """(config, model, TrainState, vocab, meta) from the latest (or best-validation) checkpoint
   of an alice.py run; nothing in `workdir` is modified."""
   folder = pathlib.Path(workdir) / ("best" if best else "checkpoints")
+  if not checkpoint.holds_checkpoints(folder):
+    where = f"in {folder}" if folder.is_dir() else f"folder at {folder}"
+    raise checkpoint.CheckpointError(f"no checkpoint {where}: train a model there first "
+                                     f"(python experiments/alice.py --workdir {workdir})")
   ckpts = checkpoint.Checkpoints(folder, create=False)
   built = {}
 

@@ -228,7 +228,8 @@ def open_latest(folder: pathlib.Path, is_ours, what: str) -> tuple[Checkpoints, 
   is of the kind `what` names (e.g. 'char-LM checkpoint of format 1'). A step whose meta
   does not read is passed over here and named by `Checkpoints.restore_latest`."""
   if not folder.is_dir():
-    raise CheckpointError(f"--resume: no checkpoint folder at {folder}")
+    raise CheckpointError(f"--resume: no checkpoint folder at {folder} (nothing to resume: "
+                          f"leave out --resume to start a run there)")
   ckpts = Checkpoints(folder, create=False, clean=True)
   damaged = []
   for step, meta in ckpts._metas(is_ours, what, damaged):  # pylint: disable=protected-access

@@ -147,8 +147,9 @@ def add_schedule_flags(parser: argparse.ArgumentParser, options, workdir_default
            "checkpoint_every": "iterations between checkpoints (0: at the end only)",
            "keep": "latest checkpoints kept"}
   for field in SCHEDULE:
-    group.add_argument(f"--{field}", f"--{field.replace('_', '-')}", dest=field, type=int,
-                       default=getattr(options, field), help=helps[field])
+    names = dict.fromkeys([f"--{field}", f"--{field.replace('_', '-')}"])  # once for --keep
+    group.add_argument(*names, dest=field, type=int, default=getattr(options, field),
+                       help=helps[field])
   return group
 
 

@@ -31,6 +31,8 @@ def main(argv=None) -> int:
     raise cli.UsageError(f"--length must be positive, got {args.length}")
   if not args.prime:
     raise cli.UsageError("--prime must hold at least one character")
+  if not 0 <= args.seed < 2**32:
+    raise cli.UsageError(f"--seed must be in [0, 2**32), got {args.seed}")
   temperature = sampling.check_temperature(args.temperature)
   model, params, vocab, meta = charlm.restore_for_sampling(args.workdir, best=args.best)
   prime = vocab.encode(args.prime)
