@@ -151,7 +151,6 @@ def resolve_config(given: dict, defaults: RunConfig, workdir: pathlib.Path,
   if not resume:
     model = given.get("model", defaults.model)
     hyper = core.merge_hyper(model, defaults.hyper, given.get("hyper", {}))
-    core.make_config(model, 1, 1, **dict(hyper))
     checkpoint.refuse_existing(ckpt_dir, workdir / "best")
     return dataclasses.replace(defaults, **flags, hyper=hyper), None, None, None
   ckpts, step, meta = checkpoint.open_latest(ckpt_dir, is_ours, KIND)

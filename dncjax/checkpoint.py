@@ -264,9 +264,14 @@ def _float_leaves(tree: Any) -> list:
   return [leaf for leaf in jax.tree.leaves(tree) if is_float(leaf)]
 
 
-@jax.jit
-def _finite_all(leaves):
-  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+def tree_finite(tree: Any) -> jax.Array:
+  """True (a traced bool, usable inside a jitted step) when every float in `tree` is
+  finite; integer leaves and PRNG keys are ignored."""
+  leaves = _float_leaves(tree)
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])) if leaves else True
+
+
+_finite_all = jax.jit(tree_finite)
 
 
 @jax.jit

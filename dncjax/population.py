@@ -121,7 +121,7 @@ def make_step(model, dropout: float = 0.0, weight_drop: float = 0.0):
     step = train.make_train_step(model, make_optimizer(hyper), jit=False, dropout=dropout,
                                  weight_drop=weight_drop)
     new, metrics = step(state, batch)
-    finite = jnp.isfinite(metrics["loss"]) & train.tree_finite(new)
+    finite = jnp.isfinite(metrics["loss"]) & checkpoint.tree_finite(new)
     ok = alive & finite
     return jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, state), {**metrics,
                                                                         "finite": finite}

@@ -131,14 +131,6 @@ def init_train_state(model: core.Model, optimizer, key, batch_size: int) -> Trai
                     jax.random.key_data(jax.random.fold_in(key, 1)))
 
 
-def tree_finite(tree) -> jax.Array:
-  """True (a traced bool) when every float entry of `tree` is finite; other leaves
-  (integer counts, PRNG key data) are ignored. On the host: `checkpoint.all_finite`."""
-  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
-            if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)]
-  return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
-
-
 def check_fits(model: core.Model, copies: int = 4) -> None:
   """ValueError when `copies` of the parameters (parameters, gradients, optimiser state,
   update) cannot fit in the memory of the default device; sized without allocating."""
