@@ -20,9 +20,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from dncjax import pytrees
 import dncjax
-import dncjax.dnc  # noqa: F401  (registers 'dnc')
-from dncjax import train
+from dncjax.training import train
 
 
 def bit_loss(logits_BxSxI, targets_BxSxI):
@@ -39,7 +39,7 @@ def time_one(args, memory_size: int) -> dict:
   state = train.init_train_state(model, optimizer, jax.random.key(0), args.batch)
   bits = jax.random.bernoulli(jax.random.key(1), 0.5, (args.batch, args.time, args.input))
   bits = bits.astype(args.dtype)
-  batch = train.Batch(bits, bits, jnp.zeros((args.batch,), bool))
+  batch = pytrees.Batch(bits, bits, jnp.zeros((args.batch,), bool))
 
   start = time.perf_counter()
   compiled = train_step.lower(state, batch).compile()

@@ -14,7 +14,6 @@ prints the rate that 10x the NumPy oracle would need (benchmarks/throughput.py m
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import jax

@@ -28,8 +28,12 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
+from dncjax import pytrees
 import dncjax  # noqa: E402
-from dncjax import charlm, cli, population, train  # noqa: E402
+from dncjax.charlm import job as charlm  # noqa: E402
+from dncjax import cli
+from dncjax.sweeps import population
+from dncjax.training import train
 
 V = 73
 MODELS = {  # label -> (model, hyperparameters)
@@ -39,11 +43,11 @@ MODELS = {  # label -> (model, hyperparameters)
 }
 
 
-def make_batches(P: int, K: int, B: int, S: int, seed: int = 0) -> list[train.Batch]:
+def make_batches(P: int, K: int, B: int, S: int, seed: int = 0) -> list[pytrees.Batch]:
   """K batches of [P, B, S] random ids; every lane resets at the first step only."""
   rng = np.random.default_rng(seed)
   ids = rng.integers(0, V, (K, P, B, S + 1)).astype(np.int32)
-  return [train.Batch(ids[k, :, :, :-1], ids[k, :, :, 1:], np.full((P, B), k == 0))
+  return [pytrees.Batch(ids[k, :, :, :-1], ids[k, :, :, 1:], np.full((P, B), k == 0))
           for k in range(K)]
 
 
@@ -68,7 +72,7 @@ def sequential(configs, batches):
   for i, config in enumerate(configs):
     model, optimizer, ts = init_state(config)
     step = train.make_train_step(model, optimizer)
-    own = [train.Batch(*(part[i] for part in b)) for b in batches]
+    own = [pytrees.Batch(*(part[i] for part in b)) for b in batches]
     start = time.perf_counter()
     ts, metrics = step(ts, own[0])
     float(metrics["loss"])

@@ -22,8 +22,10 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 jax.config.update("jax_enable_x64", True)  # for the float64 column; float32 stays float32
 
+from dncjax import pytrees
 import dncjax  # noqa: E402
-from dncjax import cli, train  # noqa: E402
+from dncjax import cli  # noqa: E402
+from dncjax.training import train
 from tests import oracle  # noqa: E402
 
 V = 73  # alice29.txt's vocabulary
@@ -69,7 +71,7 @@ def jax_rate(name, hyper, B, S, lr, eps, batches, seconds, dtype):
   optimizer = train.make_optimizer(train.OptimizerConfig(lr, eps))
   step_fn = train.make_train_step(model, optimizer)
   ts = train.init_train_state(model, optimizer, jax.random.key(0), B)
-  device_batches = [train.Batch(jnp.asarray(i, jnp.int32), jnp.asarray(t, jnp.int32),
+  device_batches = [pytrees.Batch(jnp.asarray(i, jnp.int32), jnp.asarray(t, jnp.int32),
                                 jnp.zeros((B,), bool)) for i, t in batches]
   start = time.perf_counter()
   ts, metrics = step_fn(ts, device_batches[0])

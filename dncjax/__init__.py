@@ -10,10 +10,14 @@ Notation used throughout (shapes are written into names, e.g. `memory_NxW`):
 Paper symbols (Graves et al., Nature 538, 2016, Methods): M_t memory, u_t usage,
 psi_t retention, a_t allocation, p_t precedence, L_t temporal link matrix,
 w^r read weights, w^w write weights, r_t read vectors.
+
+Packages: `models` (the cores and their registry), `training` (losses, optimiser, steps,
+loop, checkpoints), `charlm` (the character-level language model job), `tasks` (the
+algorithmic tasks job), `sweeps` (hyperparameter search and populations).
 """
 
-from dncjax import dnc, lstm, rnn, seed_dnc  # noqa: F401  (register the models)
-from dncjax.core import Model, batch_unroll, build, make_config, make_model, model_names, unroll
+from dncjax.models import build, make_config, make_model, model_names
+from dncjax.models.core import Model, batch_unroll, unroll
 
 __all__ = ["Model", "batch_unroll", "build", "make_config", "make_model", "model_names",
            "unroll"]

@@ -15,7 +15,8 @@ import types
 import typing
 from typing import Callable
 
-from dncjax import core
+from dncjax import models
+
 
 _SKIP = {"input_size", "output_size", "dtype"}
 
@@ -64,8 +65,8 @@ def add_model_flags(parser: argparse.ArgumentParser, overrides: dict | None = No
   overrides = overrides or {}
   group = parser.add_argument_group("model hyperparameters (unset: the model's default)")
   fields: dict[str, tuple[type, dict[str, object]]] = {}
-  for name in core.model_names():
-    cls = core.config_class(name)
+  for name in models.model_names():
+    cls = models.config_class(name)
     for field in dataclasses.fields(cls):
       if field.name in _SKIP:
         continue
@@ -85,13 +86,13 @@ def add_model_flags(parser: argparse.ArgumentParser, overrides: dict | None = No
 
 def given_model_flags(args: argparse.Namespace) -> dict:
   """Every model hyperparameter flag that has a value (given, or a set default)."""
-  fields = set().union(*(core.takes(n) for n in core.model_names()))
+  fields = set().union(*(models.takes(n) for n in models.model_names()))
   return {f: getattr(args, f) for f in sorted(fields - _SKIP) if getattr(args, f, None) is not None}
 
 
 def model_hyperparameters(args: argparse.Namespace, model: str) -> dict:
   """The model flags with a value, checked against what model `model` takes."""
-  known = core.takes(model) - _SKIP
+  known = models.takes(model) - _SKIP
   chosen = given_model_flags(args)
   for fname in chosen:
     if fname not in known:

@@ -22,7 +22,10 @@ import argparse
 import dataclasses
 
 import dncjax
-from dncjax import charlm, cli, dynamic, parallel
+from dncjax.charlm import job as charlm
+from dncjax import cli
+from dncjax.training import dynamic
+from dncjax.training import parallel
 
 RUN_DEFAULTS = charlm.RunConfig(hyper=(("hidden", 128),))
 OPTIONS = charlm.Options()

@@ -25,7 +25,10 @@ import math
 import pathlib
 import time
 
-from dncjax import charlm, cli, data, dynamic
+from dncjax.charlm import job as charlm
+from dncjax import cli
+from dncjax.charlm import data
+from dncjax.training import dynamic
 
 
 def parse_args(argv=None):

@@ -21,7 +21,8 @@ import sys
 signal.signal(signal.SIGINT, lambda *_: sys.exit(130))  # Ctrl-C while loading: no traceback
 
 import dncjax
-from dncjax import cli, gradcheck
+from dncjax import cli
+from dncjax.training import gradcheck
 
 
 def parse_args(argv=None):

@@ -14,7 +14,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dncjax import charlm, cli, sampling
+from dncjax.charlm import job as charlm
+from dncjax import cli
+from dncjax.charlm import sampling
 
 
 def main(argv=None) -> int:

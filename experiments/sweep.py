@@ -40,7 +40,11 @@ import pathlib
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from dncjax import charlm, cli, space, sweep, sweep_report  # noqa: E402
+from dncjax.charlm import job as charlm  # noqa: E402
+from dncjax import cli
+from dncjax.sweeps import space
+from dncjax.sweeps import study as sweep
+from dncjax.sweeps import report as sweep_report
 
 
 def parse_args(argv=None):

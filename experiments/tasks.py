@@ -22,8 +22,8 @@ import argparse
 import dataclasses
 
 import dncjax
-import dncjax.dnc  # noqa: F401  (registers 'dnc')
-from dncjax import cli, tasks
+from dncjax import cli
+from dncjax.tasks import job as tasks
 
 RUN_DEFAULTS = tasks.DEFAULT_RUN  # the paper's DNC, H=64 N=32 W=16 R=1; RMSProp lr 3e-4
 OPTIONS = tasks.Options()

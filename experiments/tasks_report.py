@@ -17,9 +17,8 @@ import sys
 signal.signal(signal.SIGINT, lambda *_: sys.exit(130))  # Ctrl-C while loading: no traceback
 
 import statistics
-
-import dncjax.dnc  # noqa: F401  (registers 'dnc')
-from dncjax import cli, tasks
+from dncjax import cli
+from dncjax.tasks import job as tasks
 
 
 def main(argv=None) -> int:

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dncjax import addressing as ad
+from dncjax.models import addressing as ad
 
 jax.config.update("jax_enable_x64", True)
 

@@ -14,7 +14,8 @@ import time
 import numpy as np
 import pytest
 
-from dncjax import charlm, checkpoint
+from dncjax.charlm import job as charlm
+from dncjax.training import checkpoint
 from tests.conftest import REPO, folder_digest
 
 TINY = ["--model", "seed_dnc", "--hidden", "8", "--memory_size", "4", "--word_size", "4",

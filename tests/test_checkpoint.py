@@ -11,7 +11,8 @@ import pytest
 from orbax.checkpoint._src.path import atomicity
 
 import dncjax
-from dncjax import checkpoint, train
+from dncjax.training import checkpoint
+from dncjax.training import train
 
 
 def test_train_state_round_trip_and_step_replacement(tmp_path):

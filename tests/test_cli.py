@@ -7,8 +7,10 @@ import types
 
 import pytest
 
+from dncjax import models
 import dncjax
-from dncjax import cli, core, loop
+from dncjax import cli
+from dncjax.training import loop
 
 SKIPPED = {"input_size", "output_size", "dtype"}
 
@@ -17,7 +19,7 @@ def all_fields() -> dict:
   """{field: {model: default}} over the registered models' configs, as the flags see them."""
   fields = {}
   for name in dncjax.model_names():
-    for field in dataclasses.fields(core.config_class(name)):
+    for field in dataclasses.fields(models.config_class(name)):
       if field.name not in SKIPPED:
         fields.setdefault(field.name, {})[name] = field.default
   return fields
@@ -129,7 +131,7 @@ def test_model_hyperparameters_are_checked_against_the_model():
   assert cli.model_hyperparameters(args, "dnc") == {"hidden": 8, "memory_size": 4}
   with pytest.raises(cli.UsageError) as info:
     cli.model_hyperparameters(args, "lstm")
-  takes = ", ".join(sorted(core.takes("lstm") - SKIPPED))
+  takes = ", ".join(sorted(models.takes("lstm") - SKIPPED))
   assert str(info.value) == f"--memory_size does not apply to model 'lstm' (it takes: {takes})"
   assert "memory_size" not in takes and "dtype" not in takes and "hidden" in takes
   assert isinstance(info.value, ValueError)  # so cli.run makes it one line

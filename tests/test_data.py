@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dncjax import data
+from dncjax.charlm import data
 
 
 @pytest.fixture

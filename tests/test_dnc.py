@@ -14,9 +14,13 @@ import numpy as np
 import optax
 import pytest
 
+from dncjax import pytrees
+from dncjax import models
 import dncjax
-import dncjax.dnc  # noqa: F401  (registers 'dnc')
-from dncjax import access, core, dnc, train
+from dncjax.models import access
+from dncjax.models import core
+from dncjax.models import dnc
+from dncjax.training import train
 
 jax.config.update("jax_enable_x64", True)
 
@@ -41,7 +45,7 @@ def sigmoid(x):
 # ----- config and interface -----------------------------------------------------------------
 
 def test_config_validation_and_registry():
-  assert "dnc" in core.model_names()
+  assert "dnc" in models.model_names()
   model = tiny()
   assert isinstance(model.config, dnc.DNCConfig) and model.config.variant == "textbook"
   for bad in (dict(memory_size=0), dict(read_heads=-1), dict(word_size=2.5),
@@ -306,7 +310,7 @@ def test_trains_on_a_delayed_copy():
   train_step = train.make_train_step(model, optimizer, loss_fn)
   state = train.init_train_state(model, optimizer, jax.random.key(0), 4)
   bits = jax.random.bernoulli(jax.random.key(1), 0.5, (4, 9, 4)).astype("float32")
-  batch = train.Batch(bits[:, 1:], bits[:, :-1], jnp.ones((4,), bool))
+  batch = pytrees.Batch(bits[:, 1:], bits[:, :-1], jnp.ones((4,), bool))
   losses = []
   for _ in range(30):
     state, metrics = train_step(state, batch)

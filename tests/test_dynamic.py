@@ -7,7 +7,11 @@ import numpy as np
 import pytest
 
 import dncjax
-from dncjax import charlm, core, data, dynamic, train
+from dncjax.charlm import job as charlm
+from dncjax.models import core
+from dncjax.charlm import data
+from dncjax.training import dynamic
+from dncjax.training import train
 
 V = 6
 

@@ -20,8 +20,15 @@ import numpy as np
 import optuna
 import pytest
 
+from dncjax import models
 import dncjax
-from dncjax import charlm, checkpoint, cli, core, loop, space, sweep, sweep_report
+from dncjax.charlm import job as charlm
+from dncjax.training import checkpoint
+from dncjax import cli
+from dncjax.training import loop
+from dncjax.sweeps import space
+from dncjax.sweeps import study as sweep
+from dncjax.sweeps import report as sweep_report
 from tests.conftest import REPO, folder_digest
 
 TINY = ["--model", "seed_dnc", "--hidden", "8", "--memory_size", "4", "--word_size", "4",
@@ -362,7 +369,7 @@ def _gradcheck_argv(name):
   argv = ["--model", name, "--vocab", "5", "--batchsize", "4", "--seqlength", "10",
           "--num_checks", "3"]
   for flag, value in GRAD_TINY.items():
-    if flag in core.takes(name):
+    if flag in models.takes(name):
       argv += [f"--{flag}", str(value)]
   return argv
 

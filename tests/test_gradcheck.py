@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 import dncjax
-from dncjax import core, gradcheck, train
+from dncjax.models import core
+from dncjax.training import gradcheck
+from dncjax.training import train
 from tests.conftest import REPO
 
 SMALL = dict(hidden=5, init_scale=0.5, dtype="float64")

@@ -12,7 +12,7 @@ import signal
 import numpy as np
 import pytest
 
-from dncjax import loop
+from dncjax.training import loop
 
 ITEMS = 10                             # characters per step
 LOSS = 1.5 * math.log(2) * ITEMS       # a step loss of exactly 1.5 BPC

@@ -6,8 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from dncjax import pytrees
 import dncjax
-from dncjax import core, train
+from dncjax.models import core
+from dncjax.training import train
 
 V, B, S = 7, 3, 5
 CONFIGS = {
@@ -78,8 +80,8 @@ def test_token_id_equals_one_hot(setup):
 def test_jit_equals_no_jit_and_does_not_recompile(setup):
   model, params, tokens, states = setup
   optimizer = train.make_optimizer(train.OptimizerConfig(learning_rate=0.1))
-  ts = train.TrainState(params, optimizer.init(params), states)
-  batch = train.Batch(tokens, jnp.roll(tokens, -1, axis=1), jnp.zeros((B,), bool))
+  ts = pytrees.TrainState(params, optimizer.init(params), states)
+  batch = pytrees.Batch(tokens, jnp.roll(tokens, -1, axis=1), jnp.zeros((B,), bool))
   jitted = train.make_train_step(model, optimizer)
   plain = train.make_train_step(model, optimizer, jit=False)
   ts_j, m_j = jitted(ts, batch)

@@ -20,8 +20,9 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+from dncjax import pytrees
 import dncjax  # noqa: E402
-from dncjax import train  # noqa: E402
+from dncjax.training import train  # noqa: E402
 from tests import oracle  # noqa: E402
 
 B, S, V, H, N, W = 3, 5, 7, 6, 4, 5
@@ -49,7 +50,7 @@ def jax_window(name):
   model = jax_model(name)
 
   def loss_fn(params, states, inputs, targets):
-    batch = train.Batch(inputs, targets, jnp.zeros(inputs.shape[0], bool))
+    batch = pytrees.Batch(inputs, targets, jnp.zeros(inputs.shape[0], bool))
     loss, (final, _) = train.window_loss(model, train.softmax_cross_entropy, params, states,
                                          batch)
     return loss, final
@@ -201,7 +202,7 @@ def test_adagrad_training_matches_oracle(name, reset_memory):
     params, accum = oracle.adagrad(params, grads, accum, lr=0.1, eps=1e-8)
     if name in DNCS and reset_memory:           # the seed wipes M and r at every window
       state.update(memory=zeros["memory"], read=zeros["read"])
-    ts, metrics = step(ts, train.Batch(jnp.asarray(inputs, jnp.int32),
+    ts, metrics = step(ts, pytrees.Batch(jnp.asarray(inputs, jnp.int32),
                                        jnp.asarray(targets, jnp.int32), jnp.asarray(reset)))
     np.testing.assert_allclose(float(metrics["loss"]), loss, rtol=RTOL, err_msg=f"step {n}")
   assert_dicts_close(from_jax(ts.params), params, what="params after 20 steps")

@@ -14,7 +14,10 @@ import pytest
 from jax.sharding import PartitionSpec
 
 import dncjax
-from dncjax import checkpoint, data, parallel, train
+from dncjax.training import checkpoint
+from dncjax.charlm import data
+from dncjax.training import parallel
+from dncjax.training import train
 from tests.conftest import REPO
 from tests.test_alice import alice, bpcs, folder_digest
 

@@ -12,7 +12,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dncjax import charlm, checkpoint, population, train
+from dncjax.charlm import job as charlm
+from dncjax.training import checkpoint
+from dncjax.sweeps import population
+from dncjax.training import train
 
 STEPS, MORE = 4, 6
 BASE = charlm.RunConfig(model="lstm", hyper=(("hidden", 8),), batch_size=8, seq_length=8,

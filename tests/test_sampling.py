@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 import dncjax
-from dncjax import core, sampling
+from dncjax.models import core
+from dncjax.charlm import sampling
 
 V = 5
 PRIME = jnp.asarray([1, 2, 3])

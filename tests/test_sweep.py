@@ -11,7 +11,10 @@ import time
 import optuna
 import pytest
 
-from dncjax import charlm, space, sweep, sweep_report
+from dncjax.charlm import job as charlm
+from dncjax.sweeps import space
+from dncjax.sweeps import study as sweep
+from dncjax.sweeps import report as sweep_report
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TINY = ("--set", "model=lstm", "--set", "hidden=8", "--set", "batch_size=4",

@@ -12,7 +12,8 @@ import numpy as np
 import optax
 import pytest
 
-from dncjax import checkpoint, tasks
+from dncjax.training import checkpoint
+from dncjax.tasks import job as tasks
 from tests.conftest import REPO
 
 spec = importlib.util.spec_from_file_location("tasks_script", REPO / "experiments" / "tasks.py")

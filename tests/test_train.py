@@ -5,8 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from dncjax import pytrees
 import dncjax
-from dncjax import core, train
+from dncjax.models import core
+from dncjax.training import train
 
 V, B, S, H = 5, 3, 4, 6
 
@@ -18,7 +20,7 @@ def lstm():
 
 def batch(reset, seed=0):
   tokens = jax.random.randint(jax.random.key(seed), (B, S + 1), 0, V)
-  return train.Batch(tokens[:, :-1], tokens[:, 1:], jnp.asarray(reset))
+  return pytrees.Batch(tokens[:, :-1], tokens[:, 1:], jnp.asarray(reset))
 
 
 def test_reset_lanes_start_from_the_initial_state(lstm):
@@ -99,7 +101,7 @@ def test_weight_drop_masks_only_the_recurrent_matrices():
 def test_weight_drop_shares_one_mask_across_lanes_and_regularises_the_recurrence(lstm):
   opt = train.make_optimizer(train.OptimizerConfig())
   ts = train.init_train_state(lstm, opt, jax.random.key(1), B)
-  same = train.Batch(jnp.tile(batch([True] * 3).inputs[:1], (B, 1)),
+  same = pytrees.Batch(jnp.tile(batch([True] * 3).inputs[:1], (B, 1)),
                      jnp.tile(batch([True] * 3).targets[:1], (B, 1)), jnp.ones((B,), bool))
   step = train.make_train_step(lstm, opt, weight_drop=0.5, jit=False)
   ts1, m1 = step(ts, same)

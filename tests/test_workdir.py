@@ -11,13 +11,13 @@ import sys
 
 import pytest
 
-from dncjax import workdir
+from dncjax.training import workdir
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 HOLD = """
 import sys
-from dncjax import workdir
+from dncjax.training import workdir
 with workdir.lock(sys.argv[1], what="test holder"):
   print("locked", flush=True)
   sys.stdin.readline()
@@ -26,7 +26,7 @@ print("released", flush=True)
 
 TRY = """
 import sys
-from dncjax import workdir
+from dncjax.training import workdir
 try:
   with workdir.lock(sys.argv[1]):
     print("acquired")

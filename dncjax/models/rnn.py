@@ -12,7 +12,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from dncjax import core
+from dncjax import checks
+from dncjax.models import core
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,9 +25,9 @@ class RNNConfig:
   dtype: str = "float32"
 
   def __post_init__(self):
-    core.check_positive(self, "input_size", "output_size", "hidden")
-    core.check_dtype(self.dtype)
-    core.check_number("init_scale", self.init_scale, 0, low_open=True)
+    checks.check_positive(self, "input_size", "output_size", "hidden")
+    checks.check_dtype(self.dtype)
+    checks.check_number("init_scale", self.init_scale, 0, low_open=True)
 
 
 class RNNState(NamedTuple):
@@ -60,4 +61,3 @@ def make(config: RNNConfig) -> core.Model:
   return core.split_model(init, initial_state, recur, readout, core.keep_state, config)
 
 
-core.register("rnn", RNNConfig, make)

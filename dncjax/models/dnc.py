@@ -44,7 +44,11 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from dncjax import access, addressing, core, lstm
+from dncjax import checks
+from dncjax.models import access
+from dncjax.models import addressing
+from dncjax.models import core
+from dncjax.models import lstm
 
 
 class DNCState(NamedTuple):
@@ -75,16 +79,16 @@ class DNCConfig:
   dtype: str = "float32"
 
   def __post_init__(self):
-    core.check_positive(self, "input_size", "output_size", "hidden", "memory_size",
+    checks.check_positive(self, "input_size", "output_size", "hidden", "memory_size",
                         "word_size", "read_heads", "controller_layers")
     lstm.check_variant(self.variant)
-    core.check_number("controller_clip", self.controller_clip, 0, low_open=True, optional=True)
-    core.check_number("init_scale", self.init_scale, 0, low_open=True)
-    core.check_number("forget_bias", self.forget_bias)
+    checks.check_number("controller_clip", self.controller_clip, 0, low_open=True, optional=True)
+    checks.check_number("init_scale", self.init_scale, 0, low_open=True)
+    checks.check_number("forget_bias", self.forget_bias)
     for name in ("norm_eps", "usage_eps"):
       if not 0 < getattr(self, name) < 1:
         raise ValueError(f"{name} must be in (0, 1), got {getattr(self, name)!r}")
-    core.check_dtype(self.dtype)
+    checks.check_dtype(self.dtype)
 
 
 def _layer_suffix(layer: int) -> str:
@@ -162,4 +166,3 @@ def make(config: DNCConfig) -> core.Model:
   return core.split_model(init, initial_state, recur, readout, truncate, config)
 
 
-core.register("dnc", DNCConfig, make)

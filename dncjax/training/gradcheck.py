@@ -25,6 +25,10 @@ from typing import Callable, NamedTuple
 import jax
 import numpy as np
 
+from dncjax import pytrees
+from dncjax.models import core, seed_dnc
+from dncjax.training import train
+
 
 class GradCheckRow(NamedTuple):
   name: str
@@ -211,7 +215,6 @@ def format_table(rows: list[GradCheckRow]) -> str:
 
 def warm_up(model, params, states, inputs):
   """The lanes' states after the model's own recurrence on `inputs` [B, T, ...] from `states`."""
-  from dncjax import core
 
   final, _ = jax.jit(lambda p, s, xs: core.batch_unroll_features(model, p, s, xs))(
       params, states, inputs)
@@ -233,7 +236,8 @@ def check_setup(model, *, batch_size: int = 4, seq_length: int = 10, seed: int =
   """
   import jax.numpy as jnp
 
-  from dncjax import core, seed_dnc, train
+
+
 
   key_params, key_data, key_warm = jax.random.split(jax.random.key(seed), 3)
   if params is None:
@@ -241,7 +245,7 @@ def check_setup(model, *, batch_size: int = 4, seq_length: int = 10, seed: int =
   if batch is None:
     V = model.config.input_size
     tokens = jax.random.randint(key_data, (batch_size, seq_length + 1), 0, V)
-    batch = train.Batch(tokens[:, :-1], tokens[:, 1:], jnp.zeros((batch_size,), bool))
+    batch = pytrees.Batch(tokens[:, :-1], tokens[:, 1:], jnp.zeros((batch_size,), bool))
   if states is None:
     B, S = batch.reset.shape[0], batch.inputs.shape[1]
     key_inputs, key_memory = jax.random.split(key_warm)
@@ -262,7 +266,6 @@ def check_setup(model, *, batch_size: int = 4, seq_length: int = 10, seed: int =
 def check_model(model, *, batch_size: int = 4, seq_length: int = 10, seed: int = 0,
                 states=None, batch=None, params=None, **kwargs) -> list[GradCheckRow]:
   """Gradient check of a model's window loss from the start state of `check_setup`."""
-  from dncjax import train
 
   params, states, batch = check_setup(model, batch_size=batch_size, seq_length=seq_length,
                                       seed=seed, states=states, batch=batch, params=params)

@@ -40,7 +40,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from dncjax import addressing
+from dncjax.models import addressing
 
 
 class Interface(NamedTuple):

@@ -23,7 +23,9 @@ import types
 import typing
 from typing import Any
 
-from dncjax import charlm, core, data
+from dncjax import models
+from dncjax.charlm import job as charlm
+from dncjax.charlm import data
 
 ALIASES = {"lr": "learning_rate", "batchsize": "batch_size", "batch": "batch_size",
            "seqlength": "seq_length", "N": "memory_size", "W": "word_size", "R": "read_heads"}
@@ -50,8 +52,8 @@ def _hint_type(cls: type, name: str) -> tuple[type, bool]:
 def settings() -> dict[str, tuple[type, bool, bool]]:
   """Every sweepable name -> (type, optional, is a model hyperparameter)."""
   out = {name: (*_hint_type(charlm.RunConfig, name), False) for name in RUN_FIELDS}
-  for model in core.model_names():
-    cls = core.config_class(model)
+  for model in models.model_names():
+    cls = models.config_class(model)
     for f in dataclasses.fields(cls):
       if f.name not in NOT_SWEPT and f.name not in out:
         out[f.name] = (*_hint_type(cls, f.name), True)
@@ -173,12 +175,12 @@ class Space:
     if not self.params:
       raise SpaceError("nothing to sweep: give at least one --param")
     models = self.models()
-    unknown = [m for m in models if m not in core.model_names()]
+    unknown = [m for m in models if m not in models.model_names()]
     if unknown:
-      raise SpaceError(f"unknown model {unknown[0]!r} (models: {', '.join(core.model_names())})")
+      raise SpaceError(f"unknown model {unknown[0]!r} (models: {', '.join(models.model_names())})")
     kinds = settings()
     for name in names + list(dict(self.fixed)):
-      if kinds[name][2] and not any(name in core.takes(m) for m in models):
+      if kinds[name][2] and not any(name in models.takes(m) for m in models):
         raise SpaceError(f"{name} is not a hyperparameter of {' or '.join(models)}")
 
   def models(self) -> list[str]:
@@ -198,7 +200,7 @@ class Space:
     for p in self.params:
       if settings()[p.name][2]:
         for m in self.models():
-          if p.name not in core.takes(m):
+          if p.name not in models.takes(m):
             raise SpaceError(f"the grid sampler needs every model to take every swept "
                              f"setting; {m} has no {p.name}")
     return {p.name: list(p.choices) for p in self.params}
@@ -217,7 +219,7 @@ class Space:
     params = sorted(self.params, key=lambda p: p.name != "model")
     for p in params:
       model = values.get("model", dict(self.fixed).get("model", self.base.model))
-      if settings()[p.name][2] and p.name not in core.takes(model):
+      if settings()[p.name][2] and p.name not in models.takes(model):
         continue
       values[p.name] = p.suggest(trial)
     return values
@@ -227,8 +229,8 @@ class Space:
     chosen = {**dict(self.fixed), **values}
     run = {k: v for k, v in chosen.items() if k in RUN_FIELDS}
     model = run.get("model", self.base.model)
-    hyper = core.merge_hyper(model, self.base.hyper, {
-        k: v for k, v in chosen.items() if k not in RUN_FIELDS and k in core.takes(model)})
+    hyper = models.merge_hyper(model, self.base.hyper, {
+        k: v for k, v in chosen.items() if k not in RUN_FIELDS and k in models.takes(model)})
     return dataclasses.replace(self.base, **run, hyper=hyper)
 
   def corners(self) -> list[dict[str, Any]]:
@@ -238,7 +240,7 @@ class Space:
     for model in self.models():
       first = {"model": model} if any(p.name == "model" for p in self.params) else {}
       taken = [p for p in self.params if p.name != "model"
-               and (not settings()[p.name][2] or p.name in core.takes(model))]
+               and (not settings()[p.name][2] or p.name in models.takes(model))]
       first.update({p.name: p.choices[0] if p.choices is not None else p.low for p in taken})
       out.append(first)
       for p in taken:

@@ -35,7 +35,7 @@ from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
-from dncjax.train import Batch
+from dncjax.pytrees import Batch
 
 ALICE = "alice29.txt"
 ALICE_URL = "https://corpus.canterbury.ac.nz/resources/cantrbry.tar.gz"

@@ -23,9 +23,20 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from dncjax import (checkpoint, core, data, dynamic, gradcheck, loop, parallel, plots, sampling,
-                    train)
-from dncjax import workdir as workdir_lock
+from dncjax import pytrees
+from dncjax import models
+from dncjax import checks
+from dncjax.training import checkpoint
+from dncjax.models import core
+from dncjax.charlm import data
+from dncjax.training import dynamic
+from dncjax.training import gradcheck
+from dncjax.training import loop
+from dncjax.training import parallel
+from dncjax.training import plots
+from dncjax.charlm import sampling
+from dncjax.training import train
+from dncjax.training import workdir as workdir_lock
 
 FORMAT = 1  # bump when the checkpoint layout changes
 
@@ -61,7 +72,7 @@ class RunConfig:
   seed: int = 0
 
   def __post_init__(self):
-    number = lambda field, *a, **k: core.check_number(flag(field), getattr(self, field), *a, **k)
+    number = lambda field, *a, **k: checks.check_number(flag(field), getattr(self, field), *a, **k)
     for field in ("batch_size", "seq_length"):
       value = getattr(self, field)
       if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
@@ -127,10 +138,10 @@ class Options:
         continue
       if not isinstance(value, int) or isinstance(value, bool) or value < least:
         raise ValueError(f"--{field} must be an integer >= {least}, got {value!r}")
-    core.check_number("--temperature", self.temperature, 0, low_open=True)
-    core.check_number("--dynamic_lr", self.dynamic_lr, 0, low_open=True, optional=True)
-    core.check_number("--dynamic_decay", self.dynamic_decay, 0)
-    core.check_number("--target_bpc", self.target_bpc, 0)
+    checks.check_number("--temperature", self.temperature, 0, low_open=True)
+    checks.check_number("--dynamic_lr", self.dynamic_lr, 0, low_open=True, optional=True)
+    checks.check_number("--dynamic_decay", self.dynamic_decay, 0)
+    checks.check_number("--target_bpc", self.target_bpc, 0)
     dynamic.check_rule(self.dynamic_rule)
 
 
@@ -150,7 +161,7 @@ def resolve_config(given: dict, defaults: RunConfig, workdir: pathlib.Path,
   flags = {k: v for k, v in given.items() if k != "hyper"}
   if not resume:
     model = given.get("model", defaults.model)
-    hyper = core.merge_hyper(model, defaults.hyper, given.get("hyper", {}))
+    hyper = models.merge_hyper(model, defaults.hyper, given.get("hyper", {}))
     checkpoint.refuse_existing(ckpt_dir, workdir / "best")
     return dataclasses.replace(defaults, **flags, hyper=hyper), None, None, None
   ckpts, step, meta = checkpoint.open_latest(ckpt_dir, is_ours, KIND)
@@ -159,7 +170,7 @@ def resolve_config(given: dict, defaults: RunConfig, workdir: pathlib.Path,
     saved = dataclasses.replace(saved, data=given["data"])
   checkpoint.check_agrees(ckpt_dir, [(k, v, getattr(saved, k)) for k, v in given.items()
                                      if k not in ("hyper", "data")]
-                          + core.hyper_pairs(saved.model, saved.hyper, given.get("hyper", {})))
+                          + models.hyper_pairs(saved.model, saved.hyper, given.get("hyper", {})))
   return saved, ckpts, step, meta
 
 
@@ -172,7 +183,7 @@ def stack_validation(val_ids: np.ndarray, seq_length: int, lanes: int):
   targets = np.stack([b.targets for b, _ in windows])
   masks = np.stack([m for _, m in windows])
   resets = np.stack([b.reset for b, _ in windows])
-  return train.Batch(jnp.asarray(inputs), (jnp.asarray(targets), jnp.asarray(masks)),
+  return pytrees.Batch(jnp.asarray(inputs), (jnp.asarray(targets), jnp.asarray(masks)),
                      jnp.asarray(resets))
 
 
@@ -233,7 +244,7 @@ class Setup(NamedTuple):
 def make_model(config: RunConfig, vocab_size: int) -> tuple[core.Model, optax.GradientTransformation]:
   if config.fp64:
     jax.config.update("jax_enable_x64", True)
-  model = core.make_model(config.model, vocab_size, vocab_size, **dict(config.hyper),
+  model = models.make_model(config.model, vocab_size, vocab_size, **dict(config.hyper),
                           dtype="float64" if config.fp64 else "float32")
   train.check_dropout(model, config.dropout, config.weight_drop)
   train.check_fits(model)

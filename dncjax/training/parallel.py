@@ -23,7 +23,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from dncjax import train
+from dncjax import pytrees
 
 AXIS = "data"
 CPU_HINT = ("on CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N before the start "
@@ -103,15 +103,15 @@ def shard(tree: Any, mesh: Mesh) -> Any:
   return _global(tree, NamedSharding(mesh, PartitionSpec(AXIS)))
 
 
-def shard_train_state(state: train.TrainState, mesh: Mesh) -> train.TrainState:
+def shard_train_state(state: pytrees.TrainState, mesh: Mesh) -> pytrees.TrainState:
   """Parameters, optimiser state and key replicated; recurrent state [B, ...] split."""
-  return train.TrainState(replicate(state.params, mesh), replicate(state.opt_state, mesh),
+  return pytrees.TrainState(replicate(state.params, mesh), replicate(state.opt_state, mesh),
                           shard(state.model_state, mesh), replicate(state.key, mesh))
 
 
-def shard_batch(batch: train.Batch, mesh: Mesh) -> train.Batch:
+def shard_batch(batch: pytrees.Batch, mesh: Mesh) -> pytrees.Batch:
   """A host Batch (inputs, targets, reset: leading axis B) split over 'data'."""
-  return train.Batch(*(shard(part, mesh) for part in batch))
+  return pytrees.Batch(*(shard(part, mesh) for part in batch))
 
 
 def to_host(tree: Any) -> Any:

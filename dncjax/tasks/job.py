@@ -35,8 +35,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from dncjax import checkpoint, core, loop, plots, train
-from dncjax import workdir as workdir_lock
+from dncjax import pytrees
+from dncjax import models
+from dncjax import checks
+from dncjax.training import checkpoint
+from dncjax.models import core
+from dncjax.training import loop
+from dncjax.training import plots
+from dncjax.training import train
+from dncjax.training import workdir as workdir_lock
 
 TASKS = ("copy", "repeat_copy", "associative_recall")
 FORMAT = 1  # bump when the checkpoint layout changes
@@ -57,7 +64,7 @@ class TaskConfig:
   def __post_init__(self):
     if self.name not in TASKS:
       raise ValueError(f"unknown task {self.name!r}; choose one of: {', '.join(TASKS)}")
-    core.check_positive(self, "bits", "min_length", "max_length", "min_repeats",
+    checks.check_positive(self, "bits", "min_length", "max_length", "min_repeats",
                         "max_repeats", "item_length")
     if self.min_length > self.max_length:
       raise ValueError(f"min_length {self.min_length} > max_length {self.max_length}")
@@ -186,9 +193,9 @@ def task_metrics(ys, targets_and_mask) -> dict:
   return {"bit_errors": bit_errors(ys, targets_and_mask)}
 
 
-def to_batch(seqs: Sequences, dtype="float32") -> train.Batch:
-  """A `train.Batch` whose lanes all start from the initial state."""
-  return train.Batch(jnp.asarray(seqs.inputs, dtype),
+def to_batch(seqs: Sequences, dtype="float32") -> pytrees.Batch:
+  """A `pytrees.Batch` whose lanes all start from the initial state."""
+  return pytrees.Batch(jnp.asarray(seqs.inputs, dtype),
                      (jnp.asarray(seqs.targets, dtype), jnp.asarray(seqs.mask, dtype)),
                      jnp.ones((seqs.inputs.shape[0],), bool))
 
@@ -198,7 +205,7 @@ def make_evaluate(model: core.Model):
   of sequences without a wrong bit)}, every sequence from the initial state."""
 
   @jax.jit
-  def evaluate(params, batch: train.Batch):
+  def evaluate(params, batch: pytrees.Batch):
     states = core.batch_initial_state(model, batch.inputs.shape[0])
     _, ys = core.batch_unroll(model, params, states, batch.inputs)
     errors_B = bit_errors_per_sequence(ys, batch.targets)
@@ -219,10 +226,10 @@ def make_optimizer(name: str, learning_rate: float, momentum: float = 0.9,
   eps 1e-10, no momentum, global norm clipped at 50.)"""
   if name not in OPTIMIZERS:
     raise ValueError(f"unknown optimizer {name!r}; choose one of: {', '.join(OPTIMIZERS)}")
-  core.check_number("learning_rate (--lr)", learning_rate, 0, low_open=True)
+  checks.check_number("learning_rate (--lr)", learning_rate, 0, low_open=True)
   for shown, value in (("--eps", eps), ("--clip_norm", clip_norm)):
-    core.check_number(shown, value, 0, low_open=True, optional=True)
-  core.check_number("--momentum", momentum, 0, 1, high_open=True)
+    checks.check_number(shown, value, 0, low_open=True, optional=True)
+  checks.check_number("--momentum", momentum, 0, 1, high_open=True)
   eps = DEFAULT_EPS[name] if eps is None else eps
   if name == "rmsprop":
     opt = optax.rmsprop(learning_rate, decay=0.9, eps=eps, momentum=momentum or None)
@@ -252,7 +259,7 @@ class RunConfig:
   seed: int = 0
 
   def __post_init__(self):
-    core.check_positive(self, "batch_size")
+    checks.check_positive(self, "batch_size")
     if not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
       raise ValueError(f"--seed must be an integer in [0, 2**32), got {self.seed!r}")
     make_optimizer(self.optimizer, self.learning_rate, self.momentum, self.eps, self.clip_norm)
@@ -266,7 +273,7 @@ class RunConfig:
                   "hyper": tuple(sorted(d["hyper"].items()))})
 
   def make(self) -> tuple[core.Model, optax.GradientTransformation]:
-    model = core.make_model(self.model, self.task.input_size, self.task.output_size,
+    model = models.make_model(self.model, self.task.input_size, self.task.output_size,
                             **dict(self.hyper), dtype="float64" if self.fp64 else "float32")
     train.check_fits(model)
     return model, make_optimizer(self.optimizer, self.learning_rate, self.momentum, self.eps,
@@ -308,7 +315,7 @@ class Options:
       raise ValueError(f"--eval_sequences must be positive, got {self.eval_sequences!r}")
     if any(not isinstance(n, int) or n <= 0 for n in self.eval_lengths):
       raise ValueError(f"--eval_length must be positive, got {list(self.eval_lengths)}")
-    core.check_number("--target", self.target, 0)
+    checks.check_number("--target", self.target, 0)
 
 
 def batch_at(config: RunConfig, step: int) -> Sequences:
@@ -339,7 +346,7 @@ def resolve_config(given: dict, defaults: RunConfig, ckpt_dir: pathlib.Path, res
   on top of `defaults`, or with `resume` the checkpoint's config, which they must match."""
   if not resume:
     checkpoint.refuse_existing(ckpt_dir)
-    hyper = core.merge_hyper(given.get("model", defaults.model), defaults.hyper,
+    hyper = models.merge_hyper(given.get("model", defaults.model), defaults.hyper,
                              given.get("hyper", {}))
     task = dataclasses.replace(defaults.task, **given.get("task", {}))
     flags = {k: v for k, v in given.items() if k not in ("task", "hyper")}
@@ -348,7 +355,7 @@ def resolve_config(given: dict, defaults: RunConfig, ckpt_dir: pathlib.Path, res
   saved = RunConfig.from_json(meta["config"])
   pairs = [(k, v, getattr(saved, k)) for k, v in given.items() if k not in ("task", "hyper")]
   pairs += [(k, v, getattr(saved.task, k)) for k, v in given.get("task", {}).items()]
-  pairs += core.hyper_pairs(saved.model, saved.hyper, given.get("hyper", {}))
+  pairs += models.hyper_pairs(saved.model, saved.hyper, given.get("hyper", {}))
   checkpoint.check_agrees(ckpt_dir, pairs)
   return saved, ckpts, step, meta
 
@@ -508,7 +515,7 @@ def options_label(config: RunConfig, defaults: RunConfig) -> str:
     value = getattr(config.task, field.name)
     if field.name == "name" or value != getattr(defaults.task, field.name):
       parts.append(f"{field.name}={value}" if field.name != "name" else value)
-  field_defaults = {f.name: f.default for f in dataclasses.fields(core.config_class(config.model))}
+  field_defaults = {f.name: f.default for f in dataclasses.fields(models.config_class(config.model))}
   for name, value in sorted(dict(config.hyper).items()):
     if dict(defaults.hyper).get(name, field_defaults.get(name)) != value:
       parts.append(name if value is True else f"{name}={value}")

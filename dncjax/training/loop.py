@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 import tqdm
 
-from dncjax import checkpoint
+from dncjax.training import checkpoint
 
 
 @dataclasses.dataclass(frozen=True)

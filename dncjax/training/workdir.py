@@ -24,7 +24,7 @@ import socket
 import sys
 from typing import Any, Callable, Iterator
 
-from dncjax import checkpoint
+from dncjax.training import checkpoint
 
 LOCK_FILE = ".lock"
 

@@ -9,7 +9,7 @@ import math
 
 import jax
 
-from dncjax import core
+from dncjax.models import core
 
 
 @functools.partial(jax.jit, static_argnums=(0, 5))

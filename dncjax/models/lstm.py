@@ -18,7 +18,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from dncjax import core
+from dncjax import checks
+from dncjax.models import core
 
 VARIANTS = ("seed", "textbook")
 
@@ -74,11 +75,11 @@ class LSTMConfig:
   dtype: str = "float32"
 
   def __post_init__(self):
-    core.check_positive(self, "input_size", "output_size", "hidden")
+    checks.check_positive(self, "input_size", "output_size", "hidden")
     check_variant(self.variant)
-    core.check_number("init_scale", self.init_scale, 0, low_open=True)
-    core.check_number("forget_bias", self.forget_bias)
-    core.check_dtype(self.dtype)
+    checks.check_number("init_scale", self.init_scale, 0, low_open=True)
+    checks.check_number("forget_bias", self.forget_bias)
+    checks.check_dtype(self.dtype)
 
 
 def make(config: LSTMConfig) -> core.Model:
@@ -101,4 +102,3 @@ def make(config: LSTMConfig) -> core.Model:
   return core.split_model(init, initial_state, recur, readout, core.keep_state, config)
 
 
-core.register("lstm", LSTMConfig, make)

@@ -43,7 +43,10 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from dncjax import charlm, checkpoint, population, space
+from dncjax.charlm import job as charlm
+from dncjax.training import checkpoint
+from dncjax.sweeps import population
+from dncjax.sweeps import space
 
 HEARTBEAT_S = 20     # how often a running trial tells the storage it is alive
 GRACE_S = 120        # a trial silent this long (on another host) is failed and retried

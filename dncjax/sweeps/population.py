@@ -31,8 +31,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from dncjax import charlm, checkpoint, core, data, loop, plots, train
-from dncjax import workdir as workdir_lock
+from dncjax import pytrees
+from dncjax import models
+from dncjax.charlm import job as charlm
+from dncjax.training import checkpoint
+from dncjax.charlm import data
+from dncjax.training import loop
+from dncjax.training import plots
+from dncjax.training import train
+from dncjax.training import workdir as workdir_lock
 
 OPTIMIZER_FIELDS = ("learning_rate", "eps", "clip_norm", "clip_value", "weight_decay")
 VMAPPABLE = OPTIMIZER_FIELDS + ("seed", "init_scale")  # init_scale lives in RunConfig.hyper
@@ -68,7 +75,7 @@ def check_population(configs: list[charlm.RunConfig]) -> None:
 
 def _model_fields(config: charlm.RunConfig) -> dict:
   """The model hyperparameters of `config` (defaults filled in) that fix array shapes."""
-  resolved = core.make_config(config.model, 1, 1, **dict(config.hyper))
+  resolved = models.make_config(config.model, 1, 1, **dict(config.hyper))
   return {f.name: getattr(resolved, f.name) for f in dataclasses.fields(resolved)
           if f.name not in VMAPPABLE + ("input_size", "output_size")}
 
@@ -144,8 +151,8 @@ def member(tree, i: int):
   return jax.tree.map(lambda a: a[i], tree)
 
 
-def stack_batches(batches: list[train.Batch]) -> train.Batch:
-  return train.Batch(*(np.stack(parts) for parts in zip(*batches)))
+def stack_batches(batches: list[pytrees.Batch]) -> pytrees.Batch:
+  return pytrees.Batch(*(np.stack(parts) for parts in zip(*batches)))
 
 
 @dataclasses.dataclass

@@ -28,7 +28,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from dncjax import core, train
+from dncjax import pytrees
+from dncjax.models import core
+from dncjax.training import train
 
 RULES = ("adagrad", "rms")
 
@@ -70,7 +72,7 @@ def rms_rule(lr: float, decay: float = 0.0, eps: float = 1e-8) -> optax.Gradient
   return optax.GradientTransformationExtraArgs(init, update)
 
 
-def mean_squared_gradients(model: core.Model, params, windows: train.Batch):
+def mean_squared_gradients(model: core.Model, params, windows: pytrees.Batch):
   """MS_g: the mean over `windows` ([K, b, S] leaves, state carried, as
   `charlm.stack_validation` builds them) of each window's squared loss gradient (a
   window's loss summed over its b lanes, as in the dynamic evaluation it scales)."""
@@ -94,7 +96,7 @@ def mean_squared_gradients(model: core.Model, params, windows: train.Batch):
   return run(params, windows)
 
 
-def rms_state(model: core.Model, params, train_windows: train.Batch) -> RMSState:
+def rms_state(model: core.Model, params, train_windows: pytrees.Batch) -> RMSState:
   return RMSState(mean_squared_gradients(model, params, train_windows), params)
 
 
@@ -111,6 +113,6 @@ def make_dynamic_eval(model: core.Model, optimizer: optax.GradientTransformation
       ts, metrics = train_step(ts, window)  # the loss is computed before the update
       return ts, metrics["loss"]
 
-    return jax.lax.scan(body, train.TrainState(params, opt_state, states), windows)[1].sum()
+    return jax.lax.scan(body, pytrees.TrainState(params, opt_state, states), windows)[1].sum()
 
   return evaluate

@@ -30,7 +30,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from dncjax import core, lstm
+from dncjax import checks
+from dncjax.models import core
+from dncjax.models import lstm
 
 ADDRESSING = ("location", "content")
 
@@ -57,14 +59,14 @@ class SeedDNCConfig:
   dtype: str = "float32"
 
   def __post_init__(self):
-    core.check_positive(self, "input_size", "output_size", "hidden", "memory_size", "word_size")
-    core.check_number("init_scale", self.init_scale, 0, low_open=True)
-    core.check_number("forget_bias", self.forget_bias)
+    checks.check_positive(self, "input_size", "output_size", "hidden", "memory_size", "word_size")
+    checks.check_number("init_scale", self.init_scale, 0, low_open=True)
+    checks.check_number("forget_bias", self.forget_bias)
     if self.addressing not in ADDRESSING:
       raise ValueError(
           f"addressing must be one of {', '.join(ADDRESSING)}, got {self.addressing!r}")
     lstm.check_variant(self.variant)
-    core.check_dtype(self.dtype)
+    checks.check_dtype(self.dtype)
 
 
 def make(config: SeedDNCConfig) -> core.Model:
@@ -116,4 +118,3 @@ def make(config: SeedDNCConfig) -> core.Model:
   return core.split_model(init, initial_state, recur, readout, truncate, config)
 
 
-core.register("seed_dnc", SeedDNCConfig, make)

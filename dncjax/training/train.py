@@ -12,26 +12,15 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from typing import Any, Callable, NamedTuple
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from dncjax import core
-
-
-class Batch(NamedTuple):
-  inputs: jax.Array   # [B, S] token ids, or [B, S, I] float vectors
-  targets: Any        # [B, S] token ids (or a loss-specific pytree)
-  reset: jax.Array    # [B] bool: the lane starts from the initial state
-
-
-class TrainState(NamedTuple):
-  params: core.Params
-  opt_state: optax.OptState
-  model_state: core.State  # leading axis B
-  key: jax.Array | None = None  # raw uint32 [2] PRNG key data for dropout (None: no dropout)
+from dncjax import checks
+from dncjax.models import core
+from dncjax.pytrees import Batch, TrainState
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,11 +36,11 @@ class OptimizerConfig:
   weight_decay: float = 0.0        # adds weight_decay * p to the gradient (L2), before Adagrad
 
   def __post_init__(self):
-    core.check_number("learning_rate", self.learning_rate, 0, low_open=True)
-    core.check_number("eps", self.eps, 0, low_open=True)
-    core.check_number("weight_decay", self.weight_decay, 0)
+    checks.check_number("learning_rate", self.learning_rate, 0, low_open=True)
+    checks.check_number("eps", self.eps, 0, low_open=True)
+    checks.check_number("weight_decay", self.weight_decay, 0)
     for name in ("clip_norm", "clip_value"):
-      core.check_number(name, getattr(self, name), 0, low_open=True, optional=True)
+      checks.check_number(name, getattr(self, name), 0, low_open=True, optional=True)
 
 
 def make_optimizer(config: OptimizerConfig) -> optax.GradientTransformation:
@@ -149,8 +138,8 @@ def check_fits(model: core.Model, copies: int = 4) -> None:
 
 
 def check_dropout(model: core.Model, dropout: float, weight_drop: float = 0.0) -> None:
-  core.check_number("dropout", dropout, 0, 1, high_open=True)
-  core.check_number("weight_drop", weight_drop, 0, 1, high_open=True)
+  checks.check_number("dropout", dropout, 0, 1, high_open=True)
+  checks.check_number("weight_drop", weight_drop, 0, 1, high_open=True)
   if dropout and model.readout is None:
     raise ValueError(f"dropout needs a model with a recur/readout split; "
                      f"{type(model.config).__name__} has none")

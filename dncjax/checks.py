@@ -1,0 +1,46 @@
+"""Validation of configuration values: one-line ValueErrors that name the setting."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+
+
+def check_positive(config, *names: str) -> None:
+  """Raises ValueError naming the first field of `config` that is not a positive int."""
+  for name in names:
+    value = getattr(config, name)
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+      raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def check_number(name: str, value, low: float | None = None, high: float | None = None, *,
+                 low_open: bool = False, high_open: bool = False, optional: bool = False):
+  """Raises ValueError naming `name` unless `value` is a finite number in the range
+  (`low_open`/`high_open`: the bound itself excluded); None passes when `optional`."""
+  if value is None and optional:
+    return
+  if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    raise ValueError(f"{name} must be a finite number, got {value!r}")
+  below = value <= low if low_open else value < low if low is not None else False
+  above = value >= high if high_open else value > high if high is not None else False
+  if below or above:
+    lo = "" if low is None else ("(" if low_open else "[") + f"{low:g}"
+    hi = "" if high is None else f"{high:g}" + (")" if high_open else "]")
+    where = (f"in {lo}, {hi}" if low is not None and high is not None
+             else "positive" if low == 0 and low_open
+             else f"{'>' if low_open else '>='} {low:g}" if low is not None
+             else f"{'<' if high_open else '<='} {high:g}")
+    raise ValueError(f"{name} must be {where}, got {value!r}")
+
+
+DTYPES = ("float32", "float64")
+
+
+def check_dtype(dtype: str) -> None:
+  """Validates a config dtype; float64 switches on `jax_enable_x64` (as the seed's --fp64)."""
+  if dtype not in DTYPES:
+    raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+  if dtype == "float64" and not jax.config.jax_enable_x64:
+    jax.config.update("jax_enable_x64", True)

@@ -1,0 +1,107 @@
+"""The model interface ("core") shared by every recurrent model.
+
+A core is a `Model`: a NamedTuple of pure functions written for ONE example.
+
+  init(key) -> params                   flat dict of arrays, seed names, (out, in) matrices
+  initial_state() -> state              a pytree (NamedTuple) of arrays
+  step(params, state, x) -> (state, y)  one time step; x is a float vector [I] or a token id
+  truncate(state) -> state              the state handed to the next window under
+                                        truncated BPTT (e.g. the seed DNC wipes its memory)
+
+Time is one `jax.lax.scan` over `step` (`unroll`); the batch is one `jax.vmap`
+(`batch_unroll`). The registry of models is `dncjax.models` (`make_model`, `build`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+Params = dict[str, jax.Array]
+State = Any
+
+
+class Model(NamedTuple):
+  init: Callable[[jax.Array], Params]
+  initial_state: Callable[[], State]
+  step: Callable[[Params, State, jax.Array], tuple[State, jax.Array]]
+  truncate: Callable[[State], State]
+  config: Any  # the model's frozen hyperparameter dataclass (hashable, jit-static)
+  # Optional split of `step` = readout o recur: the recurrence emits features (e.g. the
+  # controller output h), and the time-parallel readout maps them to y outside the scan
+  # (one [B*T, .] matmul instead of T small ones; dropout on the features goes between).
+  recur: Callable[[Params, State, jax.Array], tuple[State, Any]] | None = None
+  readout: Callable[[Params, Any], jax.Array] | None = None
+
+
+def split_model(init, initial_state, recur, readout, truncate, config) -> Model:
+  """A Model whose `step` is `readout` applied to what `recur` emits."""
+
+  def step(params, state, x):
+    state, features = recur(params, state, x)
+    return state, readout(params, features)
+
+  return Model(init, initial_state, step, truncate, config, recur, readout)
+
+
+def input_projection(W_xh: jax.Array, x: jax.Array) -> jax.Array:
+  """W_xh x for a float vector x [I], or the column W_xh[:, x] for a token id x."""
+  if jnp.issubdtype(x.dtype, jnp.integer):
+    return W_xh[:, x]
+  return W_xh @ x
+
+
+def normal(key: jax.Array, shape: tuple[int, ...], scale: float, dtype) -> jax.Array:
+  """Gaussian initialisation N(0, scale^2), as the seed's `randn(...) * scale`."""
+  return scale * jax.random.normal(key, shape, dtype)
+
+
+def unroll_features(model: Model, params: Params, state: State, xs: jax.Array):
+  """The recurrence alone over time for one example: (final state, features [T, ...]).
+
+  For a model without a recur/readout split the features are its outputs y."""
+  if model.recur is None:
+    return jax.lax.scan(lambda s, x: model.step(params, s, x), state, xs)
+  return jax.lax.scan(lambda s, x: model.recur(params, s, x), state, xs)
+
+
+def readout(model: Model, params: Params, features, time_axes: int = 1):
+  """y for features with `time_axes` leading (time, batch, ...) axes: one vmap per axis."""
+  if model.readout is None:
+    return features
+  fn = lambda f: model.readout(params, f)
+  for _ in range(time_axes):
+    fn = jax.vmap(fn)
+  return fn(features)
+
+
+def unroll(model: Model, params: Params, state: State, xs: jax.Array):
+  """Runs `step` over time for one example: xs [T, ...] -> (final state, ys [T, O]).
+
+  With a recur/readout split, the scan runs `recur` and the readout is applied to all
+  T features at once after it; the values are those of a scan over `step`."""
+  state, features = unroll_features(model, params, state, xs)
+  return state, readout(model, params, features)
+
+
+def batch_unroll(model: Model, params: Params, states: State, xs_B: jax.Array):
+  """`unroll` vmapped over a batch: states and xs carry a leading B axis."""
+  return jax.vmap(lambda s, xs: unroll(model, params, s, xs))(states, xs_B)
+
+
+def batch_unroll_features(model: Model, params: Params, states: State, xs_B: jax.Array):
+  """`unroll_features` vmapped over a batch."""
+  return jax.vmap(lambda s, xs: unroll_features(model, params, s, xs))(states, xs_B)
+
+
+def batch_initial_state(model: Model, batch_size: int) -> State:
+  """`initial_state()` stacked B times along a new leading axis."""
+  state = model.initial_state()
+  return jax.tree.map(lambda a: jnp.broadcast_to(a, (batch_size,) + a.shape), state)
+
+
+def keep_state(state: State) -> State:
+  """`truncate` for models whose whole state carries across windows."""
+  return state
