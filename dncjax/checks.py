@@ -8,9 +8,12 @@ import jax
 
 
 def check_positive(config, *names: str) -> None:
-  """Raises ValueError naming the first field of `config` that is not a positive int."""
+  """Raises ValueError naming the first field of `config` that is not a positive int (the
+  sizes `input_size` and `output_size` may also be None: not yet set by the job)."""
   for name in names:
     value = getattr(config, name)
+    if value is None and name in ("input_size", "output_size"):
+      continue
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
       raise ValueError(f"{name} must be a positive integer, got {value!r}")
 

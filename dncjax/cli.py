@@ -1,8 +1,13 @@
-"""Command-line plumbing shared by the scripts in experiments/ and benchmarks/.
+"""Command lines generated from the config dataclasses, and one-line errors.
 
-Model hyperparameter flags are generated from the registered models' config dataclasses,
-so a new model's fields become flags without touching any script. A flag left unset
-takes the chosen model's own default; setting a flag the model does not take is an error.
+`add_config_flags` turns every field of a run config (nested configs included) into a
+flag: `--<field>` (and `--<field-with-dashes>`), or the field's `metadata["flag"]`, plus the
+seed's spellings in `ALIASES`. A `model` field becomes `--model` and one flag per
+hyperparameter of any registered model (a new model's fields become flags without
+touching a script). Those flags stay unset unless given: `given(args)` returns exactly
+what the user typed as a `configs.Given`, which a fresh run puts on the job's defaults
+and a resumed run checks against its checkpoint. `add_option_flags` does the same for
+dataclasses of options that take their defaults (how to run, what to print).
 """
 
 from __future__ import annotations
@@ -11,14 +16,21 @@ import argparse
 import dataclasses
 import signal
 import sys
-import types
 import typing
-from typing import Callable
+from typing import Any, Callable
 
-from dncjax import models
+from dncjax import configs, models
+from dncjax.training import parallel
+from dncjax.training.loop import Schedule
+from dncjax.training.run import RunOptions
 
+UsageError = configs.UsageError  # bad command-line input: one line, exit status 2
 
-_SKIP = {"input_size", "output_size", "dtype"}
+# More spellings of a field's flag, besides its main one (`metadata["flag"]`, e.g. the
+# seed's --lr, --batchsize, --seqlength; else --<field>) and the forms with dashes.
+ALIASES = {"learning_rate": ("--learning_rate",), "batch_size": ("--batch_size",),
+           "seq_length": ("--seq_length",), "eval_lengths": ("--eval_lengths",)}
+_NOT_FLAGS = {"input_size", "output_size", "dtype"}  # set by the data and --fp64
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -42,63 +54,166 @@ class ArgumentParser(argparse.ArgumentParser):
     self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
-class UsageError(ValueError):
-  """Bad command-line input: printed as one line, exit status 2."""
+def flag_names(field: dataclasses.Field) -> list[str]:
+  """Every spelling of a field's flag, the main one first."""
+  names = [field.metadata.get("flag", f"--{field.name}"), *ALIASES.get(field.name, ())]
+  return list(dict.fromkeys(names + ["--" + n[2:].replace("_", "-") for n in names]))
 
 
-def _field_type(field: dataclasses.Field, cls: type):
-  hint = typing.get_type_hints(cls)[field.name]
-  args = [a for a in typing.get_args(hint) if a is not type(None)]
-  if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1:
-    hint = args[0]
-  return hint
+def _type(cls: type, field: dataclasses.Field):
+  """(argparse type, nargs) of a field; bool fields are switches."""
+  hint = configs._plain(typing.get_type_hints(cls)[field.name])  # pylint: disable=protected-access
+  if typing.get_origin(hint) is tuple:
+    return typing.get_args(hint)[0], "+"
+  return hint, None
 
 
-def add_model_flags(parser: argparse.ArgumentParser, overrides: dict | None = None,
-                    set_defaults: bool = True) -> None:
-  """Adds one flag per model hyperparameter (union over registered models).
+def _add(group, cls, field, dest: str, default: Any, shown: str | None) -> None:
+  kind, nargs = _type(cls, field)
+  text = field.metadata.get("help", field.name.replace("_", " "))
+  if shown is not None and "default" not in text:
+    text = f"{text} (default: {shown})"
+  names = flag_names(field)
+  if kind is bool:
+    group.add_argument(*names, dest=dest, default=default, help=text,
+                       action=argparse.BooleanOptionalAction)
+  else:
+    metavar = field.metadata.get("metavar", getattr(kind, "__name__", "VALUE").upper())
+    group.add_argument(*names, dest=dest, type=kind, default=default, help=text,
+                       nargs=nargs, choices=field.metadata.get("choices"), metavar=metavar)
 
-  `overrides` maps a field name to the default this script uses instead of the model's.
-  With `set_defaults=False` they are only shown in --help and the flags stay None unless
-  given (a script that resumes runs must tell given flags from defaults).
-  """
-  overrides = overrides or {}
-  group = parser.add_argument_group("model hyperparameters (unset: the model's default)")
-  fields: dict[str, tuple[type, dict[str, object]]] = {}
+
+def add_config_flags(parser: argparse.ArgumentParser, defaults, title: str,
+                     prefix: str = "", skip: tuple[str, ...] = ()):
+  """A flag for every field of the config `defaults` (nested: their fields), unset unless
+  given; --help shows `defaults`' values. Returns the flags' group."""
+  group = parser.add_argument_group(title) if not prefix else parser
+  for field in dataclasses.fields(defaults):
+    if field.name in skip:
+      continue
+    value, dest = getattr(defaults, field.name), prefix + field.name
+    if field.name == configs.MODEL:
+      _add_model_flags(parser, group, value, dest)
+    elif dataclasses.is_dataclass(value):
+      add_config_flags(group, value, title, prefix=dest + ".")
+    else:
+      _add(group, type(defaults), field, dest, argparse.SUPPRESS, repr_default(value))
+  return group
+
+
+def _add_model_flags(parser, group, default_config, dest: str) -> None:
+  group.add_argument("--model", dest=dest, default=argparse.SUPPRESS,
+                     choices=models.model_names(),
+                     help=f"the model (default: {models.name_of(default_config)})")
+  hyper = parser.add_argument_group(
+      f"model hyperparameters (unset: the {models.name_of(default_config)} default shown, "
+      "or the chosen model's own)")
+  seen: dict[str, tuple[type, dataclasses.Field, dict]] = {}
   for name in models.model_names():
     cls = models.config_class(name)
     for field in dataclasses.fields(cls):
-      if field.name in _SKIP:
-        continue
-      ftype, defaults = fields.setdefault(field.name, (_field_type(field, cls), {}))
-      defaults[name] = field.default
-  for fname, (ftype, defaults) in sorted(fields.items()):
-    shown = ", ".join(f"{m}={d}" for m, d in defaults.items())
-    if fname in overrides:
-      shown = f"{overrides[fname]} here; models: {shown}"
-    kwargs = dict(default=overrides.get(fname) if set_defaults else None,
-                  help=f"default: {shown}")
-    if ftype is bool:
-      group.add_argument(f"--{fname}", action=argparse.BooleanOptionalAction, **kwargs)
-    else:
-      group.add_argument(f"--{fname}", type=ftype, metavar=ftype.__name__.upper(), **kwargs)
+      if field.name not in _NOT_FLAGS:
+        seen.setdefault(field.name, (cls, field, {}))[2][name] = field.default
+  for fname, (cls, field, per_model) in sorted(seen.items()):
+    if hasattr(default_config, fname):
+      per_model = {**per_model, models.name_of(default_config): getattr(default_config, fname)}
+    shown = ", ".join(f"{m} {repr_default(d)}" for m, d in per_model.items())
+    _add(hyper, cls, field, f"{dest}.{fname}", argparse.SUPPRESS, shown)
 
 
-def given_model_flags(args: argparse.Namespace) -> dict:
-  """Every model hyperparameter flag that has a value (given, or a set default)."""
-  fields = set().union(*(models.takes(n) for n in models.model_names()))
-  return {f: getattr(args, f) for f in sorted(fields - _SKIP) if getattr(args, f, None) is not None}
+def add_fp64_flag(group) -> None:
+  """--fp64: the model's dtype float64 (which switches on jax_enable_x64)."""
+  group.add_argument("--fp64", dest=f"{configs.MODEL}.dtype", action="store_const",
+                     const="float64", default=argparse.SUPPRESS,
+                     help="train in float64 (default: float32)")
 
 
-def model_hyperparameters(args: argparse.Namespace, model: str) -> dict:
-  """The model flags with a value, checked against what model `model` takes."""
-  known = models.takes(model) - _SKIP
-  chosen = given_model_flags(args)
-  for fname in chosen:
-    if fname not in known:
-      raise UsageError(f"--{fname} does not apply to model {model!r} "
-                       f"(it takes: {', '.join(sorted(known))})")
-  return chosen
+def repr_default(value) -> str:
+  return "none" if value is None else str(value)
+
+
+def add_option_flags(parser: argparse.ArgumentParser, defaults, title: str,
+                     skip: tuple[str, ...] = ()) -> argparse._ArgumentGroup:
+  """A flag for every field of the options dataclass `defaults`, set to its default."""
+  group = parser.add_argument_group(title)
+  for field in dataclasses.fields(defaults):
+    if field.name not in skip:
+      _add(group, type(defaults), field, field.name, getattr(defaults, field.name), None)
+  return group
+
+
+def add_run_flags(parser: argparse.ArgumentParser, defaults: RunOptions,
+                  workdir_help: str) -> argparse._ArgumentGroup:
+  """--workdir, --resume, the schedule's flags and --keep; returns their group."""
+  group = parser.add_argument_group("schedule and outputs")
+  group.add_argument("--workdir", default=defaults.workdir, help=workdir_help)
+  group.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+  schedule = defaults.schedule
+  for field in dataclasses.fields(schedule):
+    shown = (f"{schedule.timelimit:.0f}, or none when --steps is given"
+             if field.name == "timelimit" else None)
+    _add(group, type(schedule), field, field.name, getattr(schedule, field.name), shown)
+    if field.name == "timelimit":
+      group._group_actions[-1].default = None  # pylint: disable=protected-access
+  group.add_argument("--keep", type=int, metavar="INT", default=defaults.keep,
+                     help="latest checkpoints kept")
+  return group
+
+
+def run_options(args: argparse.Namespace, defaults: RunOptions, **more) -> RunOptions:
+  """The run options of the parsed `add_run_flags` (a time limit only without --steps)."""
+  timelimit = args.timelimit if args.timelimit is not None else (
+      None if args.steps is not None else defaults.schedule.timelimit)
+  schedule = Schedule(args.steps, timelimit, args.report_interval, args.eval_every,
+                           args.checkpoint_every)
+  return RunOptions(args.workdir, args.resume, schedule, args.keep, **more)
+
+
+def add_device_flags(parser: argparse.ArgumentParser) -> None:
+  """--devices and the multi-host flags (--coordinator, --num_processes, --process_id)."""
+  par = parser.add_argument_group("devices and hosts (may change between a run and its "
+                                  "resumption)")
+  par.add_argument("--devices", default=None, metavar="N|all",
+                   help="split the batch's lanes over N devices (a divisor of the batch size) "
+                        "or all of them (default: 1; all with --coordinator; on CPU, "
+                        "XLA_FLAGS=--xla_force_host_platform_device_count=N gives N)")
+  par.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                   help="multi-host run: address of process 0's coordinator service")
+  par.add_argument("--num_processes", "--num-processes", type=int, metavar="N", default=None,
+                   help="multi-host run: number of processes")
+  par.add_argument("--process_id", "--process-id", type=int, metavar="I", default=None,
+                   help="multi-host run: this process's index, 0 .. N - 1")
+
+
+def devices(args: argparse.Namespace) -> int | str:
+  """The devices the flags ask for; starts the multi-host service first when asked to (it
+  must come before anything touches a device)."""
+  count = args.devices
+  if count not in (None, "all"):
+    try:
+      count = int(count)
+    except ValueError:
+      raise UsageError(f"--devices must be a positive integer or 'all', "
+                       f"got {count!r}") from None
+  multi_host = parallel.initialize_distributed(args.coordinator, args.num_processes,
+                                               args.process_id)
+  return count if count is not None else ("all" if multi_host else 1)
+
+
+def given(args: argparse.Namespace, parser: argparse.ArgumentParser) -> configs.Given:
+  """The config flags the user gave, under their main spelling."""
+  flags = {a.dest: a.option_strings[0] for a in parser._actions  # pylint: disable=protected-access
+           if a.option_strings and a.default is argparse.SUPPRESS and a.dest != "help"}
+  values = vars(args)
+  return configs.Given(tuple(configs.Setting(dest, flag, values[dest])
+                             for dest, flag in flags.items() if dest in values))
+
+
+def options(args: argparse.Namespace, cls: type, **more):
+  """An options dataclass from the parsed flags of its fields (and `more`)."""
+  values = {k: tuple(v) if isinstance(v, list) else v for k, v in vars(args).items()}
+  return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls) if f.name in values},
+             **more)
 
 
 def run(main: Callable[[], int | None], errors: tuple[type[BaseException], ...] = ()) -> None:
@@ -106,7 +221,7 @@ def run(main: Callable[[], int | None], errors: tuple[type[BaseException], ...] 
   signal.signal(signal.SIGINT, signal.default_int_handler)  # scripts quiet it while loading
   try:
     sys.exit(main() or 0)
-  except KeyboardInterrupt as e:  # loop.Interrupted carries 128 + the signal (SIGTERM: 143)
+  except KeyboardInterrupt as e:  # signals.Interrupted carries 128 + the signal (SIGTERM: 143)
     code = getattr(e, "exit_code", 130)
     print("terminated" if code == 143 else "interrupted", file=sys.stderr)
     sys.exit(code)
@@ -126,47 +241,3 @@ def one_line(e: BaseException, limit: int = 300) -> str:
   lines = [l.strip() for l in str(e).strip().splitlines() if l.strip()]
   text = lines[0] if lines else type(e).__name__
   return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
-SCHEDULE = ("report_interval", "eval_every", "checkpoint_every", "keep")
-
-
-def add_schedule_flags(parser: argparse.ArgumentParser, options, workdir_default: str | None,
-                       workdir_help: str) -> argparse._ArgumentGroup:
-  """The flags every training script shares: --workdir, --resume, --steps, --timelimit and
-  the reporting / evaluation / checkpoint schedule, defaults from the `options` dataclass.
-  Returns the group, for the script's own output options."""
-  group = parser.add_argument_group("schedule and outputs")
-  group.add_argument("--workdir", default=workdir_default, help=workdir_help)
-  group.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
-  group.add_argument("--steps", type=int, default=None, help="stop after this many iterations")
-  group.add_argument("--timelimit", type=float, default=None,
-                     help=f"stop after this many seconds (default: {options.timelimit:.0f}, "
-                          "or none when --steps is given)")
-  helps = {"report_interval": "iterations between progress lines",
-           "eval_every": "iterations between evaluations (0: at the end only)",
-           "checkpoint_every": "iterations between checkpoints (0: at the end only)",
-           "keep": "latest checkpoints kept"}
-  for field in SCHEDULE:
-    names = dict.fromkeys([f"--{field}", f"--{field.replace('_', '-')}"])  # once for --keep
-    group.add_argument(*names, dest=field, type=int, default=getattr(options, field),
-                       help=helps[field])
-  return group
-
-
-def schedule_options(args: argparse.Namespace, default_timelimit: float) -> dict:
-  """The shared schedule flags as Options fields, checked (UsageError on nonsense)."""
-  if args.steps is not None and args.steps <= 0:
-    raise UsageError(f"--steps must be positive, got {args.steps}")
-  if args.timelimit is not None and not args.timelimit > 0:
-    raise UsageError(f"--timelimit must be positive, got {args.timelimit}")
-  for field in ("report_interval", "keep"):
-    if getattr(args, field) <= 0:
-      raise UsageError(f"--{field} must be positive, got {getattr(args, field)}")
-  for field in ("eval_every", "checkpoint_every"):
-    if getattr(args, field) < 0:
-      raise UsageError(f"--{field} must be >= 0, got {getattr(args, field)}")
-  timelimit = args.timelimit if args.timelimit is not None else (
-      None if args.steps is not None else default_timelimit)
-  return dict(resume=args.resume, steps=args.steps, timelimit=timelimit,
-              **{field: getattr(args, field) for field in SCHEDULE})

@@ -106,7 +106,7 @@ def progress(lines):
 
 
 def test_reports_evaluations_and_checkpoints_follow_the_schedule(tmp_path, clock):
-  config = loop.LoopConfig(steps=10, report_interval=2, eval_every=4, checkpoint_every=3)
+  config = loop.Schedule(steps=10, report_interval=2, eval_every=4, checkpoint_every=3)
   result, rec = train(tmp_path, clock, config)
   assert (result.reason, result.step, result.elapsed) == ("steps", 10, 10.0)
   assert progress(rec.lines) == [
@@ -120,7 +120,7 @@ def test_reports_evaluations_and_checkpoints_follow_the_schedule(tmp_path, clock
 
 
 def test_the_metrics_log_holds_each_report_and_evaluation(tmp_path, clock):
-  config = loop.LoopConfig(steps=4, report_interval=2, eval_every=4)
+  config = loop.Schedule(steps=4, report_interval=2, eval_every=4)
   train(tmp_path, clock, config)
   records = loop.read_metrics(tmp_path / "metrics.jsonl")
   expected = [{"step": 2, "time": 2.0, "train_bpc": 1.5, "char_per_s": 10.0},
@@ -132,33 +132,33 @@ def test_the_metrics_log_holds_each_report_and_evaluation(tmp_path, clock):
 
 
 def test_the_end_evaluates_and_saves_once_when_the_schedule_just_did(tmp_path, clock):
-  config = loop.LoopConfig(steps=8, report_interval=4, eval_every=4, checkpoint_every=4)
+  config = loop.Schedule(steps=8, report_interval=4, eval_every=4, checkpoint_every=4)
   _, rec = train(tmp_path, clock, config)
   assert rec.evals == [4, 8] and rec.saved_steps == [4, 8]
 
 
 def test_without_a_schedule_the_end_evaluates_and_saves_once(tmp_path, clock):
-  config = loop.LoopConfig(steps=5, report_interval=5)
+  config = loop.Schedule(steps=5, report_interval=5)
   _, rec = train(tmp_path, clock, config)
   assert rec.evals == [5] and rec.saved_steps == [5]
 
 
 def test_a_final_evaluation_after_a_checkpoint_of_that_step_saves_it_again(tmp_path, clock):
-  config = loop.LoopConfig(steps=4, report_interval=4, checkpoint_every=4)
+  config = loop.Schedule(steps=4, report_interval=4, checkpoint_every=4)
   _, rec = train(tmp_path, clock, config)
   assert rec.evals == [4]
   assert rec.saved_steps == [4, 4]  # the second save records the evaluation
 
 
 def test_without_evaluate_a_step_just_saved_is_not_saved_again(tmp_path, clock):
-  config = loop.LoopConfig(steps=4, report_interval=4, checkpoint_every=4)
+  config = loop.Schedule(steps=4, report_interval=4, checkpoint_every=4)
   _, rec = train(tmp_path, clock, config, evaluate=None)
   assert rec.saved_steps == [4]
 
 
 def test_evaluation_and_saving_do_not_count_as_training_time(tmp_path, clock):
   rec = Recorder(clock, eval_seconds=100.0)
-  config = loop.LoopConfig(steps=4, report_interval=4, eval_every=2)
+  config = loop.Schedule(steps=4, report_interval=4, eval_every=2)
   result, rec = train(tmp_path, clock, config, rec)
   # the clock of the line runs on through the evaluation; the rate does not see it
   assert progress(rec.lines) == [" 0: 104.000 s, iter 4, 1.5000 BPC, 10.00 char/s"]
@@ -167,7 +167,7 @@ def test_evaluation_and_saving_do_not_count_as_training_time(tmp_path, clock):
 
 def test_extra_metrics_are_averaged_over_each_interval(tmp_path, clock):
   step_fn = stepper(clock, loss=lambda n: float(n), metrics=lambda n: {"bit_errors": 10.0 * n})
-  config = loop.LoopConfig(steps=4, report_interval=2)
+  config = loop.Schedule(steps=4, report_interval=2)
   _, rec = train(tmp_path, clock, config, step_fn=step_fn, evaluate=None, unit="seq",
                  bpc_scale=1.0, metric="loss", extra=("bit_errors",))
   assert progress(rec.lines) == [
@@ -185,7 +185,7 @@ def test_on_eval_stops_the_run_after_the_final_checkpoint(tmp_path, clock):
     seen.append((step, metrics))
     return "pruned" if step == 4 else None
 
-  config = loop.LoopConfig(steps=100, report_interval=2, eval_every=2)
+  config = loop.Schedule(steps=100, report_interval=2, eval_every=2)
   result, rec = train(tmp_path, clock, config, on_eval=on_eval)
   assert (result.reason, result.step) == ("pruned", 4)
   assert seen == [(2, {"val_bpc": 2.0}), (4, {"val_bpc": 2.0})]
@@ -196,14 +196,14 @@ def test_on_eval_stops_the_run_after_the_final_checkpoint(tmp_path, clock):
 
 
 def test_a_time_limit_stops_the_run(tmp_path, clock):
-  config = loop.LoopConfig(timelimit=5.5, report_interval=100)
+  config = loop.Schedule(timelimit=5.5, report_interval=100)
   result, rec = train(tmp_path, clock, config)
   assert (result.reason, result.step) == ("timelimit", 6)
   assert rec.saved_steps == [6]
 
 
 def test_a_resumed_run_counts_its_steps_and_time_from_the_checkpoint(tmp_path, clock):
-  config = loop.LoopConfig(steps=10, timelimit=200.0, report_interval=2)
+  config = loop.Schedule(steps=10, timelimit=200.0, report_interval=2)
   step_fn = stepper(clock)
   result, rec = train(tmp_path, clock, config, step_fn=step_fn, start_step=6, elapsed=100.0)
   assert (result.reason, result.step, result.elapsed) == ("steps", 10, 104.0)
@@ -219,7 +219,7 @@ def test_a_spent_budget_runs_no_step_and_saves_nothing(tmp_path, clock, budget):
   budget = dict(budget)
   start_step = budget.pop("start_step", 3)
   elapsed = budget.pop("elapsed", 0.0)
-  config = loop.LoopConfig(report_interval=1, **budget)
+  config = loop.Schedule(report_interval=1, **budget)
   result, rec = train(tmp_path, clock, config, start_step=start_step, elapsed=elapsed)
   assert result.step == start_step and int(result.state["n"]) == start_step
   assert result.reason == ("steps" if "steps" in budget else "timelimit")
@@ -234,12 +234,12 @@ def test_a_spent_budget_runs_no_step_and_saves_nothing(tmp_path, clock, budget):
     (dict(steps=5, checkpoint_every=-2), "checkpoint_every")])
 def test_loop_config_rejects_nonsense(kwargs, name):
   with pytest.raises(ValueError, match=name):
-    loop.LoopConfig(**kwargs)
+    loop.Schedule(**kwargs)
 
 
 def test_loop_config_rejects_a_nan_time_limit():
   with pytest.raises(ValueError, match="timelimit"):
-    loop.LoopConfig(timelimit=math.nan)
+    loop.Schedule(timelimit=math.nan)
 
 
 # ---------------------------------------------------------------------------- NaN / Inf
@@ -248,7 +248,7 @@ def test_loop_config_rejects_a_nan_time_limit():
 @pytest.mark.parametrize("bad", [math.nan, math.inf])
 def test_a_nonfinite_loss_stops_without_saving_that_step(tmp_path, clock, bad):
   step_fn = stepper(clock, loss=lambda n: bad if n == 5 else LOSS)
-  config = loop.LoopConfig(steps=100, report_interval=2, checkpoint_every=2)
+  config = loop.Schedule(steps=100, report_interval=2, checkpoint_every=2)
   result, rec = train(tmp_path, clock, config, step_fn=step_fn)
   assert (result.reason, result.step, int(result.state["n"])) == ("nan", 4, 4)
   assert result.detail == f"the loss became {bad} at iter 5"
@@ -258,7 +258,7 @@ def test_a_nonfinite_loss_stops_without_saving_that_step(tmp_path, clock, bad):
 
 def test_parameters_that_become_nan_are_never_saved(tmp_path, clock):
   step_fn = stepper(clock, params=lambda n, w: w + (math.nan if n == 3 else 1.0))
-  config = loop.LoopConfig(steps=100, report_interval=2, checkpoint_every=2)
+  config = loop.Schedule(steps=100, report_interval=2, checkpoint_every=2)
   result, rec = train(tmp_path, clock, config, step_fn=step_fn)
   assert (result.reason, result.step) == ("nan", 4)
   assert "parameters or optimiser state" in result.detail and "iter 4" in result.detail
@@ -268,14 +268,14 @@ def test_parameters_that_become_nan_are_never_saved(tmp_path, clock):
 
 def test_parameters_that_become_nan_are_not_saved_at_the_end(tmp_path, clock):
   step_fn = stepper(clock, params=lambda n, w: w * math.inf if n == 2 else w + 1.0)
-  config = loop.LoopConfig(steps=6, report_interval=2)
+  config = loop.Schedule(steps=6, report_interval=2)
   result, rec = train(tmp_path, clock, config, step_fn=step_fn)
   assert (result.reason, result.step, result.last_saved) == ("nan", 6, None)
   assert "parameters or optimiser state" in result.detail and rec.saves == []
 
 
 def test_a_nan_state_to_start_from_is_refused(tmp_path, clock):
-  config = loop.LoopConfig(steps=2)
+  config = loop.Schedule(steps=2)
   with pytest.raises(loop.TrainingError, match="iter 7 holds NaN"):
     train(tmp_path, clock, config, start_step=7,
           state={"w": np.array([0.0, math.nan]), "n": np.int32(7)})
@@ -284,7 +284,7 @@ def test_a_nan_state_to_start_from_is_refused(tmp_path, clock):
 @pytest.mark.parametrize("bad", [math.nan, math.inf])
 def test_a_nonfinite_evaluation_stops_and_that_step_is_not_saved(tmp_path, clock, bad):
   rec = Recorder(clock, metric=lambda step: bad if step == 6 else 2.0)
-  config = loop.LoopConfig(steps=100, report_interval=3, eval_every=3, checkpoint_every=3)
+  config = loop.Schedule(steps=100, report_interval=3, eval_every=3, checkpoint_every=3)
   result, rec = train(tmp_path, clock, config, rec)
   assert (result.reason, result.step) == ("nan", 6)
   assert result.detail == "val_bpc became NaN/Inf at iter 6"
@@ -293,7 +293,7 @@ def test_a_nonfinite_evaluation_stops_and_that_step_is_not_saved(tmp_path, clock
 
 def test_a_nonfinite_final_evaluation_is_not_saved(tmp_path, clock):
   rec = Recorder(clock, metric=lambda step: math.nan if step == 5 else 2.0)
-  config = loop.LoopConfig(steps=5, report_interval=5, checkpoint_every=4)
+  config = loop.Schedule(steps=5, report_interval=5, checkpoint_every=4)
   result, rec = train(tmp_path, clock, config, rec)
   assert (result.reason, result.step) == ("nan", 5)
   assert rec.evals == [5] and rec.saved_steps == [4]
@@ -301,7 +301,7 @@ def test_a_nonfinite_final_evaluation_is_not_saved(tmp_path, clock):
 
 def test_raise_if_diverged_names_the_last_good_checkpoint(tmp_path, clock):
   step_fn = stepper(clock, loss=lambda n: math.nan if n == 3 else LOSS)
-  config = loop.LoopConfig(steps=100, report_interval=1, checkpoint_every=2)
+  config = loop.Schedule(steps=100, report_interval=1, checkpoint_every=2)
   result, _ = train(tmp_path, clock, config, step_fn=step_fn)
   with pytest.raises(loop.TrainingError) as info:
     loop.raise_if_diverged(result, 2, "runs/x/checkpoints")
@@ -320,7 +320,7 @@ def test_raise_if_diverged_names_the_last_good_checkpoint(tmp_path, clock):
 def test_a_signal_stops_after_the_step_and_saves_it(tmp_path, clock, capsys,
                                                     sentinel_handlers, signum):
   step_fn = stepper(clock, hook=lambda n: n == 3 and os.kill(os.getpid(), signum))
-  config = loop.LoopConfig(steps=100, report_interval=2, checkpoint_every=2)
+  config = loop.Schedule(steps=100, report_interval=2, checkpoint_every=2)
   result, rec = train(tmp_path, clock, config, step_fn=step_fn)
   assert (result.reason, result.signum, result.step) == ("interrupted", signum, 3)
   assert rec.saved_steps == [2, 3] and rec.evals == [3] and result.last_saved == 3
@@ -349,7 +349,7 @@ def test_a_signal_right_after_a_scheduled_save_saves_that_step_again(tmp_path, c
       os.kill(os.getpid(), signal.SIGINT)
 
   rec = Recorder(clock, after_save=press_ctrl_c)
-  config = loop.LoopConfig(steps=100, report_interval=3, checkpoint_every=3)
+  config = loop.Schedule(steps=100, report_interval=3, checkpoint_every=3)
   result, rec = train(tmp_path, clock, config, rec)
   assert (result.reason, result.step) == ("interrupted", 3)
   assert rec.evals == [3] and rec.saved_steps == [3, 3]
@@ -360,7 +360,7 @@ def test_handlers_are_restored_after_a_run_that_raises(tmp_path, clock, sentinel
     raise RuntimeError("boom")
 
   with pytest.raises(RuntimeError, match="boom"):
-    train(tmp_path, clock, loop.LoopConfig(steps=3), step_fn=failing_step)
+    train(tmp_path, clock, loop.Schedule(steps=3), step_fn=failing_step)
   for s in (signal.SIGINT, signal.SIGTERM):
     assert signal.getsignal(s) is sentinel_handlers
 

@@ -76,7 +76,11 @@ def make_config(name: str, input_size: int, output_size: int, **hyperparameters)
 
 def build(config) -> Model:
   """The Model for an existing config (e.g. one restored from a checkpoint)."""
-  return REGISTRY[name_of(config)][1](config)
+  name = name_of(config)
+  if config.input_size is None or config.output_size is None:
+    raise ValueError(f"model {name!r} needs its input_size and output_size set (a job sets "
+                     f"them from its data)")
+  return REGISTRY[name][1](config)
 
 
 def make_model(name: str, input_size: int, output_size: int, **hyperparameters) -> Model:

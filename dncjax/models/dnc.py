@@ -58,8 +58,8 @@ class DNCState(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class DNCConfig:
-  input_size: int
-  output_size: int
+  input_size: int | None = None   # I (None: set by the job from its data)
+  output_size: int | None = None  # O
   hidden: int = 64               # H, units per controller layer
   memory_size: int = 16          # N
   word_size: int = 16            # W

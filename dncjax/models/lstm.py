@@ -66,8 +66,8 @@ def init_controller(key, config, input_size: int, extra: dict[str, int] | None =
 
 @dataclasses.dataclass(frozen=True)
 class LSTMConfig:
-  input_size: int
-  output_size: int
+  input_size: int | None = None   # I (None: set by the job from its data)
+  output_size: int | None = None  # O
   hidden: int = 32           # H
   init_scale: float = 0.01   # weights ~ N(0, init_scale^2)
   forget_bias: float = 1.0   # initial b_h of the f gate

@@ -18,8 +18,8 @@ from dncjax.models import core
 
 @dataclasses.dataclass(frozen=True)
 class RNNConfig:
-  input_size: int
-  output_size: int
+  input_size: int | None = None   # I (None: set by the job from its data)
+  output_size: int | None = None  # O
   hidden: int = 32         # H
   init_scale: float = 0.01  # weights ~ N(0, init_scale^2), as randn * 0.01
   dtype: str = "float32"

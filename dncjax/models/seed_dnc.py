@@ -46,8 +46,8 @@ class SeedDNCState(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class SeedDNCConfig:
-  input_size: int
-  output_size: int
+  input_size: int | None = None   # I (None: set by the job from its data)
+  output_size: int | None = None  # O
   hidden: int = 32            # H
   memory_size: int = 12       # N
   word_size: int = 12         # W

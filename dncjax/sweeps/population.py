@@ -195,7 +195,7 @@ def train_population(configs: list[charlm.RunConfig], workdirs: list, steps: int
   if len({w.resolve() for w in workdirs}) != len(workdirs):
     raise ValueError("population members need distinct workdirs")
   check_population(configs)
-  schedule = loop.LoopConfig(steps, timelimit, report_interval, eval_every, checkpoint_every)
+  schedule = loop.Schedule(steps, timelimit, report_interval, eval_every, checkpoint_every)
   with contextlib.ExitStack() as held:  # each member's workdir locked, as a single run's
     for workdir in workdirs:
       held.enter_context(workdir_lock.lock(workdir))

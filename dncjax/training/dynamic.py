@@ -30,7 +30,7 @@ import optax
 
 from dncjax import pytrees
 from dncjax.models import core
-from dncjax.training import train
+from dncjax.training import losses, train
 
 RULES = ("adagrad", "rms")
 
@@ -38,12 +38,6 @@ RULES = ("adagrad", "rms")
 def check_rule(rule: str) -> None:
   if rule not in RULES:
     raise ValueError(f"dynamic evaluation rule must be one of {', '.join(RULES)}, got {rule!r}")
-
-
-def masked_cross_entropy(logits, targets_and_mask):
-  """Summed cross-entropy (nats) over the positions whose mask is 1."""
-  targets, mask = targets_and_mask
-  return (train.softmax_cross_entropy_per_position(logits, targets) * mask).sum()
 
 
 class RMSState(NamedTuple):
@@ -76,7 +70,7 @@ def mean_squared_gradients(model: core.Model, params, windows: pytrees.Batch):
   """MS_g: the mean over `windows` ([K, b, S] leaves, state carried, as
   `charlm.stack_validation` builds them) of each window's squared loss gradient (a
   window's loss summed over its b lanes, as in the dynamic evaluation it scales)."""
-  grad_fn = jax.grad(lambda p, s, w: train.window_loss(model, masked_cross_entropy, p, s, w),
+  grad_fn = jax.grad(lambda p, s, w: train.window_loss(model, losses.masked_cross_entropy, p, s, w),
                      has_aux=True)
 
   @jax.jit
@@ -103,7 +97,7 @@ def rms_state(model: core.Model, params, train_windows: pytrees.Batch) -> RMSSta
 def make_dynamic_eval(model: core.Model, optimizer: optax.GradientTransformation):
   """(params, opt_state, windows) -> summed loss (nats) of all windows, each scored before
   the model learns from it (one `optimizer` step per window, state carried)."""
-  train_step = train.make_train_step(model, optimizer, masked_cross_entropy, jit=False)
+  train_step = train.make_train_step(model, optimizer, losses.masked_cross_entropy, jit=False)
 
   @jax.jit
   def evaluate(params, opt_state, windows):

@@ -137,13 +137,3 @@ def from_primary(compute: Callable[[], float]) -> float:
     words = np.frombuffer(np.float64(compute()).tobytes(), np.uint32).copy()
   words = np.asarray(multihost_utils.broadcast_one_to_all(words), np.uint32)
   return float(np.frombuffer(words.tobytes(), np.float64)[0])
-
-
-class NullLog:
-  """What a non-primary process logs metrics to: nothing (see loop.MetricsLog)."""
-
-  def write(self, record: dict) -> None:
-    pass
-
-  def read(self) -> list[dict]:
-    return []

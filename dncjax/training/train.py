@@ -1,4 +1,4 @@
-"""Losses, the optax optimiser and the one jitted training step (truncated BPTT).
+"""The jitted training and evaluation steps (truncated BPTT), dropout and weight drop.
 
 A window of S characters for B lanes is a `Batch`; lanes flagged in `reset` start from
 the model's initial state (a lane that ran off the end of the text), the others carry
@@ -9,8 +9,6 @@ batch, as in the seed; bits per character BPC = loss / (ln 2 * B * S).
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import os
 from typing import Callable
 
@@ -20,54 +18,8 @@ import optax
 
 from dncjax import checks
 from dncjax.models import core
+from dncjax.training import losses
 from dncjax.pytrees import Batch, TrainState
-
-
-@dataclasses.dataclass(frozen=True)
-class OptimizerConfig:
-  """Adagrad exactly as the seed: G_t = G_{t-1} + g^2 (G_0 = 0), p -= lr g / sqrt(G_t + eps).
-
-  The cleaned-up scripts use lr 0.1, eps 1e-8; dnc-debug.py uses lr 0.2, eps 1e-6.
-  """
-  learning_rate: float = 0.1
-  eps: float = 1e-8
-  clip_norm: float | None = None   # clip by global norm before the update
-  clip_value: float | None = None  # clip each gradient entry to [-v, v] (the seed's np.clip)
-  weight_decay: float = 0.0        # adds weight_decay * p to the gradient (L2), before Adagrad
-
-  def __post_init__(self):
-    checks.check_number("learning_rate", self.learning_rate, 0, low_open=True)
-    checks.check_number("eps", self.eps, 0, low_open=True)
-    checks.check_number("weight_decay", self.weight_decay, 0)
-    for name in ("clip_norm", "clip_value"):
-      checks.check_number(name, getattr(self, name), 0, low_open=True, optional=True)
-
-
-def make_optimizer(config: OptimizerConfig) -> optax.GradientTransformation:
-  parts = []
-  if config.clip_value is not None:
-    parts.append(optax.clip(config.clip_value))
-  if config.clip_norm is not None:
-    parts.append(optax.clip_by_global_norm(config.clip_norm))
-  if config.weight_decay:
-    parts.append(optax.add_decayed_weights(config.weight_decay))
-  parts.append(optax.adagrad(config.learning_rate, initial_accumulator_value=0.0,
-                             eps=config.eps))
-  return optax.chain(*parts)
-
-
-def softmax_cross_entropy_per_position(logits_BxSxV: jax.Array, targets_BxS: jax.Array):
-  """-log softmax(y)[target] at each position [B, S] (log-sum-exp, stable)."""
-  return optax.softmax_cross_entropy_with_integer_labels(logits_BxSxV, targets_BxS)
-
-
-def softmax_cross_entropy(logits_BxSxV: jax.Array, targets_BxS: jax.Array) -> jax.Array:
-  """Summed -log softmax(y)[target] over batch and time."""
-  return softmax_cross_entropy_per_position(logits_BxSxV, targets_BxS).sum()
-
-
-def bits_per_char(loss_sum, num_chars: int):
-  return loss_sum / (math.log(2) * num_chars)
 
 
 def start_states(model: core.Model, states: core.State, reset_B: jax.Array) -> core.State:
@@ -146,7 +98,7 @@ def check_dropout(model: core.Model, dropout: float, weight_drop: float = 0.0) -
 
 
 def make_train_step(model: core.Model, optimizer: optax.GradientTransformation,
-                    loss_fn: Callable = softmax_cross_entropy, jit: bool = True,
+                    loss_fn: Callable = losses.softmax_cross_entropy, jit: bool = True,
                     metrics_fn: Callable | None = None, dropout: float = 0.0,
                     weight_drop: float = 0.0):
   """(TrainState, Batch) -> (TrainState, {'loss', 'grad_norm'}): forward, backward, update.
@@ -182,7 +134,7 @@ def make_train_step(model: core.Model, optimizer: optax.GradientTransformation,
   return jax.jit(train_step) if jit else train_step
 
 
-def make_eval_step(model: core.Model, loss_fn: Callable = softmax_cross_entropy,
+def make_eval_step(model: core.Model, loss_fn: Callable = losses.softmax_cross_entropy,
                    jit: bool = True):
   """(params, states, Batch) -> (loss, carried states): scoring without learning."""
 

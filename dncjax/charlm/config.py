@@ -1,0 +1,114 @@
+"""What defines a char-LM run (`RunConfig`) and how to evaluate and report it (`Options`).
+
+The defaults here are experiments/alice.py's: the seed's content-addressing DNC with
+H = 128, Adagrad at lr 0.2 and eps 1e-6 (dnc-debug.py), 32 lanes of 32 characters. A
+resumed run must agree with its checkpoint on all of `RunConfig`; `Options` may change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from dncjax import checks, configs
+from dncjax.training import dynamic
+from dncjax.training.optim import OptimizerConfig
+
+MODEL = "seed_dnc"
+MODEL_DEFAULTS = {"hidden": 128}  # for whichever model is chosen
+
+
+def _field(default, help: str, **metadata):  # pylint: disable=redefined-builtin
+  return dataclasses.field(default=default, metadata={"help": help, **metadata})
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+  """The text, its held-out tail and the lanes' windows."""
+  path: str | None = _field(None, "UTF-8 text file (default: alice29.txt from "
+                            "$DNCJAX_DATA_DIR, the user cache, or downloaded once from the "
+                            "Canterbury corpus)", flag="--data", metavar="PATH")
+  val_fraction: float = _field(0.1, "held-out tail")
+  batch_size: int = _field(32, "lanes B", flag="--batchsize")
+  seq_length: int = _field(32, "window S, characters per update", flag="--seqlength")
+  overlap: float = _field(0.0, "window overlap; lanes advance by S*(1-overlap)")
+
+  def __post_init__(self):
+    for name, flag in (("batch_size", "--batchsize"), ("seq_length", "--seqlength")):
+      value = getattr(self, name)
+      if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"{flag} must be positive (an integer), got {value!r}")
+    checks.check_number("--val_fraction", self.val_fraction, 0, 1, high_open=True)
+    checks.check_number("--overlap", self.overlap, 0, 1, high_open=True)
+
+
+def default_model():
+  return configs.model_config(MODEL, MODEL_DEFAULTS)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+  """The model (its own config; sizes set from the vocabulary), optimiser, data, the
+  regularisation and the seed."""
+  model: Any = dataclasses.field(default_factory=default_model)
+  optim: OptimizerConfig = OptimizerConfig(learning_rate=0.2, eps=1e-6)
+  data: DataConfig = DataConfig()
+  dropout: float = _field(0.0, "dropout on the controller output (and read vectors) "
+                          "before the readout")
+  weight_drop: float = _field(0.0, "DropConnect on the recurrent matrices W_hh, one mask "
+                              "per window (AWD-LSTM)")
+  seed: int = _field(0, "seed for parameters, lanes and sampling")
+
+  def __post_init__(self):
+    if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2**32:
+      raise ValueError(f"--seed must be an integer in [0, 2**32), got {self.seed!r}")
+    for name in ("dropout", "weight_drop"):
+      checks.check_number(f"--{name}", getattr(self, name), 0, 1, high_open=True)
+
+  @property
+  def model_name(self) -> str:
+    return configs.get(self, configs.MODEL)
+
+  def to_json(self) -> dict:
+    return configs.to_json(self)
+
+  @classmethod
+  def from_json(cls, data: dict) -> "RunConfig":
+    return configs.from_json(cls, data)
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+  """What a run evaluates, samples and reports (may change between a run and its resumption)."""
+  sample_length: int = _field(500, "characters sampled at each evaluation (0: none)")
+  prime: str = _field("Alice", "text the samples start from")
+  temperature: float = _field(1.0, "sampling temperature")
+  eval_lanes: int = _field(1, "lanes the validation tail is split into (1: one pass, "
+                           "longest context)")
+  dynamic_eval: bool = _field(True, "dynamic evaluation at the end")
+  dynamic_rule: str = _field("adagrad", "dynamic evaluation update: the training optimiser "
+                             "continued, or Krause et al.'s RMS rule (dncjax/training/"
+                             "dynamic.py)", choices=dynamic.RULES, metavar=None)
+  dynamic_lr: float | None = _field(None, "learning rate of dynamic evaluation (default: the "
+                                    "training rate)")
+  dynamic_decay: float = _field(0.0, "dynamic evaluation, rms rule: decay towards the "
+                                "trained parameters")
+  dynamic_seq_length: int | None = _field(None, "dynamic evaluation window (default: "
+                                          "--seqlength)")
+  gradcheck: bool = _field(False, "check jax.grad against finite differences before training")
+  target_bpc: float = _field(1.28, "results.json records the time the training BPC first "
+                             "reaches this")
+
+  def __post_init__(self):
+    for name in ("eval_lanes", "dynamic_seq_length", "sample_length"):
+      value = getattr(self, name)
+      least = 0 if name == "sample_length" else 1
+      if value is None and name == "dynamic_seq_length":
+        continue
+      if not isinstance(value, int) or isinstance(value, bool) or value < least:
+        raise ValueError(f"--{name} must be an integer >= {least}, got {value!r}")
+    checks.check_number("--temperature", self.temperature, 0, low_open=True)
+    checks.check_number("--dynamic_lr", self.dynamic_lr, 0, low_open=True, optional=True)
+    checks.check_number("--dynamic_decay", self.dynamic_decay, 0)
+    checks.check_number("--target_bpc", self.target_bpc, 0)
+    dynamic.check_rule(self.dynamic_rule)

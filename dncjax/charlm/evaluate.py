@@ -1,0 +1,91 @@
+"""Scoring a char-LM on the held-out tail: static BPC (state carried across windows) and
+dynamic evaluation (Krause et al. 2017: the model keeps learning as it reads the tail);
+and the seed's --gradcheck on the first training batch."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dncjax import pytrees
+from dncjax.charlm import data
+from dncjax.models import core
+from dncjax.training import dynamic, gradcheck, losses, optim, train
+
+
+def stack_validation(val_ids: np.ndarray, seq_length: int, lanes: int):
+  """All validation windows stacked: Batch with [K, b, S] leaves, mask inside targets."""
+  windows = list(data.validation_windows(val_ids, seq_length, lanes))
+  if not windows:
+    return None
+  inputs = np.stack([b.inputs for b, _ in windows])
+  targets = np.stack([b.targets for b, _ in windows])
+  masks = np.stack([m for _, m in windows])
+  resets = np.stack([b.reset for b, _ in windows])
+  return pytrees.Batch(jnp.asarray(inputs), (jnp.asarray(targets), jnp.asarray(masks)),
+                       jnp.asarray(resets))
+
+
+def scored_chars(windows) -> float:
+  """How many characters `stack_validation`'s windows score (their mask's sum)."""
+  return float(windows.targets[1].sum()) if windows is not None else 0.0
+
+
+def make_static_eval(model: core.Model):
+  """(params, windows) -> summed loss over all validation windows, state carried."""
+  eval_step = train.make_eval_step(model, losses.masked_cross_entropy, jit=False)
+
+  @jax.jit
+  def evaluate(params, windows):
+    states = core.batch_initial_state(model, windows.reset.shape[1])
+
+    def body(states, window):
+      loss, states = eval_step(params, states, window)
+      return states, loss
+
+    return jax.lax.scan(body, states, windows)[1].sum()
+
+  return evaluate
+
+
+def dynamic_bpc(model: core.Model, config, corpus: data.Corpus, params, opt_state,
+                rule: str = "adagrad", lr: float | None = None, decay: float = 0.0,
+                seq_length: int | None = None, lanes: int = 1, ms_state=None) -> float:
+  """Dynamic-evaluation BPC of the validation tail (see dncjax.training.dynamic) from
+  `params` (and, for the 'adagrad' rule, the training optimiser's `opt_state`: the
+  training optimiser continued at rate `lr`), in windows of `seq_length` (default: the
+  training window). The 'rms' rule measures MS_g on the whole training text in the same
+  window shape unless `ms_state` (a `dynamic.rms_state` of the same window length and
+  lanes) is given."""
+  dynamic.check_rule(rule)
+  seq_length = seq_length or config.data.seq_length
+  lr = lr or config.optim.learning_rate
+  if seq_length <= 0 or lr <= 0 or decay < 0:
+    raise ValueError(f"dynamic evaluation needs a positive window and learning rate and a "
+                     f"decay >= 0, got {seq_length}, {lr}, {decay}")
+  windows = stack_validation(corpus.val_ids, seq_length, lanes)
+  if windows is None:
+    raise data.DataError(f"the validation tail is shorter than one window of {seq_length}")
+  if rule == "adagrad":
+    optimizer = optim.make(config.optim)
+    opt_state = optim.with_hyperparams(opt_state, learning_rate=lr)
+  else:
+    optimizer = dynamic.rms_rule(lr, decay)
+    if ms_state is None:
+      ms_state = dynamic.rms_state(model, params, stack_validation(  # windows shaped as
+          corpus.train_ids, seq_length, lanes))                      # the ones scored
+    opt_state = ms_state
+  total = dynamic.make_dynamic_eval(model, optimizer)(params, opt_state, windows)
+  return float(total) / (math.log(2) * scored_chars(windows))
+
+
+def run_gradcheck(model, ts, batch, out) -> None:
+  """The seed's --gradcheck: jax.grad vs finite differences on a training batch."""
+  rows = gradcheck.check_model(model, params=ts.params, states=ts.model_state, batch=batch)
+  out(gradcheck.format_table(rows))
+  _, reason = gradcheck.verdict(rows, 1e-4)
+  note = "" if model.config.dtype == "float64" else " (float32: pass --fp64 for a tight check)"
+  out(f"gradient check: {reason}{note}")

@@ -1,0 +1,49 @@
+"""A trained char-LM back from its workdir (for sampling and evaluation), read-only."""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+
+import jax
+
+from dncjax.charlm import data
+from dncjax.charlm.config import RunConfig
+from dncjax.charlm.job import KIND, build_model
+from dncjax.training import checkpoint, run, train
+
+
+def is_ours(meta: dict) -> bool:
+  return meta.get("format") == run.FORMAT and meta.get("kind") == KIND
+
+
+def restore_trained(workdir: str | pathlib.Path, best: bool = False):
+  """(config, model, TrainState, vocab, meta) from the latest (or best-validation) checkpoint
+  of an alice.py run; nothing in `workdir` is modified."""
+  folder = pathlib.Path(workdir) / ("best" if best else "checkpoints")
+  if not checkpoint.holds_checkpoints(folder):
+    where = f"in {folder}" if folder.is_dir() else f"folder at {folder}"
+    raise checkpoint.CheckpointError(f"no checkpoint {where}: train a model there first "
+                                     f"(python experiments/alice.py --workdir {workdir})")
+  ckpts = checkpoint.Checkpoints(folder, create=False)
+  built = {}
+
+  def template(meta):
+    config = built["config"] = RunConfig.from_json(meta["config"])
+    vocab = built["vocab"] = data.Vocab.from_list(meta["vocab"])
+    built["model"], optimizer = build_model(config, vocab.size)
+    return {"train": train.init_train_state(built["model"], optimizer, jax.random.key(0),
+                                            config.data.batch_size),
+            "rng": checkpoint.key_to_array(jax.random.key(0))}
+
+  step, meta, restored = ckpts.restore_latest(
+      template, is_ours, f"{KIND} checkpoint of format {run.FORMAT}",
+      say=lambda line: print(line, file=sys.stderr))
+  ckpts.close()
+  return built["config"], built["model"], restored["train"], built["vocab"], {**meta, "step": step}
+
+
+def restore_for_sampling(workdir: str | pathlib.Path, best: bool = False):
+  """(model, params, vocab, meta) from the latest (or best-validation) checkpoint."""
+  _, model, ts, vocab, meta = restore_trained(workdir, best)
+  return model, ts.params, vocab, meta

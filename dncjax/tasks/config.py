@@ -1,0 +1,82 @@
+"""What defines a task run (`RunConfig`) and how to evaluate it (`Options`).
+
+The defaults are experiments/tasks.py's: the paper's DNC with H = 64, N = 32, W = 16,
+R = 1, trained with RMSProp (lr 3e-4, momentum 0.9, gradients clipped at norm 10) on
+batches of 16 sequences; each task has its own default sizes (`TASK_DEFAULTS`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from dncjax import checks, configs
+from dncjax.tasks.generators import TaskConfig
+from dncjax.training.optim import OptimizerConfig
+
+MODEL = "dnc"
+MODEL_DEFAULTS = {"hidden": 64, "memory_size": 32, "read_heads": 1, "word_size": 16}
+TASK_DEFAULTS = {  # per task, for the task flags left unset
+    "copy": TaskConfig("copy"),
+    "repeat_copy": TaskConfig("repeat_copy", bits=4, max_length=5, max_repeats=3),
+    "associative_recall": TaskConfig("associative_recall", bits=6, min_length=2,
+                                     max_length=4, item_length=2),
+}
+
+
+def default_model():
+  return configs.model_config(MODEL, MODEL_DEFAULTS)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+  """The task, the model (its own config; sizes set by the task), optimiser, batch, seed."""
+  task: TaskConfig = TaskConfig()
+  model: Any = dataclasses.field(default_factory=default_model)
+  optim: OptimizerConfig = OptimizerConfig("rmsprop", learning_rate=3e-4, momentum=0.9,
+                                           clip_norm=10.0)
+  batch_size: int = dataclasses.field(default=16, metadata={"flag": "--batchsize",
+                                                            "help": "sequences B"})
+  seed: int = dataclasses.field(default=0, metadata={
+      "help": "seed of the parameters and the sequences"})
+
+  def __post_init__(self):
+    checks.check_positive(self, "batch_size")
+    if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2**32:
+      raise ValueError(f"--seed must be an integer in [0, 2**32), got {self.seed!r}")
+
+  @property
+  def model_name(self) -> str:
+    return configs.get(self, configs.MODEL)
+
+  def to_json(self) -> dict:
+    return configs.to_json(self)
+
+  @classmethod
+  def from_json(cls, data: dict) -> "RunConfig":
+    return configs.from_json(cls, data)
+
+
+def defaults_for(given: configs.Given) -> RunConfig:
+  """The defaults a fresh run's flags go on: those of the task they name (or copy)."""
+  return RunConfig(task=TASK_DEFAULTS[given.value("task.name", "copy")])
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+  """What a run evaluates (may change between a run and its resumption)."""
+  eval_sequences: int = dataclasses.field(default=256, metadata={
+      "help": "fresh sequences per evaluation set"})
+  eval_lengths: tuple[int, ...] = dataclasses.field(default=(), metadata={
+      "flag": "--eval_length", "metavar": "L",
+      "help": "also evaluate on sequences of each length L (generalisation)"})
+  target: float = dataclasses.field(default=0.05, metadata={
+      "help": "results.json records when the eval bit errors per sequence first fall below "
+              "this"})
+
+  def __post_init__(self):
+    if not isinstance(self.eval_sequences, int) or self.eval_sequences <= 0:
+      raise ValueError(f"--eval_sequences must be positive, got {self.eval_sequences!r}")
+    if any(not isinstance(n, int) or n <= 0 for n in self.eval_lengths):
+      raise ValueError(f"--eval_length must be positive, got {list(self.eval_lengths)}")
+    checks.check_number("--target", self.target, 0)

@@ -1,0 +1,77 @@
+"""Reading finished task runs: how one run's bit errors went at one evaluation length, and
+a label of what a run changed from the defaults (experiments/tasks_report.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+
+import numpy as np
+
+from dncjax import configs, models
+from dncjax.tasks.config import MODEL_DEFAULTS, RunConfig
+from dncjax.tasks.generators import TaskConfig
+from dncjax.training import records
+
+
+class ReportError(ValueError):
+  """A folder is not a task run with the requested evaluations: one-line message."""
+
+
+def run_report(workdir: str | pathlib.Path, length: int | None = None, since: int = 0,
+               target: float = 0.05) -> dict:
+  """How one run's bit errors at an evaluation `length` went: at the end, and over the
+  evaluations from iteration `since` on (mean, median, how many below `target`, the mean
+  share of perfect sequences). `length` None: the run's longest evaluation length (or its
+  training-length set if it had none). Reads config.json and metrics.jsonl only."""
+  workdir = pathlib.Path(workdir)
+  try:
+    config = RunConfig.from_json(json.loads((workdir / "config.json").read_text()))
+  except (OSError, ValueError, TypeError, KeyError) as e:
+    raise ReportError(f"{workdir} holds no task run's config.json ({e})") from None
+  evals = [r for r in records.read_metrics(workdir / "metrics.jsonl") if "eval_loss" in r]
+  if length is None:
+    lengths = [int(k[len("eval_len"):-len("_bit_errors")]) for k in (evals[-1] if evals else {})
+               if k.startswith("eval_len") and k.endswith("_bit_errors")]
+    length = max(lengths, default=None)
+  prefix = "eval" if length is None else f"eval_len{length}"
+  rows = [r for r in evals if f"{prefix}_bit_errors" in r]
+  if not rows:
+    raise ReportError(f"{workdir}: no evaluation at length {length} in metrics.jsonl")
+  late = [r for r in rows if r["step"] >= since]
+  if not late:
+    raise ReportError(f"{workdir}: no evaluation at iteration {since} or later "
+                      f"(last: {rows[-1]['step']})")
+  errors = np.array([r[f"{prefix}_bit_errors"] for r in late])
+  return {"run": workdir.name, "config": config, "length": length, "iters": rows[-1]["step"],
+          "end": rows[-1][f"{prefix}_bit_errors"], "mean": float(errors.mean()),
+          "median": float(np.median(errors)), "below": int((errors < target).sum()),
+          "evaluations": len(late),
+          "perfect": float(np.mean([r[f"{prefix}_perfect"] for r in late]))}
+
+
+def options_label(config: RunConfig, defaults: RunConfig) -> str:
+  """The task and what a run changed from `defaults`, all but the seed (e.g. 'copy
+  hidden=128 link_sharpness')."""
+  parts = []
+  for field in dataclasses.fields(TaskConfig):  # the task: its name, then changed sizes
+    value = getattr(config.task, field.name)
+    if field.name == "name" or value != getattr(defaults.task, field.name):
+      parts.append(f"{field.name}={value}" if field.name != "name" else value)
+  name = models.name_of(config.model)
+  base = (defaults.model if models.name_of(defaults.model) == name
+          else configs.model_config(name, MODEL_DEFAULTS))
+  for field in sorted(dataclasses.fields(config.model), key=lambda f: f.name):
+    value = getattr(config.model, field.name)
+    if value != getattr(base, field.name):
+      parts.append(field.name if value is True else f"{field.name}={value}")
+  if base is not defaults.model:
+    parts.append(f"model={name}")
+  for field in dataclasses.fields(config.optim):
+    value = getattr(config.optim, field.name)
+    if value != getattr(defaults.optim, field.name):
+      parts.append(f"{'optimizer' if field.name == 'name' else field.name}={value}")
+  if config.batch_size != defaults.batch_size:
+    parts.append(f"batch_size={config.batch_size}")
+  return " ".join(parts)

@@ -1,0 +1,171 @@
+"""The run skeleton shared by the jobs (the char-LM job, the tasks job).
+
+`run(job, defaults, given, options)` does, for any job, what every training run does:
+lock the workdir (one run per folder), resolve the config (the flags `given` on the job's
+defaults for a fresh run, which refuses a folder holding checkpoints; the checkpoint's
+config for `--resume`, which the flags must agree with), build, restore everything the
+uninterrupted run would hold, write config.json, keep metrics.jsonl, train on the
+schedule (`loop.run`: reports, evaluations, checkpoints, time limit, Ctrl-C, NaN stop),
+and write results.json. A job supplies only what is its own (see `Job`): how to build
+from a config, the next batch, how to evaluate, and how to summarise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import pathlib
+from typing import Any, Callable
+
+from dncjax import configs
+from dncjax.training import checkpoint, loop, records, workdir
+
+FORMAT = 2  # checkpoint layout: bump when it changes (1: before the one optimiser chain)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+  """Where and how long to run (may change between a run and its resumption)."""
+  workdir: str
+  resume: bool = False
+  schedule: loop.Schedule = loop.Schedule(steps=1)
+  keep: int = 3               # latest checkpoints kept
+  progress_bar: bool = True   # tqdm below the progress lines, on a terminal
+
+  def __post_init__(self):
+    if not isinstance(self.keep, int) or isinstance(self.keep, bool) or self.keep <= 0:
+      raise ValueError(f"--keep must be a positive integer, got {self.keep!r}")
+
+
+class Job:
+  """What a job adds to the skeleton. `run` calls, in order: `build(config, meta)` (meta:
+  the checkpoint's, on a resume), `fresh()` (the checkpointed items of a fresh run:
+  {'train': TrainState, ...}), `restored(items, meta)` on a resume, `begin(items,
+  step, resume)` (print what runs, prepare outputs), then `next_batch()` and `evaluate(state,
+  step)` while training (`meta(step)` adds the job's checkpoint metadata), and at the end
+  `summarise(result, records)` (results.json) and `finish(result, summary, records)`;
+  `close()` whatever happened."""
+  kind = "job"             # names the checkpoints: 'char-LM', 'task'
+  config_cls: type = object
+  model_defaults: dict[str, Any] = {}
+  other_folders: tuple[str, ...] = ()  # checkpoint folders besides checkpoints/ (best/)
+  primary = True           # this process writes files (multi-host: process 0 only)
+  unit, metric, extra, scale = "char", "BPC", (), None  # the progress line (loop.run)
+
+  def __init__(self, out: Callable[[str], None] = print):
+    self.out = out
+    self.config = self.workdir = self.options = None
+    self.train_step = None
+    self.items_per_step = 1
+
+  @property
+  def what(self) -> str:
+    return f"{self.kind} checkpoint of format {FORMAT}"
+
+  def is_ours(self, meta: dict) -> bool:
+    return meta.get("format") == FORMAT and meta.get("kind") == self.kind
+
+  def agreement(self, saved, given: configs.Given) -> list[tuple[str, Any, Any]]:
+    """(flag, given, saved) of the settings a resume gave that its checkpoint lacks."""
+    return given.disagreements(saved)
+
+  def on_resume(self, saved, given: configs.Given):
+    """The config a resumed run goes on with (the checkpoint's)."""
+    return saved
+
+  def build(self, config, meta: dict | None) -> None: ...
+  def fresh(self) -> dict: ...
+  def restored(self, items: dict, meta: dict) -> dict: return items
+  def begin(self, items: dict, step: int, resume: bool) -> None: ...
+  def meta(self, step: int) -> dict: return {}
+  def next_batch(self): ...
+  def evaluate(self, state, step: int) -> dict: return {}
+  def summarise(self, result: loop.LoopResult, logged: list[dict]) -> dict: ...
+  def finish(self, result: loop.LoopResult, summary: dict, logged: list[dict]) -> None: ...
+  def close(self) -> None: ...
+
+
+def resolve(job: Job, defaults, given: configs.Given, folder: pathlib.Path, resume: bool):
+  """(config, checkpoints or None, meta or None): `given` on `defaults` for a fresh run,
+  the latest checkpoint's config (which `given` must agree with) for a resumed one."""
+  ckpt_dir = folder / "checkpoints"
+  if not resume:
+    config = given.apply(defaults, job.model_defaults)
+    checkpoint.refuse_existing(ckpt_dir, *(folder / f for f in job.other_folders))
+    return config, None, None
+  ckpts, _, meta = checkpoint.open_latest(ckpt_dir, job.is_ours, job.what)
+  saved = job.config_cls.from_json(meta["config"])
+  checkpoint.check_agrees(ckpt_dir, job.agreement(saved, given))
+  return job.on_resume(saved, given), ckpts, meta
+
+
+def run(job: Job, defaults, given: configs.Given, options: RunOptions,
+        on_eval: Callable[[int, dict], str | None] | None = None) -> dict:
+  """Runs (or resumes) `job` in `options.workdir`; returns the summary in results.json."""
+  folder = pathlib.Path(options.workdir)
+  held = workdir.lock(folder) if job.primary else contextlib.nullcontext()
+  with held:
+    try:
+      return _run(job, defaults, given, options, on_eval, folder)
+    finally:
+      job.close()
+
+
+def _run(job: Job, defaults, given, options: RunOptions, on_eval, folder) -> dict:
+  out = job.out
+  config, ckpts, meta = resolve(job, defaults, given, folder, options.resume)
+  job.config, job.workdir, job.run_options = config, folder, options
+  job.build(config, meta)
+  items, step, elapsed = job.fresh(), 0, 0.0
+  if ckpts is not None:  # restore everything the uninterrupted run would hold now
+    step, meta, items = ckpts.restore_latest(items, job.is_ours, job.what, say=out,
+                                             set_aside=True)
+    items, elapsed = job.restored(items, meta), meta["elapsed"]
+    out(f"resumed {folder} at iter {step} ({elapsed:.1f} s trained)")
+  else:
+    ckpts = checkpoint.Checkpoints(folder / "checkpoints", keep=options.keep)
+  log = open_log(job, folder, step, options.resume)
+  job.begin(items, step, options.resume)
+
+  def save(at_step, state, elapsed_s):
+    ckpts.save(at_step, {**items, "train": state}, checkpoint_meta(
+        job.kind, job.config, job.model.config, at_step, elapsed_s, **job.meta(at_step)))
+
+  result = loop.run(step_fn=job.train_step, state=items["train"], next_batch=job.next_batch,
+                    start_step=step, config=options.schedule,
+                    items_per_step=job.items_per_step, log=log, save=save,
+                    evaluate=job.evaluate, elapsed=elapsed, unit=job.unit,
+                    bpc_scale=job.scale, metric=job.metric, extra=job.extra, print_fn=out,
+                    on_eval=on_eval, progress_bar=options.progress_bar and job.primary)
+  ckpts.close()
+  loop.raise_if_diverged(result, ckpts.latest_step(), ckpts.directory)
+  logged = log.read()
+  summary = job.summarise(result, logged)
+  if job.primary:
+    records.write_json(folder / "results.json", summary)
+  job.finish(result, summary, logged)
+  if result.reason == "interrupted":
+    out(f"checkpoint saved at iter {result.last_saved}: continue with --resume")
+  loop.raise_if_interrupted(result)
+  return summary
+
+
+def checkpoint_meta(kind: str, config, model_config, step: int, elapsed: float,
+                    **extra) -> dict:
+  """The `meta` item of a checkpoint: all a resume or a sampler needs besides arrays."""
+  return {"format": FORMAT, "kind": kind, "step": step, "config": config.to_json(),
+          "model_config": configs.to_json(model_config), "elapsed": elapsed, **extra}
+
+
+def open_log(job: Job, folder: pathlib.Path, step: int, resume: bool):
+  """metrics.jsonl (kept up to `step` on a resume; new otherwise) and config.json; a
+  process other than the primary one writes neither."""
+  if not job.primary:
+    return records.NullLog()
+  if resume and not (folder / "metrics.jsonl").exists():
+    job.out(f"warning: {folder / 'metrics.jsonl'} is missing: the records before iter {step} "
+            f"are lost; new ones are appended from here")
+  log = records.MetricsLog(folder / "metrics.jsonl", resume_step=step if resume else None)
+  (folder / "config.json").write_text(json.dumps(job.config.to_json(), indent=2) + "\n")
+  return log
