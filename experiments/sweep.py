@@ -43,7 +43,9 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from dncjax.charlm import job as charlm  # noqa: E402
 from dncjax import cli
 from dncjax.sweeps import space
+from dncjax.sweeps import errors as sweep_errors
 from dncjax.sweeps import study as sweep
+from dncjax.sweeps import workers as sweep_workers
 from dncjax.sweeps import report as sweep_report
 
 
@@ -107,7 +109,7 @@ def main(argv=None) -> int:
   else:
     spec = make_sweep(args)
     try:
-      study = sweep.run(spec, args.workers)
+      study = sweep_workers.run(spec, args.workers)
     except KeyboardInterrupt:
       print("interrupted: finished trials are kept; run the same command again to resume",
             file=sys.stderr)
@@ -120,8 +122,9 @@ def main(argv=None) -> int:
   failed = [r for r in table if r["state"] == "fail"]
   if not args.report and table and len(failed) == len(table):
     why = (failed[0]["error"] or "no error recorded").strip().splitlines()[0][:200]
-    raise sweep.SweepError(f"all {len(table)} trials failed; trial {failed[0]['trial']}: {why} "
-                           f"(see {spec.path / 'results.md'} and the trials' log.txt)")
+    raise sweep_errors.SweepError(f"all {len(table)} trials failed; trial {failed[0]['trial']}: "
+                                  f"{why} (see {spec.path / 'results.md'} and the trials' "
+                                  f"log.txt)")
   if table and table[0]["state"] == "complete":
     best = spec.path / "best_trial"
     print(f"\nbest: trial {table[0]['trial']}, {table[0]['val_bpc']:.4f} BPC -> {best}\n"
@@ -132,4 +135,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  cli.run(main, charlm.error_types() + (sweep.SweepError,))
+  cli.run(main, charlm.error_types() + (sweep_errors.SweepError,))

@@ -27,7 +27,11 @@ from dncjax.training import checkpoint
 from dncjax import cli
 from dncjax.training import loop
 from dncjax.sweeps import space
+from dncjax.sweeps import errors as sweep_errors
+from dncjax.sweeps import storage as sweep_storage
 from dncjax.sweeps import study as sweep
+from dncjax.sweeps import trials as sweep_trials
+from dncjax.sweeps import workers as sweep_workers
 from dncjax.sweeps import report as sweep_report
 from tests.conftest import REPO, folder_digest
 
@@ -447,7 +451,7 @@ def run_main(argv) -> int:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     with pytest.raises(SystemExit) as e:
-      cli.run(lambda: module.main(argv), charlm.error_types() + (sweep.SweepError,))
+      cli.run(lambda: module.main(argv), charlm.error_types() + (sweep_errors.SweepError,))
   finally:
     signal.signal(signal.SIGINT, handler)
   return e.value.code
@@ -456,7 +460,7 @@ def run_main(argv) -> int:
 def counted(workdir, storage=None, name=None):
   study = optuna.load_study(study_name=name or pathlib.Path(workdir).name,
                             storage=storage or f"sqlite:///{pathlib.Path(workdir) / 'study.db'}")
-  return sweep.live_trials(study)
+  return sweep_trials.live_trials(study)
 
 
 # ------------------------------------------------------------------------ grid sweeps
@@ -500,17 +504,17 @@ def test_sweep_grid_queued_twice_by_two_machines_runs_once(tmp_path):
   for spec in specs:
     spec.path.mkdir()
     studies.append(sweep.open_study(spec))
-  sweep.queue_grid(specs[0], studies[0])
+  sweep_trials.queue_grid(specs[0], studies[0])
   for i, point in enumerate(specs[1].space.grid_points()):  # b queues as a does: at once
-    studies[1].enqueue_trial(point, user_attrs={sweep.GRID_ATTR: i})
+    studies[1].enqueue_trial(point, user_attrs={sweep_trials.GRID_ATTR: i})
   assert len(studies[0].get_trials(deepcopy=False)) == 12
   ran, died = [], None
   locks = [str(tmp_path / f"w{i}.lock") for i in range(2)]
   with contextlib.ExitStack() as alive:  # the two workers hold their locks
     for lock in locks:
-      alive.enter_context(sweep.file_lock(pathlib.Path(lock)))
+      alive.enter_context(sweep_trials.file_lock(pathlib.Path(lock)))
     while True:
-      asked = [sweep._ask(spec, study, lock, i)  # pylint: disable=protected-access
+      asked = [sweep_workers._ask(spec, study, lock, i)  # pylint: disable=protected-access
                for i, (spec, study, lock) in enumerate(zip(specs, studies, locks))]
       if not any(asked):
         break
@@ -518,11 +522,11 @@ def test_sweep_grid_queued_twice_by_two_machines_runs_once(tmp_path):
         for trial, values in trials:
           if died is None:  # its worker is gone: failed and queued again, same point
             died = values
-            sweep.fail_and_retry(study, trial.number, "worker died")
+            sweep_trials.fail_and_retry(study, trial.number, "worker died")
             continue
           ran.append(tuple(values.values()))
           study.tell(trial, 1.0)
-  live = sweep.live_trials(studies[0])
+  live = sweep_trials.live_trials(studies[0])
   assert sorted(ran) == [(lr, seed) for lr in (0.05, 0.1, 0.2) for seed in (0, 1)]
   assert len(live) == 6 and all(t.state.name == "COMPLETE" for t in live)
   retried = [t for t in live if t.system_attrs.get("retry_history")]
@@ -530,7 +534,7 @@ def test_sweep_grid_queued_twice_by_two_machines_runs_once(tmp_path):
                                                      "seed": died["seed"]}
   assert len(sweep_report.rows(studies[0], specs[0])) == 6
   every = studies[0].get_trials(deepcopy=False)  # 12 queued, one retry; the copies unrun
-  assert len(every) == 13 and sum(sweep.DISCARDED in t.user_attrs for t in every) == 6
+  assert len(every) == 13 and sum(sweep_trials.DISCARDED in t.user_attrs for t in every) == 6
 
 
 # ------------------------------------------------------------------------ storage URLs
@@ -569,8 +573,8 @@ def test_sweep_storage_error_texts_are_scrubbed(monkeypatch, url, shown):
   def refuse(*args, **kwargs):
     raise ValueError(f"Could not parse URL from string {url!r} (password 'S3c@ret')")
   monkeypatch.setattr(optuna.storages, "RDBStorage", refuse)
-  with pytest.raises(sweep.SweepError) as e:
-    sweep.open_storage(url)
+  with pytest.raises(sweep_errors.SweepError) as e:
+    sweep_storage.open_storage(url)
   assert "S3c" not in str(e.value) and shown in str(e.value) and "\n" not in str(e.value)
 
 
@@ -610,7 +614,7 @@ def test_sweep_bad_settings_fail_before_any_trial(tmp_path, text_file, params, f
   spec = sweep.Sweep(str(tmp_path / "bad"), space.Space(params, fixed),
                      sweep.Budget(steps=2), sampler="random", data=str(text_file))
   with pytest.raises(space.SpaceError, match=message) as e:
-    sweep.run(spec, out=lambda line: None)
+    sweep_workers.run(spec, out=lambda line: None)
   assert "\n" not in str(e.value)
   assert not (tmp_path / "bad").exists()
 

@@ -13,7 +13,10 @@ import pytest
 
 from dncjax.charlm import job as charlm
 from dncjax.sweeps import space
+from dncjax.sweeps import errors as sweep_errors
 from dncjax.sweeps import study as sweep
+from dncjax.sweeps import trials as sweep_trials
+from dncjax.sweeps import workers as sweep_workers
 from dncjax.sweeps import report as sweep_report
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -106,7 +109,7 @@ def test_space_rules_and_trial_configs():
 
 def test_two_workers_record_every_trial_once(tmp_path):
   spec = tiny_sweep(tmp_path / "two", trials=5)
-  sweep.run(spec, workers=2, out=lambda line: None)
+  sweep_workers.run(spec, workers=2, out=lambda line: None)
   trials = trials_of(spec.path)
   assert len(trials) == 5 and sorted(t.number for t in trials) == list(range(5))
   assert all(t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
@@ -124,7 +127,7 @@ def test_two_workers_record_every_trial_once(tmp_path):
   assert all(t.value == pytest.approx(
       min(v for v in t.intermediate_values.values())) for t in complete)
   # a second run of the same sweep finds it full and adds nothing
-  sweep.run(spec, workers=2, out=lambda line: None)
+  sweep_workers.run(spec, workers=2, out=lambda line: None)
   assert len(trials_of(spec.path)) == 5
   # the report: ranked table, plots, a link to the best trial with its checkpoint
   table = sweep_report.write(optuna.load_study(study_name="two", storage=spec.storage_url()),
@@ -149,15 +152,15 @@ def test_two_workers_record_every_trial_once(tmp_path):
 
 def test_another_search_under_the_same_name_is_refused(tmp_path):
   spec = tiny_sweep(tmp_path / "s", trials=1)
-  sweep.run(spec, out=lambda line: None)
+  sweep_workers.run(spec, out=lambda line: None)
   before = (spec.path / "study.db").read_bytes()
   other = tiny_sweep(tmp_path / "s", params=("lr=0.01:0.9:log",), trials=1)
-  with pytest.raises(sweep.SweepError, match="made for another search") as e:
-    sweep.run(other, out=lambda line: None)
+  with pytest.raises(sweep_errors.SweepError, match="made for another search") as e:
+    sweep_workers.run(other, out=lambda line: None)
   assert "\n" not in str(e.value)
   longer = tiny_sweep(tmp_path / "s", steps=16, trials=1)
-  with pytest.raises(sweep.SweepError, match="budget"):
-    sweep.run(longer, out=lambda line: None)
+  with pytest.raises(sweep_errors.SweepError, match="budget"):
+    sweep_workers.run(longer, out=lambda line: None)
   assert (spec.path / "study.db").read_bytes() == before
   assert [t.state.name for t in trials_of(spec.path)] == ["COMPLETE"]
 
@@ -165,8 +168,8 @@ def test_another_search_under_the_same_name_is_refused(tmp_path):
 @pytest.mark.parametrize("url", ["sqlite:////nonexistent-dir/x/study.db",
                                  "postgresql://user:secret@127.0.0.1:1/db", "not a url"])
 def test_unreachable_storage_is_one_line(tmp_path, url):
-  with pytest.raises(sweep.SweepError, match="cannot open the study storage") as e:
-    sweep.run(tiny_sweep(tmp_path / "s", storage=url), out=lambda line: None)
+  with pytest.raises(sweep_errors.SweepError, match="cannot open the study storage") as e:
+    sweep_workers.run(tiny_sweep(tmp_path / "s", storage=url), out=lambda line: None)
   assert "\n" not in str(e.value) and "secret" not in str(e.value)
 
 
@@ -198,7 +201,7 @@ def test_killed_sweep_resumes_its_trial_from_the_checkpoint(tmp_path):
   assert len(retry) == 1 and retry[0].state.name == "COMPLETE"
   assert retry[0].params == trials[0].params
   assert retry[0].user_attrs["workdir"] == "trials/0000"
-  assert len(sweep.live_trials(optuna.load_study(
+  assert len(sweep_trials.live_trials(optuna.load_study(
       study_name="killed", storage=f"sqlite:///{workdir / 'study.db'}"))) == 2
   log = (workdir / "trials" / "0000" / "log.txt").read_text()
   assert "resumed" in log  # from the checkpoint, not from scratch
@@ -222,7 +225,7 @@ def test_ctrl_c_keeps_finished_trials_and_resumes(tmp_path):
   done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
   assert done.returncode == 0, done.stderr
   study = optuna.load_study(study_name="ctrlc", storage=f"sqlite:///{workdir / 'study.db'}")
-  live = sweep.live_trials(study)
+  live = sweep_trials.live_trials(study)
   assert len(live) == 3 and all(t.state.name == "COMPLETE" for t in live)
   for t in live:
     assert json.loads((workdir / t.user_attrs["workdir"] / "results.json").read_text())[
@@ -243,7 +246,7 @@ def test_command_line_errors_are_one_line(tmp_path):
 def test_population_sweep_trains_trials_together(tmp_path):
   spec = tiny_sweep(tmp_path / "pop", params=("lr=0.01:0.5:log", "seed=0,1"), trials=4,
                     population=2, pruner="none")
-  sweep.run(spec, out=lambda line: None)
+  sweep_workers.run(spec, out=lambda line: None)
   trials = trials_of(spec.path)
   assert len(trials) == 4 and all(t.state.name == "COMPLETE" for t in trials)
   for t in trials:
@@ -269,7 +272,7 @@ def test_two_machines_share_one_storage(tmp_path):
     out, err = p.communicate(timeout=600)
     assert p.returncode == 0, err
   study = optuna.load_study(study_name="joint", storage=storage)
-  live = sweep.live_trials(study)
+  live = sweep_trials.live_trials(study)
   # each machine hands out trials under its own lock: at most one extra trial per extra machine
   assert 4 <= len(live) <= 5 and all(t.state.name == "COMPLETE" for t in live)
   ran = {host: {t.user_attrs["workdir"] for t in live

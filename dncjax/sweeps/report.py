@@ -23,7 +23,9 @@ import optuna
 from matplotlib.figure import Figure
 from optuna.trial import TrialState
 
+from dncjax.sweeps import runs
 from dncjax.sweeps import study as sweep_lib
+from dncjax.sweeps import trials
 
 _ORDER = {TrialState.COMPLETE: 0, TrialState.PRUNED: 1, TrialState.RUNNING: 2,
           TrialState.WAITING: 3, TrialState.FAIL: 4}
@@ -32,7 +34,7 @@ _ORDER = {TrialState.COMPLETE: 0, TrialState.PRUNED: 1, TrialState.RUNNING: 2,
 def rows(study: optuna.Study, sweep: sweep_lib.Sweep) -> list[dict]:
   """One row per counted trial, ranked: finished by BPC, then pruned, running, failed."""
   out = []
-  for t in sweep_lib.live_trials(study):
+  for t in trials.live_trials(study):
     value = t.value if t.state == TrialState.COMPLETE else (
         t.intermediate_values[max(t.intermediate_values)] if t.intermediate_values else None)
     out.append({"trial": t.number, "state": t.state.name.lower(), "val_bpc": value,
@@ -122,7 +124,7 @@ def plot_curves(table: list[dict], sweep: sweep_lib.Sweep, path: pathlib.Path,
     records = [json.loads(l) for l in metrics.read_text().splitlines() if l.strip()]
     val = [(x["step"], x["val_bpc"]) for x in records if "val_bpc" in x]
     train = [(x["step"], x["train_bpc"]) for x in records if "train_bpc" in x]
-    label = f"#{r['trial']}: " + sweep_lib.describe(
+    label = f"#{r['trial']}: " + runs.describe(
         {p.name: r[p.name] for p in sweep.space.params if p.name in r})
     line, = ax.plot(*zip(*val), marker=".", label=label) if val else (None,)
     if train and line is not None:

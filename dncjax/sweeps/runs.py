@@ -1,0 +1,147 @@
+"""Running asked trials: each as one char-LM run (alice.py's), or several as one vmapped
+population, reported to the pruner at each evaluation and told to the study at the end.
+
+The only module that trains: the calls into dncjax.charlm and population.train_population
+are here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+from typing import Any, Callable
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+from dncjax.charlm import job as charlm
+from dncjax.sweeps import population
+from dncjax.sweeps import study as sweep_lib
+from dncjax.sweeps import trials
+from dncjax.training import checkpoint
+
+Say = Callable[[str], None]  # where a worker's progress lines go
+
+
+def trial_errors() -> tuple[type[BaseException], ...]:
+  """The errors that fail a trial (bad settings or data, files, training) with a message."""
+  return (ValueError, OSError) + charlm.error_types()
+
+
+def trial_options(sweep: sweep_lib.Sweep, folder: pathlib.Path, resume: bool) -> charlm.Options:
+  """The run options of a trial in `folder`: the sweep's budget, one checkpoint kept."""
+  b = sweep.budget
+  return charlm.Options(workdir=str(folder), resume=resume, steps=b.steps, timelimit=b.seconds,
+                        report_interval=b.report_interval, eval_every=b.eval_every,
+                        checkpoint_every=b.eval_every, keep=1, sample_length=b.sample_length,
+                        dynamic_eval=False, progress_bar=False)
+
+
+def describe(values: dict[str, Any]) -> str:
+  """A trial's values as `name=value, ...`, floats to 4 significant digits."""
+  return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                   for k, v in values.items())
+
+
+def _finish(study: optuna.Study, trial: optuna.Trial, summary: dict, say: Say) -> None:
+  """Tells the study how a trial ended (COMPLETE with its best validation BPC, or PRUNED)."""
+  for key in ("step", "elapsed_s", "best_step", "stopped_by"):
+    trial.set_user_attr(key, summary.get(key))
+  value = summary.get("best_val_bpc")
+  where = f"(best at iter {summary.get('best_step')}, {summary['step']} iters, " \
+          f"{summary['elapsed_s']:.1f} s)"
+  if summary.get("stopped_by") == "pruned":
+    study.tell(trial, state=TrialState.PRUNED)
+    say(f"trial {trial.number} pruned at iter {summary['step']}: {value:.4f} BPC {where}")
+  elif value is None or not np.isfinite(value):
+    trial.set_user_attr("error", "no validation BPC (empty validation split?)")
+    study.tell(trial, state=TrialState.FAIL)
+    say(f"trial {trial.number} failed: no validation BPC")
+  else:
+    study.tell(trial, value)
+    say(f"trial {trial.number} done: {value:.4f} BPC {where}")
+
+
+def _failed(study: optuna.Study, trial: optuna.Trial, error: BaseException, say: Say) -> None:
+  """Tells the study that a trial failed, with `error` in its user attrs."""
+  trial.set_user_attr("error", f"{type(error).__name__}: {error}")
+  study.tell(trial, state=TrialState.FAIL)
+  say(f"trial {trial.number} failed: {error}")
+
+
+def run_trial(sweep: sweep_lib.Sweep, study: optuna.Study, trial: optuna.Trial, values: dict,
+              say: Say) -> None:
+  """Trains one trial (resuming its checkpoint if it has one) and tells the study its end."""
+  folder = sweep.path / trial.user_attrs["workdir"]
+  folder.mkdir(parents=True, exist_ok=True)
+  resume = checkpoint.holds_checkpoints(folder / "checkpoints")
+  config = dataclasses.replace(sweep.space.config(values), data=sweep.data)
+  say(f"trial {trial.number}{' (resumed)' if resume else ''}: {describe(values)} -> "
+      f"{folder.relative_to(sweep.path)}")
+
+  def on_eval(step, metrics):
+    if "val_bpc" not in metrics:
+      return None
+    trial.report(metrics["val_bpc"], step)
+    return "pruned" if trial.should_prune() else None
+
+  with open(folder / "log.txt", "a") as log:
+    def to_log(line):
+      log.write(line + "\n")
+      log.flush()
+    try:
+      summary = charlm.train_and_evaluate(config, trial_options(sweep, folder, resume),
+                                          out=to_log, on_eval=on_eval)
+    except KeyboardInterrupt:
+      trials.fail_and_retry(study, trial.number, "interrupted")
+      raise
+    except trial_errors() as e:
+      _failed(study, trial, e, say)
+      return
+  _finish(study, trial, summary, say)
+
+
+def run_population(sweep: sweep_lib.Sweep, study: optuna.Study, asked: list, say: Say) -> None:
+  """Trains the asked trials as one vmapped population (population.py); a trial the
+  pruner stops is frozen in the program. Interrupted populations restart from scratch."""
+  folders = [sweep.path / t.user_attrs["workdir"] for t, _ in asked]
+  configs = [dataclasses.replace(sweep.space.config(v), data=sweep.data) for _, v in asked]
+  for (trial, values), folder in zip(asked, folders):
+    say(f"trial {trial.number} (population of {len(asked)}): {describe(values)} -> "
+        f"{folder.relative_to(sweep.path)}")
+    folder.mkdir(parents=True, exist_ok=True)
+
+  def on_eval(i, step, val_bpc):
+    trial = asked[i][0]
+    trial.report(val_bpc, step)
+    return "pruned" if trial.should_prune() else None
+
+  logs = [open(f / "log.txt", "a") for f in folders]  # pylint: disable=consider-using-with
+
+  def to_logs(line):
+    for log in logs:
+      log.write(line + "\n")
+      log.flush()
+  b = sweep.budget
+  try:
+    summaries = population.train_population(
+        configs, folders, b.steps, b.seconds, b.eval_every, on_eval, out=to_logs,
+        report_interval=b.report_interval, checkpoint_every=b.eval_every, keep=1)
+  except KeyboardInterrupt:
+    for trial, _ in asked:
+      trials.fail_and_retry(study, trial.number, "interrupted")
+    raise
+  except trial_errors() as e:
+    for trial, _ in asked:
+      _failed(study, trial, e, say)
+    return
+  finally:
+    for log in logs:
+      log.close()
+  for (trial, _), summary in zip(asked, summaries):
+    if summary["stopped_by"] == "nan":
+      _failed(study, trial, charlm.TrainingError(
+          f"the loss became NaN/Inf at iter {summary['step'] + 1}"), say)
+    else:
+      _finish(study, trial, summary, say)
