@@ -3,11 +3,17 @@
 float64 is switched on for the whole session (gradient and oracle checks need it; the
 float32 models keep their explicit dtype). The corpus is found through DNCJAX_DATA_DIR,
 as CI sets it; when unset, the shared folder beside the checkout is used if present.
-The CPU shows itself as two devices (for tests/test_parallel.py; subprocesses inherit
-it); everything else still runs on the first one, as before.
+The CPU shows itself as two devices (for tests/training/test_parallel.py; subprocesses
+inherit it); everything else still runs on the first one, as before.
+
+The tests mirror the package: tests/models, tests/training, tests/charlm, tests/tasks and
+tests/sweeps hold one test_<module>.py per module; the end-to-end files stay here at the
+top. Helpers that several test files use are the fixtures below; test files never import
+from one another (each finds the repository root from its own __file__).
 """
 
 import hashlib
+import json
 import os
 import pathlib
 
@@ -37,10 +43,29 @@ def text_file(tmp_path_factory):
   return path
 
 
-def folder_digest(folder) -> str:
+def _folder_digest(folder) -> str:
   """One hash of every file's relative path and bytes below `folder`."""
   h = hashlib.sha256()
   for path in sorted(pathlib.Path(folder).rglob("*")):
     if path.is_file():
       h.update(str(path.relative_to(folder)).encode() + path.read_bytes())
   return h.hexdigest()
+
+
+@pytest.fixture(scope="session")
+def folder_digest():
+  """folder_digest(folder) -> one hash of every file's relative path and bytes below it:
+  equal before and after means nothing in the folder was touched."""
+  return _folder_digest
+
+
+def _bpcs(workdir, key):
+  records = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
+  return [(r["step"], r[key]) for r in records if key in r]
+
+
+@pytest.fixture(scope="session")
+def bpcs():
+  """bpcs(workdir, key) -> [(step, value)] of every record in workdir/metrics.jsonl that
+  has `key` (train_bpc, val_bpc, ...), in the order written."""
+  return _bpcs

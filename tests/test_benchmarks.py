@@ -1,8 +1,9 @@
 """benchmarks/flops_ceiling.py: the FLOP count by hand, and a run at tiny sizes."""
 
 import importlib.util
+import pathlib
 
-from tests.conftest import REPO
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 spec = importlib.util.spec_from_file_location("flops_ceiling",
                                               REPO / "benchmarks" / "flops_ceiling.py")

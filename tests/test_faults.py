@@ -33,7 +33,8 @@ from dncjax.sweeps import study as sweep
 from dncjax.sweeps import trials as sweep_trials
 from dncjax.sweeps import workers as sweep_workers
 from dncjax.sweeps import report as sweep_report
-from tests.conftest import REPO, folder_digest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 TINY = ["--model", "seed_dnc", "--hidden", "8", "--memory_size", "4", "--word_size", "4",
         "--batchsize", "2", "--seqlength", "8", "--sample_length", "0", "--report_interval", "1",
@@ -281,7 +282,8 @@ def test_data_that_is_not_a_file_is_refused(tmp_path, kind):
     alice_main(["--data", path, "--workdir", tmp_path / "w", *TINY, "--steps", "1"])
 
 
-def test_corrupt_latest_checkpoint_falls_back_and_is_kept(text_file, tmp_path, capsys):
+def test_corrupt_latest_checkpoint_falls_back_and_is_kept(text_file, tmp_path, capsys,
+                                                          folder_digest):
   alice_main(["--data", text_file, "--workdir", tmp_path, *TINY, "--steps", "8",
               "--checkpoint_every", "4", "--eval_every", "0"])
   damaged = tmp_path / "checkpoints" / "8"
@@ -415,7 +417,7 @@ PLANTS = {
     "gradient x1.5": (lambda y: y, lambda g: 1.5 * g),
     "NaN forward": (lambda y: y * jnp.nan, lambda g: g),
     "NaN backward": (lambda y: y, lambda g: g * jnp.nan),
-}  # without a plant every model passes: tests/test_gradcheck.py
+}  # without a plant every model passes: tests/training/test_gradcheck.py
 
 
 @pytest.mark.parametrize("plant", PLANTS)

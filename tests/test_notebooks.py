@@ -1,12 +1,13 @@
 """The notebooks run top to bottom (at tiny settings) in a fresh kernel."""
 
 import os
+import pathlib
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from tests.conftest import REPO
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("name", ["quickstart", "dnc_memory"])

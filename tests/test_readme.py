@@ -1,6 +1,8 @@
 """The README's set-up commands are the ones CI runs."""
 
-from tests.conftest import REPO
+import pathlib
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _commands(marker):

@@ -5,6 +5,7 @@ import csv
 import importlib.util
 import json
 import os
+import pathlib
 import re
 import signal
 import subprocess
@@ -16,7 +17,8 @@ import pytest
 
 from dncjax.charlm import job as charlm
 from dncjax.training import checkpoint
-from tests.conftest import REPO, folder_digest
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 TINY = ["--model", "seed_dnc", "--hidden", "8", "--memory_size", "4", "--word_size", "4",
         "--batchsize", "2", "--seqlength", "8", "--sample_length", "16", "--report_interval", "1",
@@ -38,11 +40,6 @@ def run(text_file, workdir, *extra):
   return alice.main(["--data", str(text_file), "--workdir", str(workdir), *TINY, *extra])
 
 
-def bpcs(workdir, key):
-  records = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
-  return [(r["step"], r[key]) for r in records if key in r]
-
-
 @pytest.fixture(scope="module")
 def straight(text_file, tmp_path_factory):
   """8 iterations in one go (float64), checkpoints every 4."""
@@ -51,7 +48,7 @@ def straight(text_file, tmp_path_factory):
   return workdir
 
 
-def test_resume_continues_exactly(text_file, straight, tmp_path):
+def test_resume_continues_exactly(text_file, straight, tmp_path, bpcs):
   run(text_file, tmp_path, "--steps", "4", "--checkpoint_every", "4")
   assert checkpoint.Checkpoints(tmp_path / "checkpoints", create=False).latest_step() == 4
   run(text_file, tmp_path, "--steps", "8", "--resume")
@@ -64,7 +61,7 @@ def test_resume_continues_exactly(text_file, straight, tmp_path):
   assert all(np.array_equal(a[k], b[k]) for k in a)
 
 
-def test_run_writes_its_outputs(straight):
+def test_run_writes_its_outputs(straight, bpcs):
   names = {p.name for p in straight.iterdir()}
   assert {"checkpoints", "best", "metrics.jsonl", "samples.txt", "metrics.png", "results.json",
           "config.json"} <= names
@@ -93,7 +90,7 @@ def test_dynamic_evaluation_scores_before_learning(text_file, tmp_path):
   assert adapted < results["dynamic_val_bpc"]
 
 
-def test_dynamic_eval_script_grid(straight, capsys, tmp_path):
+def test_dynamic_eval_script_grid(straight, capsys, tmp_path, folder_digest):
   before = folder_digest(straight)
   table = tmp_path / "grid.csv"
   assert dynamic_eval.main(["--workdir", str(straight), "--best", "--rule", "adagrad", "rms",
@@ -152,7 +149,8 @@ BAD = [  # (flags, message, resume into the finished run?)
 
 @pytest.mark.parametrize("flags, message, resume", BAD)
 def test_bad_input_is_one_line_and_leaves_checkpoints_alone(text_file, straight, tmp_path,
-                                                           flags, message, resume):
+                                                           flags, message, resume,
+                                                           folder_digest):
   (tmp_path / "empty.txt").write_text("")
   (tmp_path / "binary.txt").write_bytes(b"Alice \xff\xfe was")
   (tmp_path / "short.txt").write_text("Alice")
@@ -173,7 +171,8 @@ def test_bad_input_is_one_line_and_leaves_checkpoints_alone(text_file, straight,
   assert not (tmp_path / "fresh" / "checkpoints").exists()
 
 
-def test_resume_without_checkpoint_and_corrupt_checkpoint(text_file, straight, tmp_path):
+def test_resume_without_checkpoint_and_corrupt_checkpoint(text_file, straight, tmp_path,
+                                                           folder_digest):
   with pytest.raises(checkpoint.CheckpointError, match="no checkpoint"):
     run(text_file, tmp_path / "fresh", "--resume", "--steps", "2")
   broken = tmp_path / "broken"

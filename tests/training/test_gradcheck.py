@@ -1,5 +1,6 @@
 """Gradient check of every model (float64), and proof that the check can fail."""
 
+import pathlib
 import subprocess
 import sys
 
@@ -12,7 +13,8 @@ import dncjax
 from dncjax.models import core
 from dncjax.training import gradcheck
 from dncjax.training import train
-from tests.conftest import REPO
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 SMALL = dict(hidden=5, init_scale=0.5, dtype="float64")
 MODELS = [("rnn", {}), ("lstm", {}), ("lstm", {"variant": "textbook"}),

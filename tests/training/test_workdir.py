@@ -13,7 +13,7 @@ import pytest
 
 from dncjax.training import workdir
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 HOLD = """
 import sys

@@ -2,8 +2,10 @@
 them): the same losses as one device, a really sharded state, checkpoints that move
 between device counts, two processes with jax.distributed, and one-line errors."""
 
+import importlib.util
 import json
 import os
+import pathlib
 import socket
 import subprocess
 import sys
@@ -18,8 +20,11 @@ from dncjax.training import checkpoint
 from dncjax.charlm import data
 from dncjax.training import parallel
 from dncjax.training import train
-from tests.conftest import REPO
-from tests.test_alice import alice, bpcs, folder_digest
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+spec = importlib.util.spec_from_file_location("parallel_alice", REPO / "experiments" / "alice.py")
+alice = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(alice)
 
 TINY = ["--model", "lstm", "--hidden", "8", "--batchsize", "4", "--seqlength", "8",
         "--sample_length", "8", "--report_interval", "1", "--eval_every", "3",
@@ -39,11 +44,15 @@ def run(text_file, workdir, devices, steps, *extra):
   return workdir
 
 
-def assert_same_curve(a, b, key="train_bpc"):
-  steps_a, values_a = zip(*bpcs(a, key))
-  steps_b, values_b = zip(*bpcs(b, key))
-  assert steps_a == steps_b
-  np.testing.assert_allclose(values_a, values_b, rtol=RTOL)
+@pytest.fixture(scope="module")
+def assert_same_curve(bpcs):
+  """assert_same_curve(a, b, key): the same steps and, to RTOL, the same values of `key`."""
+  def assert_same_curve(a, b, key="train_bpc"):
+    steps_a, values_a = zip(*bpcs(a, key))
+    steps_b, values_b = zip(*bpcs(b, key))
+    assert steps_a == steps_b
+    np.testing.assert_allclose(values_a, values_b, rtol=RTOL)
+  return assert_same_curve
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +104,7 @@ def test_sharded_train_step_matches_one_device_and_stays_sharded(tmp_path):
   assert step._cache_size() == compiled  # the restored state needs no new compilation
 
 
-def test_two_devices_train_as_one(one, two):
+def test_two_devices_train_as_one(one, two, assert_same_curve):
   assert_same_curve(one, two)
   assert_same_curve(one, two, "val_bpc")
   r1, r2 = (json.loads((w / "results.json").read_text()) for w in (one, two))
@@ -106,7 +115,8 @@ def test_two_devices_train_as_one(one, two):
 
 
 @pytest.mark.parametrize("first, then", [(2, 1), (1, 2)])
-def test_checkpoint_moves_between_device_counts(text_file, one, two, tmp_path, first, then):
+def test_checkpoint_moves_between_device_counts(text_file, one, two, tmp_path, first, then,
+                                                bpcs, assert_same_curve):
   run(text_file, tmp_path, first, 3)
   run(text_file, tmp_path, then, 6, "--resume")
   assert [s for s, _ in bpcs(tmp_path, "train_bpc")] == list(range(1, 7))
@@ -120,7 +130,8 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def test_two_processes_resume_a_one_device_run(text_file, one, tmp_path):
+def test_two_processes_resume_a_one_device_run(text_file, one, tmp_path, bpcs,
+                                                assert_same_curve):
   """Two local processes (one CPU device each, gloo collectives) pick up a one-device
   checkpoint at iter 3 and finish the run; process 0 alone writes the run's files."""
   run(text_file, tmp_path, 1, 3)
@@ -160,7 +171,8 @@ BAD = [  # (flags, words of the error, resume the finished two-device run?)
 
 @pytest.mark.parametrize("flags, words, resume", BAD)
 def test_bad_device_flags_are_one_line_and_leave_checkpoints_alone(text_file, two, tmp_path,
-                                                                  flags, words, resume):
+                                                                  flags, words, resume,
+                                                                  folder_digest):
   workdir = two if resume else tmp_path / "fresh"
   before = folder_digest(two)
   proc = subprocess.run(

@@ -3,6 +3,7 @@ experiments/tasks.py end to end on tiny settings (exact resume, one-line errors)
 
 import importlib.util
 import json
+import pathlib
 import subprocess
 import sys
 
@@ -14,7 +15,8 @@ import pytest
 
 from dncjax.training import checkpoint
 from dncjax.tasks import job as tasks
-from tests.conftest import REPO
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 spec = importlib.util.spec_from_file_location("tasks_script", REPO / "experiments" / "tasks.py")
 script = importlib.util.module_from_spec(spec)
