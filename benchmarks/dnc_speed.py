@@ -1,7 +1,7 @@
 """Training speed of the paper's DNC: jitted steps/s (forward + backward + Adagrad).
 
 Each row builds `dncjax.make_model('dnc', ...)` at one memory size N, compiles
-`dncjax.train.make_train_step` (timed: the compile time), runs `--warmup` steps, then
+`dncjax.training.train.make_train_step` (timed: the compile time), runs `--warmup` steps, then
 times `--steps` steps with `block_until_ready` (wall clock; the CPU column is the
 process's CPU time over all its threads, a check when the machine is shared). Inputs
 are random float bit vectors [B, T, I] and the targets the same bits (sigmoid
@@ -22,7 +22,7 @@ import optax
 
 from dncjax import pytrees
 import dncjax
-from dncjax.training import train
+from dncjax.training import optim, train
 
 
 def bit_loss(logits_BxSxI, targets_BxSxI):
@@ -34,7 +34,7 @@ def time_one(args, memory_size: int) -> dict:
   model = dncjax.make_model(
       "dnc", args.input, args.input, hidden=args.hidden, memory_size=memory_size,
       word_size=args.word, read_heads=args.reads, remat=args.remat, dtype=args.dtype)
-  optimizer = train.make_optimizer(train.OptimizerConfig(learning_rate=args.lr))
+  optimizer = optim.make(optim.OptimizerConfig(learning_rate=args.lr))
   train_step = train.make_train_step(model, optimizer, bit_loss)
   state = train.init_train_state(model, optimizer, jax.random.key(0), args.batch)
   bits = jax.random.bernoulli(jax.random.key(1), 0.5, (args.batch, args.time, args.input))

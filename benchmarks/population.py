@@ -28,12 +28,11 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from dncjax import pytrees
-import dncjax  # noqa: E402
-from dncjax.charlm import job as charlm  # noqa: E402
-from dncjax import cli
-from dncjax.sweeps import population
-from dncjax.training import train
+from dncjax import cli, configs, pytrees  # noqa: E402
+from dncjax.charlm import job  # noqa: E402
+from dncjax.charlm.config import DataConfig, RunConfig  # noqa: E402
+from dncjax.sweeps import population  # noqa: E402
+from dncjax.training import optim, train  # noqa: E402
 
 V = 73
 MODELS = {  # label -> (model, hyperparameters)
@@ -51,18 +50,20 @@ def make_batches(P: int, K: int, B: int, S: int, seed: int = 0) -> list[pytrees.
           for k in range(K)]
 
 
-def configs_for(label: str, P: int, B: int, S: int) -> list[charlm.RunConfig]:
+def configs_for(label: str, P: int, B: int, S: int) -> list[RunConfig]:
   name, hyper = MODELS[label]
   rates = np.geomspace(0.01, 0.1, P)
-  return [charlm.RunConfig(model=name, hyper=tuple(sorted(hyper.items())), batch_size=B,
-                           seq_length=S, learning_rate=float(lr), eps=1e-8, seed=i)
+  return [RunConfig(model=configs.model_config(name, hyper),
+                    optim=optim.OptimizerConfig(learning_rate=float(lr), eps=1e-8),
+                    data=DataConfig(batch_size=B, seq_length=S), seed=i)
           for i, lr in enumerate(rates)]
 
 
-def init_state(config: charlm.RunConfig):
-  model = dncjax.make_model(config.model, V, V, **dict(config.hyper))
-  optimizer = train.make_optimizer(config.optimizer())
-  ts = train.init_train_state(model, optimizer, jax.random.key(config.seed), config.batch_size)
+def init_state(config: RunConfig):
+  """(model, optimizer, TrainState) of a trial (its optimiser state holds its numbers)."""
+  model, optimizer = job.build_model(config, V)
+  ts = train.init_train_state(model, optimizer, jax.random.key(config.seed),
+                              config.data.batch_size)
   return model, optimizer, ts
 
 
@@ -91,20 +92,17 @@ def vmapped(configs, batches):
   states = []
   for config in configs:
     model, _, ts = init_state(config)
-    params_treedef = population.opt_treedef(ts.params)
-    states.append(ts._replace(opt_state=population.convert_opt_state(ts.opt_state,
-                                                                     params_treedef)))
+    states.append(ts)
   state = population.stack(states)
-  hyper = population.hyper_arrays(configs, "float32")
   alive = jnp.ones(len(configs), bool)
-  step = population.make_step(model)
+  step = population.make_step(model, population.make_optimizer(configs))
   start = time.perf_counter()
-  state, metrics = step(hyper, state, batches[0], alive)
+  state, metrics = step(state, batches[0], alive)
   np.asarray(metrics["loss"])
   compile_s = time.perf_counter() - start
   start = time.perf_counter()
   for batch in batches[1:]:
-    state, metrics = step(hyper, state, batch, alive)
+    state, metrics = step(state, batch, alive)
     losses = np.asarray(metrics["loss"])
   return compile_s, time.perf_counter() - start, losses
 

@@ -25,7 +25,7 @@ jax.config.update("jax_enable_x64", True)  # for the float64 column; float32 sta
 from dncjax import pytrees
 import dncjax  # noqa: E402
 from dncjax import cli  # noqa: E402
-from dncjax.training import train
+from dncjax.training import optim, train
 from tests import oracle  # noqa: E402
 
 V = 73  # alice29.txt's vocabulary
@@ -68,7 +68,7 @@ def numpy_rate(name, hyper, B, S, lr, eps, batches, seconds):
 
 def jax_rate(name, hyper, B, S, lr, eps, batches, seconds, dtype):
   model = dncjax.make_model(name, V, V, **hyper, dtype=dtype)
-  optimizer = train.make_optimizer(train.OptimizerConfig(lr, eps))
+  optimizer = optim.make(optim.OptimizerConfig(learning_rate=lr, eps=eps))
   step_fn = train.make_train_step(model, optimizer)
   ts = train.init_train_state(model, optimizer, jax.random.key(0), B)
   device_batches = [pytrees.Batch(jnp.asarray(i, jnp.int32), jnp.asarray(t, jnp.int32),

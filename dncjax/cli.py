@@ -134,11 +134,14 @@ def repr_default(value) -> str:
 
 def add_option_flags(parser: argparse.ArgumentParser, defaults, title: str,
                      skip: tuple[str, ...] = ()) -> argparse._ArgumentGroup:
-  """A flag for every field of the options dataclass `defaults`, set to its default."""
+  """A flag for every field of the options dataclass `defaults` (an instance, or a class
+  whose fields have defaults), set to its default."""
   group = parser.add_argument_group(title)
+  cls = defaults if isinstance(defaults, type) else type(defaults)
   for field in dataclasses.fields(defaults):
     if field.name not in skip:
-      _add(group, type(defaults), field, field.name, getattr(defaults, field.name), None)
+      value = field.default if defaults is cls else getattr(defaults, field.name)
+      _add(group, cls, field, field.name, value, None)
   return group
 
 
@@ -212,8 +215,8 @@ def given(args: argparse.Namespace, parser: argparse.ArgumentParser) -> configs.
 def options(args: argparse.Namespace, cls: type, **more):
   """An options dataclass from the parsed flags of its fields (and `more`)."""
   values = {k: tuple(v) if isinstance(v, list) else v for k, v in vars(args).items()}
-  return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls) if f.name in values},
-             **more)
+  return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls)
+                if f.name in values and f.name not in more}, **more)
 
 
 def run(main: Callable[[], int | None], errors: tuple[type[BaseException], ...] = ()) -> None:

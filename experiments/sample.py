@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dncjax.charlm import job as charlm
+from dncjax.charlm import job, restore
 from dncjax import cli
 from dncjax.charlm import sampling
 
@@ -36,7 +36,7 @@ def main(argv=None) -> int:
   if not 0 <= args.seed < 2**32:
     raise cli.UsageError(f"--seed must be in [0, 2**32), got {args.seed}")
   temperature = sampling.check_temperature(args.temperature)
-  model, params, vocab, meta = charlm.restore_for_sampling(args.workdir, best=args.best)
+  model, params, vocab, meta = restore.restore_for_sampling(args.workdir, best=args.best)
   prime = vocab.encode(args.prime)
   ids, _ = sampling.sample(model, params, model.initial_state(), jnp.asarray(prime),
                            jax.random.key(args.seed), args.length, temperature)
@@ -45,4 +45,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  cli.run(main, charlm.error_types())
+  cli.run(main, job.error_types())

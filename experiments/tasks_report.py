@@ -16,9 +16,8 @@ import sys
 
 signal.signal(signal.SIGINT, lambda *_: sys.exit(130))  # Ctrl-C while loading: no traceback
 
-import statistics
-from dncjax import cli
-from dncjax.tasks import job as tasks
+from dncjax import cli  # noqa: E402
+from dncjax.tasks import config, report  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -34,35 +33,10 @@ def main(argv=None) -> int:
   args = p.parse_args(argv)
   if args.length is not None and args.length <= 0:
     raise cli.UsageError(f"--length must be positive, got {args.length}")
-  reports = [tasks.run_report(w, args.length, args.since, args.target) for w in args.workdirs]
-  groups: dict[str, list[dict]] = {}
-  for r in reports:
-    groups.setdefault(tasks.options_label(r["config"], tasks.DEFAULT_RUN), []).append(r)
-
-  head = ["run", "seed", "iters", "end", f"mean from {args.since}", "median",
-          f"below {args.target}", "perfect"]
-  for label, rows in groups.items():
-    rows.sort(key=lambda r: r["config"].seed)
-    table = [head] + [[r["run"], str(r["config"].seed), str(r["iters"]), f"{r['end']:.4f}",
-                       f"{r['mean']:.4f}", f"{r['median']:.4f}",
-                       f"{r['below']}/{r['evaluations']}", f"{r['perfect']:.2%}"]
-                      for r in rows]
-    length = rows[0]["length"]
-    at = "training lengths" if length is None else f"length {length}"
-    print(f"\n{'### ' if args.markdown else ''}{label} ({at})\n")
-    if args.markdown:
-      table.insert(1, ["---"] * len(head))
-      print("\n".join("| " + " | ".join(row) + " |" for row in table))
-    else:
-      widths = [max(len(row[i]) for row in table) for i in range(len(head))]
-      print("\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in table))
-    print(f"\n{len(rows)} runs; ends below {args.target}: "
-          f"{sum(r['end'] < args.target for r in rows)}; mean of means "
-          f"{statistics.mean(r['mean'] for r in rows):.4f}; evaluations below: "
-          f"{sum(r['below'] for r in rows)}/{sum(r['evaluations'] for r in rows)}; "
-          f"perfect {statistics.mean(r['perfect'] for r in rows):.2%}")
+  reports = [report.run_report(w, args.length, args.since, args.target) for w in args.workdirs]
+  print(report.tables(reports, config.RunConfig(), args.since, args.target, args.markdown))
   return 0
 
 
 if __name__ == "__main__":
-  cli.run(main, (tasks.ReportError,))
+  cli.run(main, (report.ReportError,))

@@ -1,16 +1,17 @@
 """Tests for dncjax.cli: one-line argument errors, model flags generated from the registered
-models, the shared schedule flags, and how `cli.run` turns errors into exit statuses."""
+models (what they give is a `configs.Given`, put on a job's defaults), the shared run and
+schedule flags, and how `cli.run` turns errors into exit statuses."""
 
 import dataclasses
 import signal
-import types
+from typing import Any
 
 import pytest
 
-from dncjax import models
+from dncjax import configs, models
 import dncjax
 from dncjax import cli
-from dncjax.training import loop
+from dncjax.training import loop, run, signals
 
 SKIPPED = {"input_size", "output_size", "dtype"}
 
@@ -25,10 +26,21 @@ def all_fields() -> dict:
   return fields
 
 
-def model_parser(**kwargs) -> cli.ArgumentParser:
+@dataclasses.dataclass(frozen=True)
+class Job:
+  """A run config that holds only a model (as the jobs' run configs hold theirs)."""
+  model: Any = dataclasses.field(default_factory=lambda: configs.model_config("lstm", {}))
+
+
+def model_parser(defaults: Job = Job()) -> cli.ArgumentParser:
   p = cli.ArgumentParser(prog="prog")
-  cli.add_model_flags(p, **kwargs)
+  cli.add_config_flags(p, defaults, "run")
   return p
+
+
+def given(*argv, defaults: Job = Job()) -> configs.Given:
+  p = model_parser(defaults)
+  return cli.given(p.parse_args(list(argv)), p)
 
 
 def exit_of(capsys, fn, *args) -> tuple[int, str]:
@@ -74,22 +86,25 @@ def test_the_help_shows_a_zero_default(monkeypatch):
 
 
 def test_there_is_one_flag_per_model_hyperparameter():
-  p = model_parser(set_defaults=False)
+  p = model_parser()
   fields = all_fields()
-  args = vars(p.parse_args([]))
-  assert args == dict.fromkeys(fields)  # one per field, each None when unset
-  assert "hidden" in args and "memory_size" in args and "remat" in args
-  assert not set(args) & SKIPPED
+  dests = {a.dest for a in p._actions if a.dest.startswith("model.")}  # pylint: disable=protected-access
+  assert dests == {f"model.{name}" for name in fields}  # one per field
+  assert vars(p.parse_args([])) == {}  # each unset unless given
+  assert {"hidden", "memory_size", "remat"} <= set(fields)
+  assert not {f"model.{name}" for name in SKIPPED} & dests
 
 
 def test_flags_parse_to_the_field_types():
-  args = model_parser(set_defaults=False).parse_args(
+  args = vars(model_parser().parse_args(
       ["--hidden", "7", "--init_scale", "0.25", "--variant", "textbook",
-       "--controller_clip", "2.5", "--remat", "--no-reset_memory"])
-  assert (args.hidden, args.init_scale, args.variant) == (7, 0.25, "textbook")
-  assert type(args.hidden) is int and type(args.init_scale) is float
-  assert args.controller_clip == 2.5  # `float | None` in the config: a float flag
-  assert args.remat is True and args.reset_memory is False and args.deallocate is None
+       "--controller_clip", "2.5", "--remat", "--no-reset_memory"]))
+  assert (args["model.hidden"], args["model.init_scale"], args["model.variant"]) == (
+      7, 0.25, "textbook")
+  assert type(args["model.hidden"]) is int and type(args["model.init_scale"]) is float
+  assert args["model.controller_clip"] == 2.5  # `float | None` in the config: a float flag
+  assert args["model.remat"] is True and args["model.reset_memory"] is False
+  assert "model.deallocate" not in args  # unset
 
 
 def test_a_badly_typed_model_flag_is_a_usage_error(capsys):
@@ -97,75 +112,94 @@ def test_a_badly_typed_model_flag_is_a_usage_error(capsys):
   assert code == 2 and "--hidden" in err and err.count("\n") == 1
 
 
+def shown(defaults: dict) -> str:
+  return "(default: " + ", ".join(f"{m} {cli.repr_default(d)}" for m, d in defaults.items()) + ")"
+
+
 def test_the_help_lists_each_models_default(monkeypatch):
   monkeypatch.setenv("COLUMNS", "400")  # one help text per line
-  text = model_parser(set_defaults=False).format_help()
+  text = model_parser().format_help()
   for field, defaults in all_fields().items():
-    shown = ", ".join(f"{m}={d}" for m, d in defaults.items())
-    assert f"default: {shown}" in text, field
-  assert "lstm=32" in text and "dnc=64" in text
+    assert shown(defaults) in text, field
+  assert "lstm 32" in text and "dnc 64" in text
   assert "--remat, --no-remat" in text
 
 
-def test_an_override_is_the_default_and_is_shown(monkeypatch):
+def test_a_jobs_default_is_shown_and_is_what_an_unset_flag_takes(monkeypatch):
   monkeypatch.setenv("COLUMNS", "400")
-  p = model_parser(overrides={"hidden": 128})
-  assert p.parse_args([]).hidden == 128
-  assert "default: 128 here; models: dnc=64" in p.format_help()
-  assert model_parser(overrides={"hidden": 128}, set_defaults=False).parse_args([]).hidden is None
+  defaults = Job(configs.model_config("seed_dnc", {"hidden": 128}))
+  p = model_parser(defaults)
+  assert shown({**all_fields()["hidden"], "seed_dnc": 128}) in p.format_help()
+  assert "dnc 64" in p.format_help()
+  unset = cli.given(p.parse_args([]), p)
+  assert unset == configs.Given() and unset.apply(defaults).model.hidden == 128
+  other = given("--model", "dnc", defaults=defaults)  # another model: the job's defaults
+  assert other.apply(defaults, {"hidden": 128}).model == configs.model_config(
+      "dnc", {"hidden": 128})
+  assert other.apply(defaults).model.hidden == 64  # or, without them, the model's own
 
 
-def test_given_model_flags_holds_only_flags_with_a_value():
-  p = model_parser(set_defaults=False)
-  assert cli.given_model_flags(p.parse_args([])) == {}
-  assert cli.given_model_flags(p.parse_args(["--hidden", "8", "--no-remat"])) == {
-      "hidden": 8, "remat": False}
-  assert cli.given_model_flags(model_parser(overrides={"hidden": 16}).parse_args([])) == {
-      "hidden": 16}
+def test_given_holds_only_flags_with_a_value():
+  assert given() == configs.Given()
+  assert given("--hidden", "8", "--no-remat") == configs.Given((
+      configs.Setting("model.hidden", "--hidden", 8),
+      configs.Setting("model.remat", "--remat", False)))
+  defaults = Job(configs.model_config("lstm", {"hidden": 16}))  # a job's default is no
+  assert given(defaults=defaults) == configs.Given()             # setting, but reaches
+  assert given(defaults=defaults).apply(defaults).model.hidden == 16  # the model
 
 
 def test_model_hyperparameters_are_checked_against_the_model():
-  p = model_parser(set_defaults=False)
-  assert cli.model_hyperparameters(p.parse_args(["--hidden", "8"]), "lstm") == {"hidden": 8}
-  args = p.parse_args(["--hidden", "8", "--memory_size", "4"])
-  assert cli.model_hyperparameters(args, "dnc") == {"hidden": 8, "memory_size": 4}
+  assert given("--hidden", "8").apply(Job()).model == configs.model_config("lstm", {"hidden": 8})
+  assert given("--model", "dnc", "--hidden", "8", "--memory_size", "4").apply(Job()).model == (
+      configs.model_config("dnc", {"hidden": 8, "memory_size": 4}))
   with pytest.raises(cli.UsageError) as info:
-    cli.model_hyperparameters(args, "lstm")
+    given("--hidden", "8", "--memory_size", "4").apply(Job())  # the default model: lstm
   takes = ", ".join(sorted(models.takes("lstm") - SKIPPED))
   assert str(info.value) == f"--memory_size does not apply to model 'lstm' (it takes: {takes})"
   assert "memory_size" not in takes and "dtype" not in takes and "hidden" in takes
   assert isinstance(info.value, ValueError)  # so cli.run makes it one line
+  assert cli.UsageError is configs.UsageError
 
 
-# ---------------------------------------------------------------------------- schedule flags
+# ---------------------------------------------------------------------------- run flags
 
 
-OPTIONS = types.SimpleNamespace(timelimit=3600.0, report_interval=20, eval_every=500,
-                                checkpoint_every=1000, keep=3)
+DEFAULTS = run.RunOptions("runs/x", schedule=loop.Schedule(
+    timelimit=7200.0, report_interval=20, eval_every=500, checkpoint_every=1000), keep=3)
 
 
-def schedule(*argv):
+def run_parser() -> cli.ArgumentParser:
   p = cli.ArgumentParser(prog="prog")
-  cli.add_schedule_flags(p, OPTIONS, "runs/x", "where outputs go")
-  return cli.schedule_options(p.parse_args(list(argv)), 7200.0)
+  cli.add_run_flags(p, DEFAULTS, "where outputs go")
+  return p
 
 
-def test_schedule_flags_default_to_the_options():
-  assert schedule() == dict(resume=False, steps=None, timelimit=7200.0, report_interval=20,
-                            eval_every=500, checkpoint_every=1000, keep=3)
+def schedule(*argv) -> run.RunOptions:
+  return cli.run_options(run_parser().parse_args(list(argv)), DEFAULTS)
+
+
+def options(resume=False, steps=None, timelimit=7200.0, report_interval=20, eval_every=500,
+            checkpoint_every=1000, keep=3, workdir="runs/x") -> run.RunOptions:
+  return run.RunOptions(workdir, resume, loop.Schedule(
+      steps, timelimit, report_interval, eval_every, checkpoint_every), keep)
+
+
+def test_run_flags_default_to_the_options():
+  assert schedule() == options() == DEFAULTS
 
 
 def test_a_time_limit_is_only_a_default_without_steps():
-  assert schedule("--steps", "50")["timelimit"] is None
-  assert schedule("--steps", "50", "--timelimit", "10")["timelimit"] == 10.0
-  assert schedule("--timelimit", "10")["timelimit"] == 10.0
+  assert schedule("--steps", "50").schedule.timelimit is None
+  assert schedule("--steps", "50", "--timelimit", "10").schedule.timelimit == 10.0
+  assert schedule("--timelimit", "10").schedule.timelimit == 10.0
 
 
-def test_schedule_flags_take_both_spellings():
+def test_run_flags_take_both_spellings():
   got = schedule("--resume", "--report-interval", "5", "--eval_every", "0",
-                 "--checkpoint-every", "7", "--keep", "1")
-  assert got == dict(resume=True, steps=None, timelimit=7200.0, report_interval=5,
-                     eval_every=0, checkpoint_every=7, keep=1)
+                 "--checkpoint-every", "7", "--keep", "1", "--workdir", "runs/y")
+  assert got == options(resume=True, report_interval=5, eval_every=0, checkpoint_every=7,
+                        keep=1, workdir="runs/y")
 
 
 @pytest.mark.parametrize("argv, flag", [
@@ -174,9 +208,11 @@ def test_schedule_flags_take_both_spellings():
     (["--timelimit", "nan"], "--timelimit"),
     (["--report_interval", "0"], "--report_interval"), (["--keep", "0"], "--keep"),
     (["--eval_every", "-1"], "--eval_every"), (["--checkpoint_every", "-1"], "--checkpoint_every")])
-def test_schedule_nonsense_is_refused_naming_the_flag(argv, flag):
-  with pytest.raises(cli.UsageError, match=f"^{flag} must be"):
+def test_schedule_nonsense_is_refused_naming_the_flag(capsys, sigint_handler, argv, flag):
+  with pytest.raises(ValueError, match=f"^{flag} must be"):
     schedule(*argv)
+  code, err = exit_of(capsys, cli.run, lambda: schedule(*argv))  # a usage error: one line
+  assert code == 2 and err.startswith(f"error: {flag} must be") and err.count("\n") == 1
 
 
 # ---------------------------------------------------------------------------- cli.run
@@ -231,12 +267,12 @@ def test_known_errors_are_one_line_with_exit_status_2(capsys, sigint_handler, er
 
 def test_ctrl_c_exits_130(capsys, sigint_handler):
   assert exit_of(capsys, cli.run, raising(KeyboardInterrupt())) == (130, "interrupted\n")
-  assert exit_of(capsys, cli.run, raising(loop.Interrupted(signal.SIGINT))) == (
+  assert exit_of(capsys, cli.run, raising(signals.Interrupted(signal.SIGINT))) == (
       130, "interrupted\n")
 
 
 def test_sigterm_exits_143(capsys, sigint_handler):
-  assert exit_of(capsys, cli.run, raising(loop.Interrupted(signal.SIGTERM))) == (
+  assert exit_of(capsys, cli.run, raising(signals.Interrupted(signal.SIGTERM))) == (
       143, "terminated\n")
 
 

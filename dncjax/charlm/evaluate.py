@@ -11,14 +11,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from dncjax import pytrees
-from dncjax.charlm import data
+from dncjax.charlm import batches, data
 from dncjax.models import core
 from dncjax.training import dynamic, gradcheck, losses, optim, train
 
 
 def stack_validation(val_ids: np.ndarray, seq_length: int, lanes: int):
   """All validation windows stacked: Batch with [K, b, S] leaves, mask inside targets."""
-  windows = list(data.validation_windows(val_ids, seq_length, lanes))
+  windows = list(batches.validation_windows(val_ids, seq_length, lanes))
   if not windows:
     return None
   inputs = np.stack([b.inputs for b, _ in windows])

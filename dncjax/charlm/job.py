@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dncjax import configs, models
-from dncjax.charlm import data, evaluate, sampling
+from dncjax.charlm import batches, data, evaluate, sampling
 from dncjax.charlm.config import MODEL_DEFAULTS, Options, RunConfig
 from dncjax.training import checkpoint, loop, optim, parallel, plots, run, train
 
@@ -36,7 +36,7 @@ def build_model(config: RunConfig, vocab_size: int):
   return model, optim.make(config.optim)
 
 
-def initial_run_state(model, optimizer, batcher: data.LaneBatcher, config: RunConfig):
+def initial_run_state(model, optimizer, batcher: batches.LaneBatcher, config: RunConfig):
   """(TrainState, lane state, raw sampling key) of a fresh run: all drawn from config.seed."""
   key = jax.random.key(config.seed)
   ts = train.init_train_state(model, optimizer, jax.random.fold_in(key, 0),
@@ -44,7 +44,7 @@ def initial_run_state(model, optimizer, batcher: data.LaneBatcher, config: RunCo
   return (ts, batcher.init(config.seed), checkpoint.key_to_array(jax.random.fold_in(key, 1)))
 
 
-def meta_extra(vocab: data.Vocab, lanes: data.LaneState, best: dict) -> dict:
+def meta_extra(vocab: data.Vocab, lanes: batches.LaneState, best: dict) -> dict:
   """The char-LM part of a checkpoint's metadata."""
   return {"vocab": vocab.to_list(), "data": lanes.to_dict(), "best": best}
 
@@ -82,7 +82,7 @@ class CharLM(run.Job):
     self.corpus = data.load_corpus(d.path, d.val_fraction, d.seq_length)
     self.vocab = vocab = self.corpus.vocab
     self.model, self.optimizer = build_model(config, vocab.size)
-    self.batcher = data.lane_batcher(self.corpus.train_ids, d.batch_size, d.seq_length,
+    self.batcher = batches.lane_batcher(self.corpus.train_ids, d.batch_size, d.seq_length,
                                      d.overlap)
     if meta is not None and meta["vocab"] != vocab.to_list():
       raise checkpoint.CheckpointError(
@@ -112,7 +112,7 @@ class CharLM(run.Job):
 
   def restored(self, items: dict, meta: dict) -> dict:
     self.rng = np.asarray(items["rng"])
-    self.lanes = data.LaneState.from_dict(meta["data"])
+    self.lanes = batches.LaneState.from_dict(meta["data"])
     self.best = meta["best"]
     return {**items, "rng": self.rng}
 

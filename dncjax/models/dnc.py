@@ -72,7 +72,8 @@ class DNCConfig:
   reset_memory: bool = False     # wipe the access state at each window (truncate)
   deallocate: bool = False       # freeing also wipes the slot (access.access_step; not the paper)
   link_sharpness: bool = False   # sharpen f_t, b_t by S(., s_t) (addressing.sharpen; not the paper)
-  key_masking: bool = False      # masked content look-ups (addressing.cosine_similarity; not the paper)
+  key_masking: bool = False      # masked content look-ups (addressing.cosine_similarity;
+                                 # not the paper)
   remat: bool = True             # recompute each step in the backward pass (jax.checkpoint)
   norm_eps: float = addressing.NORM_EPS    # inside the cosine's norms
   usage_eps: float = addressing.USAGE_EPS  # usage clamp before allocation
@@ -95,30 +96,38 @@ def _layer_suffix(layer: int) -> str:
   return "" if layer == 0 else f"_{layer}"
 
 
+def _init_params(config: DNCConfig, key: jax.Array) -> core.Params:
+  """The params of `config` (see the module docstring): matrices ~ N(0, init_scale^2),
+  biases zero but the forget gate's b_h, `forget_bias`."""
+  H, W, R = config.hidden, config.word_size, config.read_heads
+  L, O, dtype, s = config.controller_layers, config.output_size, config.dtype, config.init_scale
+  X = access.interface_size(W, R, config.link_sharpness, config.key_masking)  # interface
+  shapes = {}
+  for layer in range(L):
+    sfx = _layer_suffix(layer)
+    shapes[f"Wxh{sfx}"] = (4 * H, config.input_size)
+    shapes[f"Wrh{sfx}"] = (4 * H, R * W)
+    shapes[f"Whh{sfx}"] = (4 * H, H)
+    if layer > 0:
+      shapes[f"Wlh{sfx}"] = (4 * H, H)
+  shapes.update(Whi=(X, L * H), Why=(O, L * H), Wry=(O, R * W))
+  keys = jax.random.split(key, len(shapes))
+  params = {name: core.normal(k, shape, s, dtype)
+            for k, (name, shape) in zip(keys, shapes.items())}
+  for layer in range(L):  # gate order i, o, f, g: the forget bias sits in [2H:3H]
+    params[f"bh{_layer_suffix(layer)}"] = (
+        jnp.zeros((4 * H,), dtype).at[2 * H:3 * H].set(config.forget_bias))
+  params.update(bi=jnp.zeros((X,), dtype), by=jnp.zeros((O,), dtype))
+  return params
+
+
 def make(config: DNCConfig) -> core.Model:
   H, N, W, R = config.hidden, config.memory_size, config.word_size, config.read_heads
-  L, O, dtype, s = config.controller_layers, config.output_size, config.dtype, config.init_scale
+  L, dtype = config.controller_layers, config.dtype
   extras = (config.link_sharpness, config.key_masking)  # Csordas & Schmidhuber's interface
-  X = access.interface_size(W, R, *extras)
 
   def init(key):
-    shapes = {}
-    for layer in range(L):
-      sfx = _layer_suffix(layer)
-      shapes[f"Wxh{sfx}"] = (4 * H, config.input_size)
-      shapes[f"Wrh{sfx}"] = (4 * H, R * W)
-      shapes[f"Whh{sfx}"] = (4 * H, H)
-      if layer > 0:
-        shapes[f"Wlh{sfx}"] = (4 * H, H)
-    shapes.update(Whi=(X, L * H), Why=(O, L * H), Wry=(O, R * W))
-    keys = jax.random.split(key, len(shapes))
-    params = {name: core.normal(k, shape, s, dtype)
-              for k, (name, shape) in zip(keys, shapes.items())}
-    for layer in range(L):  # gate order i, o, f, g: the forget bias sits in [2H:3H]
-      params[f"bh{_layer_suffix(layer)}"] = (
-          jnp.zeros((4 * H,), dtype).at[2 * H:3 * H].set(config.forget_bias))
-    params.update(bi=jnp.zeros((X,), dtype), by=jnp.zeros((O,), dtype))
-    return params
+    return _init_params(config, key)
 
   def initial_state():
     zeros = jnp.zeros((H,), dtype)

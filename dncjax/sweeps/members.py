@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from dncjax.charlm import data, job
+from dncjax.charlm import batches, data, job
 from dncjax.charlm.config import RunConfig
 from dncjax.training import checkpoint, records, run
 
@@ -23,7 +23,7 @@ class Member:
   workdir: pathlib.Path
   model: Any
   vocab: data.Vocab
-  lanes: data.LaneState
+  lanes: batches.LaneState
   rng: np.ndarray
   log: records.MetricsLog
   ckpts: checkpoint.Checkpoints

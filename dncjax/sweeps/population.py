@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dncjax import configs, pytrees
-from dncjax.charlm import data, evaluate, job
+from dncjax.charlm import batches, data, evaluate, job
 from dncjax.charlm.config import RunConfig
 from dncjax.sweeps.members import Member, PopulationSession
 from dncjax.training import checkpoint, loop, optim, plots, records, train, workdir
@@ -39,6 +39,9 @@ from dncjax.training import checkpoint, loop, optim, plots, records, train, work
 VMAPPABLE = {  # setting -> its path in RunConfig
     **{name: f"optim.{name}" for name in optim.HYPERPARAMETERS},
     "seed": "seed", "init_scale": "model.init_scale"}
+
+
+_SHOWN = {"model.name": "model", "data.path": "data"}  # settings named as their flags
 
 
 def check_population(configs_: list[RunConfig]) -> None:
@@ -65,7 +68,7 @@ def _shaping(config: RunConfig) -> dict:
       if isinstance(value, dict):
         walk(value, path + ".")
       elif path not in VMAPPABLE.values():
-        flat["model" if path == "model.name" else key] = value
+        flat[_SHOWN.get(path, key)] = value
 
   walk(configs.to_json(config), "")
   return flat
@@ -172,7 +175,7 @@ def _build(configs_: list[RunConfig], workdirs: list[pathlib.Path], keep: int):
   member's init, lanes and keys are those a single run of its config gives it."""
   d = configs_[0].data
   corpus = data.load_corpus(d.path, d.val_fraction, d.seq_length)
-  batcher = data.lane_batcher(corpus.train_ids, d.batch_size, d.seq_length, d.overlap)
+  batcher = batches.lane_batcher(corpus.train_ids, d.batch_size, d.seq_length, d.overlap)
   clip_values = any(c.optim.clip_value is not None for c in configs_)
   members, states = [], []
   for config, folder in zip(configs_, workdirs):

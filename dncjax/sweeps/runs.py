@@ -7,7 +7,6 @@ are here.
 
 from __future__ import annotations
 
-import dataclasses
 import pathlib
 from typing import Any, Callable
 
@@ -15,11 +14,13 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
+from dncjax import configs
 from dncjax.charlm import job as charlm
+from dncjax.charlm.config import Options
 from dncjax.sweeps import population
 from dncjax.sweeps import study as sweep_lib
 from dncjax.sweeps import trials
-from dncjax.training import checkpoint
+from dncjax.training import checkpoint, loop, run
 
 Say = Callable[[str], None]  # where a worker's progress lines go
 
@@ -29,13 +30,19 @@ def trial_errors() -> tuple[type[BaseException], ...]:
   return (ValueError, OSError) + charlm.error_types()
 
 
-def trial_options(sweep: sweep_lib.Sweep, folder: pathlib.Path, resume: bool) -> charlm.Options:
-  """The run options of a trial in `folder`: the sweep's budget, one checkpoint kept."""
+def trial_options(sweep: sweep_lib.Sweep, folder: pathlib.Path,
+                  resume: bool) -> tuple[Options, run.RunOptions]:
+  """The options of a trial in `folder`: the sweep's budget, one checkpoint kept, no
+  dynamic evaluation."""
   b = sweep.budget
-  return charlm.Options(workdir=str(folder), resume=resume, steps=b.steps, timelimit=b.seconds,
-                        report_interval=b.report_interval, eval_every=b.eval_every,
-                        checkpoint_every=b.eval_every, keep=1, sample_length=b.sample_length,
-                        dynamic_eval=False, progress_bar=False)
+  schedule = loop.Schedule(b.steps, b.seconds, b.report_interval, b.eval_every, b.eval_every)
+  return (Options(sample_length=b.sample_length, dynamic_eval=False),
+          run.RunOptions(str(folder), resume, schedule, keep=1, progress_bar=False))
+
+
+def trial_config(sweep: sweep_lib.Sweep, values: dict):
+  """The run config of a trial's values, on the sweep's text."""
+  return configs.replace(sweep.space.config(values), "data.path", sweep.data)
 
 
 def describe(values: dict[str, Any]) -> str:
@@ -76,7 +83,7 @@ def run_trial(sweep: sweep_lib.Sweep, study: optuna.Study, trial: optuna.Trial, 
   folder = sweep.path / trial.user_attrs["workdir"]
   folder.mkdir(parents=True, exist_ok=True)
   resume = checkpoint.holds_checkpoints(folder / "checkpoints")
-  config = dataclasses.replace(sweep.space.config(values), data=sweep.data)
+  config = trial_config(sweep, values)
   say(f"trial {trial.number}{' (resumed)' if resume else ''}: {describe(values)} -> "
       f"{folder.relative_to(sweep.path)}")
 
@@ -91,7 +98,7 @@ def run_trial(sweep: sweep_lib.Sweep, study: optuna.Study, trial: optuna.Trial, 
       log.write(line + "\n")
       log.flush()
     try:
-      summary = charlm.train_and_evaluate(config, trial_options(sweep, folder, resume),
+      summary = charlm.train_and_evaluate(config, *trial_options(sweep, folder, resume),
                                           out=to_log, on_eval=on_eval)
     except KeyboardInterrupt:
       trials.fail_and_retry(study, trial.number, "interrupted")
@@ -106,7 +113,7 @@ def run_population(sweep: sweep_lib.Sweep, study: optuna.Study, asked: list, say
   """Trains the asked trials as one vmapped population (population.py); a trial the
   pruner stops is frozen in the program. Interrupted populations restart from scratch."""
   folders = [sweep.path / t.user_attrs["workdir"] for t, _ in asked]
-  configs = [dataclasses.replace(sweep.space.config(v), data=sweep.data) for _, v in asked]
+  members = [trial_config(sweep, v) for _, v in asked]
   for (trial, values), folder in zip(asked, folders):
     say(f"trial {trial.number} (population of {len(asked)}): {describe(values)} -> "
         f"{folder.relative_to(sweep.path)}")
@@ -126,7 +133,7 @@ def run_population(sweep: sweep_lib.Sweep, study: optuna.Study, asked: list, say
   b = sweep.budget
   try:
     summaries = population.train_population(
-        configs, folders, b.steps, b.seconds, b.eval_every, on_eval, out=to_logs,
+        members, folders, b.steps, b.seconds, b.eval_every, on_eval, out=to_logs,
         report_interval=b.report_interval, checkpoint_every=b.eval_every, keep=1)
   except KeyboardInterrupt:
     for trial, _ in asked:
@@ -141,7 +148,7 @@ def run_population(sweep: sweep_lib.Sweep, study: optuna.Study, asked: list, say
       log.close()
   for (trial, _), summary in zip(asked, summaries):
     if summary["stopped_by"] == "nan":
-      _failed(study, trial, charlm.TrainingError(
+      _failed(study, trial, loop.TrainingError(
           f"the loss became NaN/Inf at iter {summary['step'] + 1}"), say)
     else:
       _finish(study, trial, summary, say)

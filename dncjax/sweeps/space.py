@@ -1,7 +1,7 @@
 """Search spaces of a sweep: which run settings vary, over what, and the run each trial gets.
 
-A setting is any field of `charlm.RunConfig` (learning_rate, eps, clip_norm, batch_size,
-seq_length, overlap, model, seed, ...) or any model hyperparameter (hidden, memory_size,
+A setting is any run setting of `charlm.config.RunConfig` by its own name (learning_rate,
+eps, clip_norm, batch_size, seq_length, overlap, model, seed, ...: `RUN_PATHS`) or any model hyperparameter (hidden, memory_size,
 word_size, read_heads, init_scale, ...), also under the short names of alice.py's flags
 and the paper's symbols (lr, batchsize, seqlength, N, W, R). On the command line:
 
@@ -23,16 +23,19 @@ import types
 import typing
 from typing import Any
 
-from dncjax import models
-from dncjax.charlm import job as charlm
-from dncjax.charlm import data
+from dncjax import configs, models
+from dncjax.charlm import batches, data, job
+from dncjax.charlm.config import MODEL_DEFAULTS, RunConfig
 
 ALIASES = {"lr": "learning_rate", "batchsize": "batch_size", "batch": "batch_size",
            "seqlength": "seq_length", "N": "memory_size", "W": "word_size", "R": "read_heads"}
 NOT_SWEPT = ("input_size", "output_size", "dtype")  # set by the data and --set fp64
-RUN_FIELDS = ("model", "batch_size", "seq_length", "overlap", "val_fraction", "learning_rate",
-              "eps", "clip_norm", "clip_value", "weight_decay", "dropout", "weight_drop", "fp64",
-              "seed")
+RUN_PATHS = {  # the run settings a sweep may vary, by name, and where they live in RunConfig
+    "model": "model", "fp64": "model.dtype",
+    **{name: f"data.{name}" for name in ("batch_size", "seq_length", "overlap", "val_fraction")},
+    **{name: f"optim.{name}" for name in ("learning_rate", "eps", "momentum", "clip_norm",
+                                          "clip_value", "weight_decay")},
+    **{name: name for name in ("dropout", "weight_drop", "seed")}}
 
 
 class SpaceError(ValueError):
@@ -49,9 +52,21 @@ def _hint_type(cls: type, name: str) -> tuple[type, bool]:
   return hint, False
 
 
+def _run_setting(name: str) -> tuple[type, bool]:
+  if name == "model":
+    return str, False
+  if name == "fp64":
+    return bool, False
+  *parents, leaf = RUN_PATHS[name].split(".")
+  node = RunConfig()
+  for part in parents:
+    node = getattr(node, part)
+  return _hint_type(type(node), leaf)
+
+
 def settings() -> dict[str, tuple[type, bool, bool]]:
   """Every sweepable name -> (type, optional, is a model hyperparameter)."""
-  out = {name: (*_hint_type(charlm.RunConfig, name), False) for name in RUN_FIELDS}
+  out = {name: (*_run_setting(name), False) for name in RUN_PATHS}
   for model in models.model_names():
     cls = models.config_class(model)
     for f in dataclasses.fields(cls):
@@ -165,7 +180,7 @@ def parse_fixed(text: str) -> tuple[str, Any]:
 class Space:
   params: tuple[Param, ...]
   fixed: tuple[tuple[str, Any], ...]  # sorted (name, value)
-  base: charlm.RunConfig = charlm.RunConfig(hyper=(("hidden", 128),))  # alice.py's defaults
+  base: RunConfig = RunConfig()  # alice.py's defaults
 
   def __post_init__(self):
     names = [p.name for p in self.params]
@@ -174,20 +189,20 @@ class Space:
       raise SpaceError(f"set more than once: {', '.join(twice)}")
     if not self.params:
       raise SpaceError("nothing to sweep: give at least one --param")
-    models = self.models()
-    unknown = [m for m in models if m not in models.model_names()]
+    chosen = self.models()
+    unknown = [m for m in chosen if m not in models.model_names()]
     if unknown:
       raise SpaceError(f"unknown model {unknown[0]!r} (models: {', '.join(models.model_names())})")
     kinds = settings()
     for name in names + list(dict(self.fixed)):
-      if kinds[name][2] and not any(name in models.takes(m) for m in models):
-        raise SpaceError(f"{name} is not a hyperparameter of {' or '.join(models)}")
+      if kinds[name][2] and not any(name in models.takes(m) for m in chosen):
+        raise SpaceError(f"{name} is not a hyperparameter of {' or '.join(chosen)}")
 
   def models(self) -> list[str]:
     for p in self.params:
       if p.name == "model":
         return list(p.choices or ())
-    return [dict(self.fixed).get("model", self.base.model)]
+    return [dict(self.fixed).get("model", self.base.model_name)]
 
   def is_grid(self) -> bool:
     return all(p.choices is not None for p in self.params)
@@ -218,20 +233,26 @@ class Space:
     values = {}
     params = sorted(self.params, key=lambda p: p.name != "model")
     for p in params:
-      model = values.get("model", dict(self.fixed).get("model", self.base.model))
+      model = values.get("model", dict(self.fixed).get("model", self.base.model_name))
       if settings()[p.name][2] and p.name not in models.takes(model):
         continue
       values[p.name] = p.suggest(trial)
     return values
 
-  def config(self, values: dict[str, Any]) -> charlm.RunConfig:
-    """The run config of a trial: base, then the fixed settings, then the trial's values."""
+  def config(self, values: dict[str, Any]) -> RunConfig:
+    """The run config of a trial: base, then the fixed settings, then the trial's values
+    (a model hyperparameter only where the trial's model takes it)."""
     chosen = {**dict(self.fixed), **values}
-    run = {k: v for k, v in chosen.items() if k in RUN_FIELDS}
-    model = run.get("model", self.base.model)
-    hyper = models.merge_hyper(model, self.base.hyper, {
-        k: v for k, v in chosen.items() if k not in RUN_FIELDS and k in models.takes(model)})
-    return dataclasses.replace(self.base, **run, hyper=hyper)
+    model = chosen.get("model", self.base.model_name)
+    given = []
+    for name, value in chosen.items():
+      if name == "fp64":
+        given.append(configs.Setting(RUN_PATHS[name], name, "float64" if value else "float32"))
+      elif name in RUN_PATHS:
+        given.append(configs.Setting(RUN_PATHS[name], name, value))
+      elif name in models.takes(model):
+        given.append(configs.Setting(f"{configs.MODEL}.{name}", name, value))
+    return configs.Given(tuple(given)).apply(self.base, MODEL_DEFAULTS)
 
   def corners(self) -> list[dict[str, Any]]:
     """Trial values that reach every choice and both ends of every range, per model: the
@@ -255,17 +276,17 @@ class Space:
     corpora = {}
     for values in self.corners():
       try:
-        config = dataclasses.replace(self.config(values), fp64=False)  # x64 stays as it is
-        key = (config.val_fraction, config.seq_length)
+        config = self.config({**values, "fp64": False})  # x64 stays as it is
+        key = (config.data.val_fraction, config.data.seq_length)
         if key not in corpora:
           corpora[key] = data.load_corpus(path, *key)
         corpus = corpora[key]
         if not corpus.val_ids.size:
           raise ValueError("trials are scored on validation BPC: val_fraction must leave a "
                            "validation split")
-        charlm.make_model(config, corpus.vocab.size)
-        data.lane_batcher(corpus.train_ids, config.batch_size, config.seq_length,
-                          config.overlap)
+        job.build_model(config, corpus.vocab.size)
+        d = config.data
+        batches.lane_batcher(corpus.train_ids, d.batch_size, d.seq_length, d.overlap)
       except ValueError as e:
         text = str(e).strip().splitlines() or [type(e).__name__]
         shown = ", ".join(f"{k}={v}" for k, v in values.items())

@@ -24,13 +24,19 @@ from dncjax.sweeps import storage as sweep_storage
 STUDY_ATTR = "dncjax_sweep"
 
 
+def _field(default, help: str, **metadata):  # pylint: disable=redefined-builtin
+  return dataclasses.field(default=default, metadata={"help": help, **metadata})
+
+
 @dataclasses.dataclass(frozen=True)
 class Budget:
   """What each trial gets, and how often it is evaluated (and may be pruned)."""
-  steps: int | None = None
-  seconds: float | None = None
-  eval_every: int = 100
-  report_interval: int = 50
+  steps: int | None = _field(None, "iterations per trial")
+  seconds: float | None = _field(None, "seconds per trial (with --workers > 1 they share the "
+                                 "cores)")
+  eval_every: int = _field(100, "iterations between evaluations (pruning points)")
+  report_interval: int = _field(50, "iterations between progress lines in each trial's "
+                                "log.txt")
   sample_length: int = 0
 
   def __post_init__(self):
@@ -51,15 +57,20 @@ class Sweep:
   workdir: str
   space: space.Space
   budget: Budget
-  trials: int | None = None   # None: the grid's size (grid sampler) or 20
-  sampler: str = "tpe"        # grid | random | tpe
-  pruner: str = "median"      # median | halving | none
-  storage: str | None = None  # None: sqlite:///<workdir>/study.db
-  study: str | None = None    # None: the workdir's name
-  data: str | None = None     # text file; None: alice29.txt
-  seed: int = 0
-  population: int = 1         # trials trained together as one vmapped program
-  keep_top: int = 3           # trials whose checkpoints the report keeps
+  trials: int | None = _field(None, "trials in the sweep (default: the grid's size, or 20)")
+  sampler: str = _field("tpe", "Optuna sampler (grid: lists only, every combination once)",
+                        choices=("tpe", "random", "grid"), metavar=None)
+  pruner: str = _field("median", "stops trials whose validation BPC falls behind",
+                       choices=("median", "halving", "none"), metavar=None)
+  storage: str | None = _field(None, "Optuna storage shared by workers, e.g. "
+                               "postgresql://user:pass@host/db (default: "
+                               "sqlite:///WORKDIR/study.db)", metavar="URL")
+  study: str | None = _field(None, "study name (default: the workdir's name)")
+  data: str | None = _field(None, "UTF-8 text (default: alice29.txt, as alice.py finds it)",
+                            metavar="PATH")
+  seed: int = _field(0, "sampler seed")
+  population: int = _field(1, "trials trained together as one vmapped program")
+  keep_top: int = _field(3, "trials whose checkpoints are kept at the end")
 
   def __post_init__(self):
     if self.sampler not in ("grid", "random", "tpe"):

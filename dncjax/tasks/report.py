@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
+import statistics
 
 import numpy as np
 
@@ -75,3 +76,36 @@ def options_label(config: RunConfig, defaults: RunConfig) -> str:
   if config.batch_size != defaults.batch_size:
     parts.append(f"batch_size={config.batch_size}")
   return " ".join(parts)
+
+
+def tables(reports: list[dict], defaults: RunConfig, since: int, target: float,
+           markdown: bool = False) -> str:
+  """`run_report`s grouped by `options_label`: a table per group (seeds as rows) and a
+  line of totals."""
+  groups: dict[str, list[dict]] = {}
+  for r in reports:
+    groups.setdefault(options_label(r["config"], defaults), []).append(r)
+  head = ["run", "seed", "iters", "end", f"mean from {since}", "median", f"below {target}",
+          "perfect"]
+  out = []
+  for label, rows in groups.items():
+    rows.sort(key=lambda r: r["config"].seed)
+    table = [head] + [[r["run"], str(r["config"].seed), str(r["iters"]), f"{r['end']:.4f}",
+                       f"{r['mean']:.4f}", f"{r['median']:.4f}",
+                       f"{r['below']}/{r['evaluations']}", f"{r['perfect']:.2%}"]
+                      for r in rows]
+    length = rows[0]["length"]
+    at = "training lengths" if length is None else f"length {length}"
+    out.append(f"\n{'### ' if markdown else ''}{label} ({at})\n")
+    if markdown:
+      table.insert(1, ["---"] * len(head))
+      out.append("\n".join("| " + " | ".join(row) + " |" for row in table))
+    else:
+      widths = [max(len(row[i]) for row in table) for i in range(len(head))]
+      out.append("\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in table))
+    out.append(f"\n{len(rows)} runs; ends below {target}: "
+               f"{sum(r['end'] < target for r in rows)}; mean of means "
+               f"{statistics.mean(r['mean'] for r in rows):.4f}; evaluations below: "
+               f"{sum(r['below'] for r in rows)}/{sum(r['evaluations'] for r in rows)}; "
+               f"perfect {statistics.mean(r['perfect'] for r in rows):.2%}")
+  return "\n".join(out)

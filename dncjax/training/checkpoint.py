@@ -17,31 +17,32 @@ Damage and leftovers:
     (`set_aside=True`) renames the damaged folder `<step>.damaged`, so that neither its
     own save of that step nor orbax's max_to_keep (which deletes in save order, the
     steps found on opening first) removes it. A step whose floats are not all finite is
-    refused, never skipped (`check_finite`).
+    refused, never skipped (`check_finite`, from `finite.py`).
   * The temporary folders of killed saves (`<step>.orbax-checkpoint-tmp-*`) are removed
     when a folder is opened to write (`create` or `clean`, as `open_latest` does for
     --resume); opened only to read (sampling, reports), a folder is never changed.
+
+CheckpointError and the muting of orbax's noise around failures are in
+`checkpoint_errors.py`; both they and the NaN/Inf checks are importable from here.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
-import gc
-import logging
 import pathlib
-import re
-import sys
 from typing import Any, Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+from dncjax.training import checkpoint_errors as errors
+from dncjax.training.checkpoint_errors import CheckpointError
+from dncjax.training.finite import all_finite, check_finite, tree_finite
 
-class CheckpointError(RuntimeError):
-  """A checkpoint that is missing, unreadable or does not fit: one-line message."""
+__all__ = ["CheckpointError", "Checkpoints", "all_finite", "array_to_key", "check_agrees",
+           "check_finite", "holds_checkpoints", "key_to_array", "open_latest", "refuse_existing",
+           "tree_finite"]
 
 
 class Checkpoints:
@@ -88,22 +89,22 @@ class Checkpoints:
   def _saving(self):
     """Turns a failed (possibly background) save into one CheckpointError; a full disk
     is said plainly, and orbax's own tracebacks of it are muted."""
-    _mute_disk_full()
-    _mute_leftovers()
+    errors.mute_disk_full()
+    errors.mute_leftovers()
     try:
       yield
     except Exception as e:  # orbax and tensorstore raise many kinds
-      if _DiskFull.names(e):
+      if errors.DiskFull.names(e):
         raise CheckpointError(f"no space left on the device of {self.directory}: a checkpoint "
                               f"could not be written (the complete ones are kept); free some "
                               f"space, then continue with --resume") from None
       raise CheckpointError(f"saving a checkpoint in {self.directory} failed "
-                            f"({_reason(e, self.directory)})") from None
+                            f"({errors.reason(e, self.directory)})") from None
 
   def restore_meta(self, step: int | None = None) -> tuple[int, dict]:
     """(step, meta) of `step` (default: the latest)."""
     step = self._step(step)
-    meta, failure = _attempt(lambda: self._manager.restore(
+    meta, failure = errors.attempt(lambda: self._manager.restore(
         step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta, self.directory)
     if failure is None and not isinstance(meta, dict):
       failure = f"its meta is a {type(meta).__name__}, not a JSON object"
@@ -186,7 +187,7 @@ class Checkpoints:
 
   def _read_state(self, step: int, template: Any) -> Any:
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
-    restored, failure = _attempt(lambda: self._manager.restore(
+    restored, failure = errors.attempt(lambda: self._manager.restore(
         step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))), self.directory)
     if failure is not None:
       raise CheckpointError(f"checkpoint {step} in {self.directory} does not restore ({failure})")
@@ -254,53 +255,6 @@ def check_agrees(folder: pathlib.Path, pairs) -> None:
                           f"config: " + "; ".join(clashes))
 
 
-def _float_leaves(tree: Any) -> list:
-  """The leaves of `tree` with a float (or complex) dtype; integers and PRNG keys are not."""
-  def is_float(leaf):
-    dtype = getattr(leaf, "dtype", None)
-    if dtype is None:
-      dtype = np.result_type(leaf)
-    return jnp.issubdtype(dtype, jnp.inexact)
-  return [leaf for leaf in jax.tree.leaves(tree) if is_float(leaf)]
-
-
-def tree_finite(tree: Any) -> jax.Array:
-  """True (a traced bool, usable inside a jitted step) when every float in `tree` is
-  finite; integer leaves and PRNG keys are ignored."""
-  leaves = _float_leaves(tree)
-  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])) if leaves else True
-
-
-_finite_all = jax.jit(tree_finite)
-
-
-@jax.jit
-def _finite_each(leaves):
-  return jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])
-
-
-def all_finite(tree: Any) -> bool:
-  """Every float in `tree` (parameters, an optax state ...) is finite: one compiled
-  reduction; integer leaves and PRNG keys are ignored."""
-  leaves = _float_leaves(tree)
-  return not leaves or bool(_finite_all(leaves))
-
-
-def check_finite(tree: Any, what: str) -> None:
-  """CheckpointError naming (a few of) the leaves of `tree` holding NaN or Inf, if any;
-  `what` names the tree (e.g. 'checkpoint 12 in runs/x/checkpoints')."""
-  if all_finite(tree):
-    return
-  paths = [jax.tree_util.keystr(path, simple=True, separator=".") or "(root)"
-           for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]
-           if _float_leaves(leaf)]
-  flags = np.asarray(_finite_each(_float_leaves(tree)))
-  bad = [path for path, ok in zip(paths, flags) if not ok]
-  more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
-  raise CheckpointError(f"{what} holds non-finite values (NaN/Inf in {', '.join(bad[:3])}"
-                        f"{more}): it cannot be used")
-
-
 def _damage(damaged: list[tuple[int, str]], folder: pathlib.Path) -> str:
   """'checkpoint 12 in X is damaged: it does not restore (why)', or for several
   'checkpoints 12, 10 in X are damaged: 12 is unreadable (why)'."""
@@ -310,96 +264,6 @@ def _damage(damaged: list[tuple[int, str]], folder: pathlib.Path) -> str:
   if len(damaged) == 1:
     return f"checkpoint {step} in {folder} is damaged: it {why}"
   return f"checkpoints {steps} in {folder} are damaged: {step} {why}"
-
-
-_NOISE = re.compile(r"\s*(\[(tensorstore_spec|source locations)=|See full TensorStore details).*$")
-
-
-def _reason(e: BaseException, folder: pathlib.Path | None = None, limit: int = 240) -> str:
-  """'Type: message' of the innermost cause of `e`, on one line: orbax's wrappers, pybind
-  reprs and tensorstore specs stripped, paths inside `folder` made relative to it."""
-  chain, seen = [e], {id(e)}
-  while True:
-    last = chain[-1]
-    inner = last.__cause__ or (None if last.__suppress_context__ else last.__context__)
-    if inner is None or id(inner) in seen:
-      break
-    chain.append(inner)
-    seen.add(id(inner))
-  for x in reversed(chain):
-    lines = str(x).strip().splitlines()
-    if lines:
-      text = _NOISE.sub("", lines[0]).strip()
-      if text:
-        break
-  else:
-    x, text = e, ""
-  if folder is not None:
-    text = text.replace(f"{folder}/", "").replace(str(folder), ".")
-  if len(text) > limit:
-    text = text[:limit * 2 // 3] + " ... " + text[-(limit // 3):]
-  name = type(x).__name__
-  return f"{name}: {text}" if text and name != "Exception" else text or name
-
-
-def _attempt(read: Callable[[], Any], folder: pathlib.Path) -> tuple[Any, str | None]:
-  """(read(), None), or (None, why it failed, in one line)."""
-  _mute_leftovers()
-  try:
-    return read(), None
-  except Exception as e:  # orbax raises many kinds on damaged folders
-    failure = _reason(e, folder)
-  gc.collect()  # the failed read's tasks, reported now, muted
-  return None, failure
-
-
-class _DropLeftovers(logging.Filter):
-  def filter(self, record: logging.LogRecord) -> bool:
-    text = str(record.msg)
-    return not ("exception was never retrieved" in text.split("\n", 1)[0]
-                and ("tensorstore" in text or "orbax" in text))
-
-
-class _DiskFull(logging.Filter):
-  """Drops orbax's logged tracebacks of writes that failed for want of space."""
-
-  @staticmethod
-  def names(e: BaseException | None) -> bool:
-    while e is not None:
-      if (isinstance(e, OSError) and e.errno == errno.ENOSPC) or "No space left" in str(e):
-        return True
-      e = e.__cause__ or e.__context__
-    return False
-
-  def filter(self, record: logging.LogRecord) -> bool:
-    error = record.exc_info[1] if record.exc_info else None
-    return not ("No space left" in str(record.msg) or self.names(error))
-
-
-def _mute_disk_full() -> None:
-  logger = logging.getLogger("absl")
-  if not any(isinstance(f, _DiskFull) for f in logger.filters):
-    logger.addFilter(_DiskFull())
-
-
-def _mute_leftovers() -> None:
-  """Mutes, from now on, the reports of the reads a failed orbax restore leaves behind:
-  asyncio's 'exception was never retrieved' tracebacks of their tensorstore errors, and
-  the 'Event loop is closed' of those that complete after their event loop ended."""
-  logger = logging.getLogger("asyncio")
-  if not any(isinstance(f, _DropLeftovers) for f in logger.filters):
-    logger.addFilter(_DropLeftovers())
-  previous = sys.unraisablehook
-  if getattr(previous, "dncjax_mute", False):
-    return
-
-  def hook(unraisable):
-    if not (unraisable.exc_type is RuntimeError
-            and str(unraisable.exc_value) == "Event loop is closed"):
-      previous(unraisable)
-
-  hook.dncjax_mute = True
-  sys.unraisablehook = hook
 
 
 def key_to_array(key: jax.Array) -> np.ndarray:

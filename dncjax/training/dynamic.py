@@ -45,7 +45,8 @@ class RMSState(NamedTuple):
   anchor: optax.Params  # theta_g, the trained parameters the decay pulls back to
 
 
-def rms_rule(lr: float, decay: float = 0.0, eps: float = 1e-8) -> optax.GradientTransformationExtraArgs:
+def rms_rule(lr: float, decay: float = 0.0,
+             eps: float = 1e-8) -> optax.GradientTransformationExtraArgs:
   """Krause et al.'s RMS update with global-prior decay (see the module docstring) as an
   optax transformation; its state is built by `rms_state`, not by `init`."""
 

@@ -23,11 +23,12 @@ from __future__ import annotations
 from typing import Callable, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from dncjax import pytrees
 from dncjax.models import core, seed_dnc
-from dncjax.training import train
+from dncjax.training import losses, train
 
 
 class GradCheckRow(NamedTuple):
@@ -61,6 +62,79 @@ def _order(rng, analytic: np.ndarray, floors: tuple[float, ...]) -> np.ndarray:
   return np.concatenate([rng.permutation(pool) for pool in pools])
 
 
+def _prober(loss_jit: Callable, host: dict, name: str, delta: float, smoothness: float,
+            noise: float) -> Callable:
+  """probe(direction, a) -> (numerical, smooth) of one check of `name` against the
+  analytic derivative `a`; smooth: the steps delta and 2 delta agree (`smoothness`,
+  relative, plus 4 `noise`). A non-finite check is kept (as smooth) to fail."""
+
+  def differences(direction):
+    """Central differences along `direction` with steps delta and 2 delta."""
+    at = lambda h: float(loss_jit({**host, name: host[name] + h * direction}))
+    return [(at(h) - at(-h)) / (2 * h) for h in (delta, 2 * delta)]
+
+  def probe(direction, a):
+    n, n2 = differences(direction)
+    if not np.isfinite([n, n2, a]).all():
+      return (n if np.isfinite(n2) else n2), True
+    return n, abs(n - n2) <= smoothness * max(abs(n), abs(n2)) + 4 * noise
+
+  return probe
+
+
+def _entry_checks(probe: Callable, rng, value: np.ndarray, grad: np.ndarray, wanted: int,
+                  floors: tuple[float, ...], max_draws: int):
+  """(numerical, analytic, unsmooth) at up to `wanted` entries drawn in `_order`, at most
+  `max_draws * wanted` draws; those where the loss is not smooth are passed over, counted."""
+  num, ana, unsmooth = [], [], 0
+  for index in _order(rng, grad, floors)[:max_draws * wanted]:
+    if len(num) == wanted:
+      break
+    direction = np.zeros_like(value)
+    direction.flat[index] = 1
+    n, smooth = probe(direction, float(grad.flat[index]))
+    if not smooth:
+      unsmooth += 1
+      continue
+    num.append(n)
+    ana.append(float(grad.flat[index]))
+  return np.array(num), np.array(ana), unsmooth
+
+
+def _directional_check(probe: Callable, rng, value: np.ndarray, grad: np.ndarray,
+                       floor: float, max_draws: int) -> float | None:
+  """Relative error of <jax.grad, d> against the differences along a random unit
+  direction d, redrawn where the loss is not smooth (at most `max_draws` draws); NaN if
+  non-finite, None if not resolved (both below `floor`, or never smooth)."""
+  for _ in range(max_draws):
+    direction = rng.standard_normal(value.shape).astype(value.dtype)
+    direction /= np.linalg.norm(direction)
+    a = float(np.sum(grad * direction))
+    n, smooth = probe(direction, a)
+    if not np.isfinite([n, a]).all():
+      return float("nan")
+    if not smooth:
+      continue
+    if max(abs(n), abs(a)) > floor:
+      return float(_relative_error(a, n))
+    return None
+  return None
+
+
+def _row(name: str, num: np.ndarray, ana: np.ndarray, wanted: int, unsmooth: int,
+         directional: float | None, floor: float) -> GradCheckRow:
+  """The row of one parameter from its entries' numerical and analytic gradients."""
+  finite = np.isfinite(num) & np.isfinite(ana)
+  valid = finite & (np.maximum(np.abs(num), np.abs(ana)) > floor)
+  err = _relative_error(ana[valid], num[valid])
+  error = (err.min(), err.max(), err.mean()) if err.size else (np.nan,) * 3
+  ranges = [(float(np.min(x)), float(np.max(x))) if x.size else (np.nan, np.nan)
+            for x in (num, ana)]
+  return GradCheckRow(name, *ranges, tuple(float(e) for e in error), wanted,
+                      int(valid.sum()), int((~finite).sum()), unsmooth, directional,
+                      float(floor))
+
+
 def gradcheck(loss_fn: Callable, params: dict, *, num_checks: int = 10, delta: float = 1e-5,
               seed: int = 0, min_magnitude: float = 1e-9, resolution: float = 1e5,
               smoothness: float = 1e-6, max_draws: int = 4) -> list[GradCheckRow]:
@@ -68,72 +142,29 @@ def gradcheck(loss_fn: Callable, params: dict, *, num_checks: int = 10, delta: f
 
   A check carries signal when a gradient is above what the differences resolve, the
   floor `resolution` times their rounding noise eps |L| / delta (at least
-  `min_magnitude`); entries are drawn preferring those. The loss need not be smooth everywhere (the
-  DNC's allocation sorts usage, so the loss jumps where two usages cross): an entry whose
-  differences with steps delta and 2 delta disagree by more than `smoothness` (relative,
-  beyond rounding) straddles a jump, says nothing about the gradient and is passed over
-  for another, up to `max_draws` times `num_checks` draws per parameter."""
+  `min_magnitude`); entries are drawn preferring those. The loss need not be smooth
+  everywhere (the DNC's allocation sorts usage, so the loss jumps where two usages
+  cross): an entry whose differences with steps delta and 2 delta disagree by more than
+  `smoothness` (relative, beyond rounding) straddles a jump, says nothing about the
+  gradient and is passed over for another, up to `max_draws` times `num_checks` draws
+  per parameter."""
   loss_jit = jax.jit(loss_fn)
   analytic = jax.tree.map(np.asarray, jax.grad(loss_fn)(params))
   host = {k: np.asarray(v) for k, v in params.items()}
-  rng = np.random.default_rng(seed)
+  rng = np.random.default_rng(seed)  # shared: entries, then a direction, per parameter
   loss = abs(float(loss_jit(host)))
-
-  def differences(name, direction):
-    """Central differences along `direction` with steps delta and 2 delta."""
-    at = lambda h: float(loss_jit({**host, name: host[name] + h * direction}))
-    return [(at(h) - at(-h)) / (2 * h) for h in (delta, 2 * delta)]
-
   rows = []
   for name in sorted(host, key=_seed_order):
     value, grad = host[name], analytic[name]
     noise = np.finfo(value.dtype).eps * max(loss, 1.0) / delta
     floor = max(min_magnitude, resolution * noise) if np.isfinite(noise) else min_magnitude
-
-    def probe(direction, a):
-      """(numerical, smooth) of one check; a non-finite one is kept (as smooth) to fail."""
-      n, n2 = differences(name, direction)
-      if not np.isfinite([n, n2, a]).all():
-        return (n if np.isfinite(n2) else n2), True
-      return n, abs(n - n2) <= smoothness * max(abs(n), abs(n2)) + 4 * noise
-
+    probe = _prober(loss_jit, host, name, delta, smoothness, noise)
     wanted = min(num_checks, value.size)
-    num, ana, unsmooth = [], [], 0
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-      for index in _order(rng, grad, (floor, min_magnitude))[:max_draws * wanted]:
-        if len(num) == wanted:
-          break
-        direction = np.zeros_like(value)
-        direction.flat[index] = 1
-        n, smooth = probe(direction, float(grad.flat[index]))
-        if not smooth:
-          unsmooth += 1
-          continue
-        num.append(n)
-        ana.append(float(grad.flat[index]))
-      num, ana = np.array(num), np.array(ana)
-      finite = np.isfinite(num) & np.isfinite(ana)
-      valid = finite & (np.maximum(np.abs(num), np.abs(ana)) > floor)
-      err = _relative_error(ana[valid], num[valid])
-      error = (err.min(), err.max(), err.mean()) if err.size else (np.nan,) * 3
-      directional = None
-      for _ in range(max_draws):
-        direction = rng.standard_normal(value.shape).astype(value.dtype)
-        direction /= np.linalg.norm(direction)
-        a = float(np.sum(grad * direction))
-        n, smooth = probe(direction, a)
-        if not np.isfinite([n, a]).all():
-          directional = float("nan")
-        elif not smooth:
-          continue
-        elif max(abs(n), abs(a)) > floor:
-          directional = float(_relative_error(a, n))
-        break
-      ranges = [(float(np.min(x)), float(np.max(x))) if x.size else (np.nan, np.nan)
-                for x in (num, ana)]
-    rows.append(GradCheckRow(name, *ranges, tuple(float(e) for e in error), wanted,
-                             int(valid.sum()), int((~finite).sum()), unsmooth, directional,
-                             float(floor)))
+      num, ana, unsmooth = _entry_checks(probe, rng, value, grad, wanted,
+                                         (floor, min_magnitude), max_draws)
+      directional = _directional_check(probe, rng, value, grad, floor, max_draws)
+      rows.append(_row(name, num, ana, wanted, unsmooth, directional, floor))
   return rows
 
 
@@ -215,7 +246,6 @@ def format_table(rows: list[GradCheckRow]) -> str:
 
 def warm_up(model, params, states, inputs):
   """The lanes' states after the model's own recurrence on `inputs` [B, T, ...] from `states`."""
-
   final, _ = jax.jit(lambda p, s, xs: core.batch_unroll_features(model, p, s, xs))(
       params, states, inputs)
   return final
@@ -234,11 +264,6 @@ def check_setup(model, *, batch_size: int = 4, seq_length: int = 10, seed: int =
   all scores stay equal and the key weights W_hw, W_hr get exactly zero gradient at every
   step (tests/oracle.py, (j)), which would leave them unchecked.
   """
-  import jax.numpy as jnp
-
-
-
-
   key_params, key_data, key_warm = jax.random.split(jax.random.key(seed), 3)
   if params is None:
     params = model.init(key_params)
@@ -266,11 +291,10 @@ def check_setup(model, *, batch_size: int = 4, seq_length: int = 10, seed: int =
 def check_model(model, *, batch_size: int = 4, seq_length: int = 10, seed: int = 0,
                 states=None, batch=None, params=None, **kwargs) -> list[GradCheckRow]:
   """Gradient check of a model's window loss from the start state of `check_setup`."""
-
   params, states, batch = check_setup(model, batch_size=batch_size, seq_length=seq_length,
                                       seed=seed, states=states, batch=batch, params=params)
 
   def loss_fn(p):
-    return train.window_loss(model, train.softmax_cross_entropy, p, states, batch)[0]
+    return train.window_loss(model, losses.softmax_cross_entropy, p, states, batch)[0]
 
   return gradcheck(loss_fn, params, seed=seed, **kwargs)

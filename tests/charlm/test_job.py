@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from dncjax.charlm import job as charlm
-from dncjax.training import checkpoint
+from dncjax.charlm import restore
+from dncjax.training import checkpoint, loop
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -56,8 +57,8 @@ def test_resume_continues_exactly(text_file, straight, tmp_path, bpcs):
   assert [s for s, _ in bpcs(tmp_path, "train_bpc")] == list(range(1, 9))
   resumed_val = dict(bpcs(tmp_path, "val_bpc"))  # (+ the evaluation that ended the first leg)
   assert {s: resumed_val[s] for s, _ in bpcs(straight, "val_bpc")} == dict(bpcs(straight, "val_bpc"))
-  a = charlm.restore_for_sampling(straight)[1]
-  b = charlm.restore_for_sampling(tmp_path)[1]
+  a = restore.restore_for_sampling(straight)[1]
+  b = restore.restore_for_sampling(tmp_path)[1]
   assert all(np.array_equal(a[k], b[k]) for k in a)
 
 
@@ -138,7 +139,8 @@ BAD = [  # (flags, message, resume into the finished run?)
     (["--prime", "Ω"], "not in the vocabulary", False),
     (["--temperature", "0"], "temperature must be positive", False),
     (["--dynamic_eval", "--dynamic_seq_length", "5000"], "fewer than the 5001", False),
-    (["--model", "rnn", "--memory_size", "3"], "has no hyperparameter", False),
+    (["--model", "rnn", "--memory_size", "3"], "--memory_size does not apply to model 'rnn'",
+     False),
     (["--data", "{missing}"], "no such file", True),
     (["--hidden", "16"], "another config", True),
     (["--data", "{other}"], "vocabulary", True),
@@ -197,7 +199,7 @@ def test_cli_errors_exit_nonzero_with_one_line(tmp_path):
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(text_file, tmp_path):
-  with pytest.raises(charlm.TrainingError, match="NaN"):
+  with pytest.raises(loop.TrainingError, match="NaN"):
     alice.main(["--data", str(text_file), "--workdir", str(tmp_path), "--model", "rnn",
                 "--hidden", "8", "--batchsize", "2", "--seqlength", "8", "--lr", "3e38",
                 "--steps", "20", "--checkpoint_every", "1", "--sample_length", "0"])
@@ -228,7 +230,7 @@ def test_sigkill_while_saving_leaves_a_restorable_checkpoint(text_file, tmp_path
     proc.wait()
     ckpts = checkpoint.Checkpoints(tmp_path / "checkpoints", create=False)
     step, _ = ckpts.restore_meta()
-    _, params, _, _ = charlm.restore_for_sampling(tmp_path)
+    _, params, _, _ = restore.restore_for_sampling(tmp_path)
     assert step > 0 and all(np.isfinite(v).all() for v in params.values())
 
 

@@ -9,7 +9,7 @@ import pytest
 from dncjax import pytrees
 import dncjax
 from dncjax.models import core
-from dncjax.training import train
+from dncjax.training import optim, train
 
 V, B, S = 7, 3, 5
 CONFIGS = {
@@ -79,7 +79,7 @@ def test_token_id_equals_one_hot(setup):
 
 def test_jit_equals_no_jit_and_does_not_recompile(setup):
   model, params, tokens, states = setup
-  optimizer = train.make_optimizer(train.OptimizerConfig(learning_rate=0.1))
+  optimizer = optim.make(optim.OptimizerConfig("adagrad", learning_rate=0.1))
   ts = pytrees.TrainState(params, optimizer.init(params), states)
   batch = pytrees.Batch(tokens, jnp.roll(tokens, -1, axis=1), jnp.zeros((B,), bool))
   jitted = train.make_train_step(model, optimizer)

@@ -1,6 +1,6 @@
 """dncjax.dnc: config validation, the model's parameters, its gradients against central
 differences (float64), vmap / scan consistency, truncation, and a short training run
-through `dncjax.train.make_train_step` (the access step itself: test_access.py).
+through `dncjax.training.train.make_train_step` (the access step itself: test_access.py).
 
 Sizes are tiny and each jitted function is built once per module (module-scoped
 fixtures), so compiling dominates and stays to a handful of programs.
@@ -18,7 +18,7 @@ import dncjax
 from dncjax.models import access
 from dncjax.models import core
 from dncjax.models import dnc
-from dncjax.training import train
+from dncjax.training import optim, train
 
 jax.config.update("jax_enable_x64", True)
 
@@ -161,7 +161,7 @@ def test_trains_on_a_delayed_copy():
   in 30 Adagrad steps of `make_train_step` (every window starts from the initial state)."""
   model = dncjax.make_model("dnc", 4, 4, hidden=16, memory_size=8, word_size=4,
                             read_heads=1)
-  optimizer = train.make_optimizer(train.OptimizerConfig(learning_rate=0.1))
+  optimizer = optim.make(optim.OptimizerConfig("adagrad", learning_rate=0.1))
   loss_fn = lambda ys, targets: optax.sigmoid_binary_cross_entropy(ys, targets).sum()
   train_step = train.make_train_step(model, optimizer, loss_fn)
   state = train.init_train_state(model, optimizer, jax.random.key(0), 4)

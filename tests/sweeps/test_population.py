@@ -2,7 +2,6 @@
 resumes and samples like any run, a diverging member is frozen, and members may only
 differ in shape-free values."""
 
-import dataclasses
 import json
 import os
 import pathlib
@@ -12,31 +11,43 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from dncjax import configs as cfg
 from dncjax.charlm import job as charlm
-from dncjax.training import checkpoint
+from dncjax.charlm import restore
+from dncjax.charlm.config import DataConfig, Options, RunConfig
+from dncjax.models.lstm import LSTMConfig
 from dncjax.sweeps import population
-from dncjax.training import train
+from dncjax.training import checkpoint, loop, optim, run, train
 
 STEPS, MORE = 4, 6
-BASE = charlm.RunConfig(model="lstm", hyper=(("hidden", 8),), batch_size=8, seq_length=8,
-                        dropout=0.1, val_fraction=0.0045)
+BASE = RunConfig(model=LSTMConfig(hidden=8), data=DataConfig(batch_size=8, seq_length=8,
+                                                             val_fraction=0.0045),
+                 dropout=0.1)
 # a validation tail of 18 characters (3 windows) sums its loss over 17 characters, a training
 # window over 64, so member 3's first evaluation is finite, its next training loss is not
 MEMBERS = [  # 0, 1 train on; 2 is pruned at iter 3 (on_eval); 3 diverges at iter 2
-    dict(learning_rate=0.1, eps=1e-8, seed=0),
-    dict(learning_rate=0.2, eps=1e-6, clip_norm=0.5, seed=1, hyper=(("hidden", 8),
-                                                                    ("init_scale", 0.1))),
-    dict(learning_rate=0.05, eps=1e-4, clip_value=0.05, weight_decay=1e-3, seed=2,
-         hyper=(("hidden", 8), ("init_scale", 0.05))),
-    dict(learning_rate=2.7e36, seed=3),
+    {"optim.learning_rate": 0.1, "optim.eps": 1e-8, "seed": 0},
+    {"optim.learning_rate": 0.2, "optim.eps": 1e-6, "optim.clip_norm": 0.5, "seed": 1,
+     "model.init_scale": 0.1},
+    {"optim.learning_rate": 0.05, "optim.eps": 1e-4, "optim.clip_value": 0.05,
+     "optim.weight_decay": 1e-3, "seed": 2, "model.init_scale": 0.05},
+    {"optim.learning_rate": 2.7e36, "seed": 3},
 ]
 PRUNE = (2, 3)  # (member, iter)
 RTOL = 1e-5
 
 
-def options(workdir, **kw):
-  return charlm.Options(workdir=str(workdir), timelimit=None, report_interval=1, eval_every=1,
-                        sample_length=0, dynamic_eval=False, progress_bar=False, **kw)
+def changed(config, changes: dict):
+  """`config` with the settings `changes` ({path: value}) put on it."""
+  return cfg.Given(tuple(cfg.Setting(k, k, v) for k, v in changes.items())).apply(config)
+
+
+def options(workdir, steps, checkpoint_every=0, resume=False):
+  """(Options, RunOptions) of a single run as a population member runs: every iteration
+  reported and evaluated, no samples, no dynamic evaluation."""
+  schedule = loop.Schedule(steps, None, 1, 1, checkpoint_every)
+  return (Options(sample_length=0, dynamic_eval=False),
+          run.RunOptions(str(workdir), resume, schedule, progress_bar=False))
 
 
 def records(workdir, key):
@@ -52,10 +63,10 @@ def state_at(workdir, step, folder="checkpoints"):
   """The whole checkpointed state {'train', 'rng'} of `step`, in the member's own structure."""
   ckpts = checkpoint.Checkpoints(pathlib.Path(workdir) / folder, create=False)
   _, meta = ckpts.restore_meta(step)
-  config = charlm.RunConfig.from_json(meta["config"])
-  model, optimizer = charlm.make_model(config, len(meta["vocab"]))
+  config = RunConfig.from_json(meta["config"])
+  model, optimizer = charlm.build_model(config, len(meta["vocab"]))
   template = {"train": train.init_train_state(model, optimizer, jax.random.key(0),
-                                              config.batch_size),
+                                              config.data.batch_size),
               "rng": checkpoint.key_to_array(jax.random.key(0))}
   state = ckpts.restore_state(step, template)
   ckpts.close()
@@ -73,7 +84,7 @@ def configs(tmp_path_factory):
   corpus = pathlib.Path(os.environ["DNCJAX_DATA_DIR"]) / "alice29.txt"
   path = tmp_path_factory.mktemp("data") / "small.txt"
   path.write_text(corpus.read_text()[:4000])
-  return [dataclasses.replace(BASE, data=str(path), **m) for m in MEMBERS]
+  return [changed(BASE, {**m, "data.path": str(path)}) for m in MEMBERS]
 
 
 def prune(step, member):
@@ -102,41 +113,41 @@ def alone(configs, tmp_path_factory):
   root = tmp_path_factory.mktemp("alone")
   workdirs = [root / f"member{i}" for i in range(3)]
   for i, workdir in enumerate(workdirs):
-    charlm.train_and_evaluate(configs[i], options(workdir, steps=MORE, checkpoint_every=4),
+    charlm.train_and_evaluate(configs[i], *options(workdir, MORE, checkpoint_every=4),
                               out=lambda line: None,
                               on_eval=lambda step, metrics, i=i: prune(step, i))
   return workdirs
 
 
-def test_optimizer_matches_make_optimizer_per_member(configs):
+def test_optimizer_matches_each_members_own(configs):
   params = {"w": jnp.asarray([[0.3, -1.2], [2.0, 0.01]], jnp.float32),
             "b": jnp.asarray([0.5, -0.25], jnp.float32)}
-  extra = dataclasses.replace(configs[0], clip_norm=100.0, clip_value=10.0)  # not binding
+  extra = changed(configs[0], {"optim.clip_norm": 100.0, "optim.clip_value": 10.0})  # not binding
   members = configs[:3] + [extra]
-  hyper = population.hyper_arrays(members, "float32")
-  treedef = population.opt_treedef(params)
-  opt_states = [train.make_optimizer(c.optimizer()).init(params) for c in members]
-  pop_state = population.stack([population.convert_opt_state(s, treedef) for s in opt_states])
+  optimizer = population.make_optimizer(members)  # the population's one chain
+  pop_state = population.stack([optim.make(c.optim, clip_values=True).init(params)
+                                for c in members])  # each member's numbers in its state
   pop_params = population.stack([params] * len(members))
 
-  def update(h, grads, state, p):
-    updates, state = population.make_optimizer(h).update(grads, state, p)
+  def update(grads, state, p):
+    updates, state = optimizer.update(grads, state, p)
     return jax.tree.map(lambda a, u: a + u, p, updates), state
 
-  update = jax.jit(jax.vmap(update, in_axes=(0, None, 0, 0)))
-  own = list(zip([params] * len(members), opt_states))
+  update = jax.jit(jax.vmap(update, in_axes=(None, 0, 0)))
+  own_opts = [optim.make(c.optim) for c in members]  # each member's chain when alone
+  own = [(params, o.init(params)) for o in own_opts]
   for k in range(3):
     grads = jax.tree.map(lambda a: (a + 0.7 * k - 0.4) * 3.0, params)
-    pop_params, pop_state = update(hyper, grads, pop_state, pop_params)
-    for i, c in enumerate(members):
+    pop_params, pop_state = update(grads, pop_state, pop_params)
+    for i, o in enumerate(own_opts):
       p, s = own[i]
-      updates, s = train.make_optimizer(c.optimizer()).update(grads, s, p)
+      updates, s = o.update(grads, s, p)
       own[i] = (jax.tree.map(lambda a, u: a + u, p, updates), s)
-  assert float(hyper.clip_norm[0]) == np.inf and float(hyper.weight_decay[0]) == 0.0
+  hyper = population.member(pop_state, 0).hyperparams
+  assert float(hyper["clip_norm"]) == optim.NO_CLIP and float(hyper["weight_decay"]) == 0.0
   for i, (p, s) in enumerate(own):
     assert_close(population.member(pop_params, i), p, rtol=1e-6)
-    assert_close(population.convert_opt_state(population.member(pop_state, i),
-                                              jax.tree.structure(s)), s, rtol=1e-6)
+    assert_close(population.member(pop_state, i), s, rtol=1e-6)
   moved = [float(jnp.abs(own[i][0]["w"] - params["w"]).max()) for i in range(len(own))]
   assert len(set(moved[:3])) == 3  # the members' hyperparameters all mattered
   assert moved[3] == moved[0]  # clipping that does not bind is no clipping
@@ -162,7 +173,7 @@ def test_members_train_exactly_as_alone(pop, alone):
     assert summary["best_val_bpc"] == min(val_pop.values())
   assert results(workdirs[PRUNE[0]])["stopped_by"] == results(alone[PRUNE[0]])["stopped_by"]
   assert [results(workdirs[i])["stopped_by"] for i in (0, 1, 2)] == ["steps", "steps", "pruned"]
-  assert json.loads((workdirs[1] / "config.json").read_text())["clip_norm"] == 0.5
+  assert json.loads((workdirs[1] / "config.json").read_text())["optim"]["clip_norm"] == 0.5
   for workdir in workdirs:  # what experiments/alice.py leaves (but samples.txt)
     assert {"checkpoints", "best", "metrics.jsonl", "config.json", "results.json",
             "metrics.png"} <= {p.name for p in workdir.iterdir()}
@@ -179,10 +190,10 @@ def test_on_eval_sees_every_live_member_and_progress_is_printed(pop):
 
 def test_member_checkpoint_resumes_and_samples(configs, pop, alone):
   workdir = pop[0][1]
-  _, params, vocab, meta = charlm.restore_for_sampling(workdir, best=True)
+  _, params, vocab, meta = restore.restore_for_sampling(workdir, best=True)
   assert meta["step"] == results(workdir)["best_step"] and vocab.size == 61
   assert_close(params, state_at(workdir, meta["step"], "best")["train"].params)
-  charlm.train_and_evaluate(configs[1], options(workdir, steps=MORE, resume=True),
+  charlm.train_and_evaluate(configs[1], *options(workdir, MORE, resume=True),
                             out=lambda line: None)
   assert sorted(records(workdir, "train_bpc")) == list(range(1, MORE + 1))
   for key in ("train_bpc", "val_bpc"):
@@ -200,7 +211,7 @@ def test_diverged_member_is_frozen_while_the_others_go_on(configs, pop):
   assert list(records(workdirs[3], "train_bpc")) == [1] and list(val) == [1]
   assert [s for i, s, _ in calls if i == 3] == [1]
   assert summary["best_step"] == 1 and summary["best_val_bpc"] == val[1] < np.inf
-  _, _, _, meta = charlm.restore_for_sampling(workdirs[3], best=True)
+  _, _, _, meta = restore.restore_for_sampling(workdirs[3], best=True)
   assert meta["step"] == 1 and meta["best"] == {"val_bpc": val[1], "step": 1}
   frozen = state_at(workdirs[3], 1)  # its last good state, saved at the end
   assert all(np.isfinite(a).all() for a in jax.tree.leaves(frozen["train"].params))
@@ -210,24 +221,23 @@ def test_diverged_member_is_frozen_while_the_others_go_on(configs, pop):
 
 
 @pytest.mark.parametrize("change, name", [
-    (dict(hyper=(("hidden", 16),)), "hidden"),
-    (dict(batch_size=4), "batch_size"),
-    (dict(seq_length=4), "seq_length"),
-    (dict(model="rnn"), "model"),
-    (dict(dropout=0.2), "dropout"),
-    (dict(fp64=True), "fp64"),
-    (dict(data="other.txt"), "data"),
-    (dict(hyper=(("hidden", 8), ("forget_bias", 0.0))), "forget_bias"),
+    ({"model.hidden": 16}, "hidden"),
+    ({"data.batch_size": 4}, "batch_size"),
+    ({"data.seq_length": 4}, "seq_length"),
+    ({"model": "rnn"}, "model"),
+    ({"dropout": 0.2}, "dropout"),
+    ({"model.dtype": "float64"}, "dtype"),
+    ({"data.path": "other.txt"}, "data"),
+    ({"model.forget_bias": 0.0}, "forget_bias"),
 ])
 def test_members_may_differ_only_in_vmappable_fields(configs, tmp_path, change, name):
-  other = dataclasses.replace(configs[0], learning_rate=0.3, seed=5, **change)
+  other = changed(configs[0], {"optim.learning_rate": 0.3, "seed": 5, **change})
   with pytest.raises(ValueError) as info:
     population.train_population([configs[0], other], [tmp_path / "a", tmp_path / "b"],
                                 steps=2, eval_every=1)
   message = str(info.value)
   assert f"member 1 has {name}=" in message and "\n" not in message
   assert not (tmp_path / "a").exists()
-  population.check_population([configs[0], dataclasses.replace(
-      configs[0], **{k: v for k, v in MEMBERS[2].items()})])  # vmappable: fine
-  population.check_population([configs[0], dataclasses.replace(  # the model's default
-      configs[0], hyper=(("forget_bias", 1.0), ("hidden", 8)))])
+  population.check_population([configs[0], changed(configs[0], MEMBERS[2])])  # vmappable: fine
+  population.check_population([configs[0], changed(  # the model's default
+      configs[0], {"model.forget_bias": 1.0, "model.hidden": 8})])

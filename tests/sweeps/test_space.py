@@ -4,6 +4,8 @@ rules, and the hyperparameters a trial draws (conditional on its model)."""
 import optuna
 import pytest
 
+from dncjax.models.lstm import LSTMConfig
+from dncjax.models.seed_dnc import SeedDNCConfig
 from dncjax.sweeps import space
 
 
@@ -59,6 +61,7 @@ def test_space_rules_and_trial_configs():
   assert {d["model"] for d in drawn} == {"lstm", "seed_dnc"}
   assert all(("memory_size" in d) == (d["model"] == "seed_dnc") for d in drawn)
   lstm = mixed.config({"model": "lstm"})
-  assert (lstm.model, lstm.learning_rate, dict(lstm.hyper)) == ("lstm", 0.05, {"hidden": 128})
+  assert (lstm.model_name, lstm.optim.learning_rate, lstm.model) == (
+      "lstm", 0.05, LSTMConfig(hidden=128))
   dnc = mixed.config({"model": "seed_dnc", "memory_size": 4})
-  assert dict(dnc.hyper) == {"hidden": 128, "memory_size": 4}
+  assert dnc.model == SeedDNCConfig(hidden=128, memory_size=4)

@@ -12,7 +12,9 @@ import time
 import optuna
 import pytest
 
-from dncjax.charlm import job as charlm
+from dncjax.charlm import restore
+from dncjax.configs import to_json
+from dncjax.models.lstm import LSTMConfig
 from dncjax.sweeps import space
 from dncjax.sweeps import errors as sweep_errors
 from dncjax.sweeps import study as sweep
@@ -59,8 +61,8 @@ def test_two_workers_record_every_trial_once(tmp_path):
     result = json.loads((spec.path / t.user_attrs["workdir"] / "results.json").read_text())
     assert result["step"] == (8 if t.state.name == "COMPLETE" else t.user_attrs["step"])
     config = json.loads((spec.path / t.user_attrs["workdir"] / "config.json").read_text())
-    assert config["learning_rate"] == pytest.approx(t.params["learning_rate"])
-    assert config["model"] == "lstm" and config["hyper"] == {"hidden": 8}
+    assert config["optim"]["learning_rate"] == pytest.approx(t.params["learning_rate"])
+    assert config["model"] == to_json(LSTMConfig(hidden=8))
   complete = [t for t in trials if t.state.name == "COMPLETE"]
   assert all(t.value == pytest.approx(
       min(v for v in t.intermediate_values.values())) for t in complete)
@@ -80,7 +82,7 @@ def test_two_workers_record_every_trial_once(tmp_path):
   best = spec.path / "best_trial"
   assert best.resolve() == (spec.path / table[0]["workdir"]).resolve()
   assert (best / "best").is_dir() and (best / "checkpoints").is_dir()
-  _, _, _, meta = charlm.restore_for_sampling(best, best=True)  # what sample.py loads
+  _, _, _, meta = restore.restore_for_sampling(best, best=True)  # what sample.py loads
   assert meta["step"] == table[0]["best_step"]
   assert meta["best"]["val_bpc"] == pytest.approx(table[0]["val_bpc"])
   # the rebuilt sweep (for --report) is the same search
@@ -193,7 +195,7 @@ def test_population_sweep_trains_trials_together(tmp_path):
     config = json.loads((folder / "config.json").read_text())
     assert result["population"]["size"] == 2 and result["step"] == 8
     assert t.value == pytest.approx(result["best_val_bpc"])
-    assert (config["learning_rate"], config["seed"]) == (
+    assert (config["optim"]["learning_rate"], config["seed"]) == (
         pytest.approx(t.params["learning_rate"]), t.params["seed"])
   with pytest.raises(ValueError, match="keep array shapes.*not: forget_bias"):
     tiny_sweep(tmp_path / "bad", params=("forget_bias=0.5,1",), population=2)

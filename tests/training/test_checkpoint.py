@@ -12,12 +12,12 @@ from orbax.checkpoint._src.path import atomicity
 
 import dncjax
 from dncjax.training import checkpoint
-from dncjax.training import train
+from dncjax.training import optim, train
 
 
 def test_train_state_round_trip_and_step_replacement(tmp_path):
   model = dncjax.make_model("seed_dnc", 5, 5, hidden=4, memory_size=3, word_size=2)
-  opt = train.make_optimizer(train.OptimizerConfig(clip_norm=1.0))
+  opt = optim.make(optim.OptimizerConfig("adagrad", clip_norm=1.0))
   ts = train.init_train_state(model, opt, jax.random.key(0), 2)
   ckpts = checkpoint.Checkpoints(tmp_path / "c", keep=2)
   ckpts.save(3, {"train": ts}, {"note": "first"})

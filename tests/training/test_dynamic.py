@@ -1,4 +1,4 @@
-"""Dynamic evaluation (dncjax/dynamic.py): Krause et al.'s RMS rule against NumPy, MS_g
+"""Dynamic evaluation (dncjax/training/dynamic.py): Krause et al.'s RMS rule against NumPy, MS_g
 against a Python loop of window gradients, and scoring before learning."""
 
 import jax
@@ -7,11 +7,13 @@ import numpy as np
 import pytest
 
 import dncjax
+from dncjax.charlm import data, evaluate
 from dncjax.charlm import job as charlm
+from dncjax.charlm.config import DataConfig, RunConfig
 from dncjax.models import core
-from dncjax.charlm import data
-from dncjax.training import dynamic
-from dncjax.training import train
+from dncjax.models.lstm import LSTMConfig
+from dncjax.training import dynamic, losses, train
+from dncjax.training.optim import OptimizerConfig
 
 V = 6
 
@@ -52,7 +54,7 @@ def test_rms_rule_state_comes_from_the_training_text():
 def test_mean_squared_gradients_is_the_mean_of_each_windows_squared_gradient(lstm):
   params = lstm.init(jax.random.key(0))
   ids = np.random.default_rng(1).integers(0, V, 61)
-  windows = charlm.stack_validation(ids, 8, 1)  # 7 full windows and a partial one, masked
+  windows = evaluate.stack_validation(ids, 8, 1)  # 7 full windows and a partial one, masked
   K = windows.reset.shape[0]
   assert K == 8 and windows.targets[1][-1].sum() == 4
   ms = dynamic.mean_squared_gradients(lstm, params, windows)
@@ -61,7 +63,7 @@ def test_mean_squared_gradients_is_the_mean_of_each_windows_squared_gradient(lst
   for k in range(K):
     window = jax.tree.map(lambda a: a[k], windows)
     g, (final, _) = jax.grad(lambda p: train.window_loss(
-        lstm, dynamic.masked_cross_entropy, p, states, window), has_aux=True)(params)
+        lstm, losses.masked_cross_entropy, p, states, window), has_aux=True)(params)
     total = jax.tree.map(lambda t, x: t + x * x, total, g)
     states = jax.vmap(lstm.truncate)(final)
   for name in params:
@@ -75,16 +77,17 @@ def corpus(text_file):
 
 @pytest.mark.parametrize("rule", dynamic.RULES)
 def test_dynamic_bpc_scores_each_window_before_learning_from_it(rule, corpus):
-  config = charlm.RunConfig(model="lstm", hyper=(("hidden", 8),), seq_length=8, fp64=True,
-                            learning_rate=0.1)
-  model, optimizer = charlm.make_model(config, corpus.vocab.size)
+  config = RunConfig(model=LSTMConfig(hidden=8, dtype="float64"),
+                     optim=OptimizerConfig(learning_rate=0.1, eps=1e-6),
+                     data=DataConfig(seq_length=8))
+  model, optimizer = charlm.build_model(config, corpus.vocab.size)
   ts = train.init_train_state(model, optimizer, jax.random.key(0), 2)
-  windows = charlm.stack_validation(corpus.val_ids, 8, 1)
-  static = float(charlm.make_static_eval(model)(ts.params, windows)) / (
+  windows = evaluate.stack_validation(corpus.val_ids, 8, 1)
+  static = float(evaluate.make_static_eval(model)(ts.params, windows)) / (
       np.log(2) * float(windows.targets[1].sum()))
-  frozen = charlm.dynamic_bpc(model, config, corpus, ts.params, ts.opt_state, rule, lr=1e-300)
+  frozen = evaluate.dynamic_bpc(model, config, corpus, ts.params, ts.opt_state, rule, lr=1e-300)
   assert frozen == pytest.approx(static, rel=1e-12)  # no learning: the static score
   lr = 0.1 if rule == "adagrad" else 1e-3
-  assert charlm.dynamic_bpc(model, config, corpus, ts.params, ts.opt_state, rule, lr=lr) < static
+  assert evaluate.dynamic_bpc(model, config, corpus, ts.params, ts.opt_state, rule, lr=lr) < static
   with pytest.raises(ValueError, match="rule must be one of"):
-    charlm.dynamic_bpc(model, config, corpus, ts.params, ts.opt_state, "sgd")
+    evaluate.dynamic_bpc(model, config, corpus, ts.params, ts.opt_state, "sgd")

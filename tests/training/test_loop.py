@@ -1,5 +1,6 @@
-"""Tests for dncjax.loop: the schedule of reports, evaluations and checkpoints, budgets and
-resumption, NaN/Inf stops that save nothing bad, stop signals, and the metrics files.
+"""Tests for dncjax.training.loop (with its records and signals): the schedule of reports,
+evaluations and checkpoints, budgets and resumption, NaN/Inf stops that save nothing bad,
+stop signals, and the metrics files.
 
 The steps are tiny Python functions on a dict of numpy arrays and the clock is a fake one
 that each step moves on by one second, so every line and record is exact."""
@@ -12,14 +13,14 @@ import signal
 import numpy as np
 import pytest
 
-from dncjax.training import loop
+from dncjax.training import loop, records, signals
 
 ITEMS = 10                             # characters per step
 LOSS = 1.5 * math.log(2) * ITEMS       # a step loss of exactly 1.5 BPC
 
 
 class Clock:
-  """Stands in for the `time` module in dncjax.loop: it only moves when told to."""
+  """Stands in for the `time` module in dncjax.training.loop: it only moves when told to."""
 
   def __init__(self):
     self.now = 1000.0
@@ -93,7 +94,7 @@ def train(tmp_path, clock, config, rec=None, step_fn=None, start_step=0, resume_
       step_fn=step_fn or stepper(clock),
       state=state or {"w": np.zeros(3), "n": np.int32(start_step)},
       next_batch=lambda: "batch", start_step=start_step, config=config,
-      items_per_step=ITEMS, log=loop.MetricsLog(tmp_path / "metrics.jsonl", resume_step),
+      items_per_step=ITEMS, log=records.MetricsLog(tmp_path / "metrics.jsonl", resume_step),
       save=rec.save, print_fn=rec.lines.append, progress_bar=False, **kwargs)
   return result, rec
 
@@ -122,12 +123,12 @@ def test_reports_evaluations_and_checkpoints_follow_the_schedule(tmp_path, clock
 def test_the_metrics_log_holds_each_report_and_evaluation(tmp_path, clock):
   config = loop.Schedule(steps=4, report_interval=2, eval_every=4)
   train(tmp_path, clock, config)
-  records = loop.read_metrics(tmp_path / "metrics.jsonl")
+  logged = records.read_metrics(tmp_path / "metrics.jsonl")
   expected = [{"step": 2, "time": 2.0, "train_bpc": 1.5, "char_per_s": 10.0},
               {"step": 4, "time": 4.0, "train_bpc": 1.5, "char_per_s": 10.0},
               {"step": 4, "time": 4.0, "val_bpc": 2.0}]
-  assert len(records) == len(expected)
-  for record, want in zip(records, expected):
+  assert len(logged) == len(expected)
+  for record, want in zip(logged, expected):
     assert record == pytest.approx(want)
 
 
@@ -174,7 +175,7 @@ def test_extra_metrics_are_averaged_over_each_interval(tmp_path, clock):
       " 0: 2.000 s, iter 2, 1.5000 loss, 15.0000 bit_errors, 10.00 seq/s",
       " 1: 4.000 s, iter 4, 3.5000 loss, 35.0000 bit_errors, 10.00 seq/s"]
   assert [(r["train_loss"], r["train_bit_errors"], r["seq_per_s"])
-          for r in loop.read_metrics(tmp_path / "metrics.jsonl")] == [(1.5, 15.0, 10.0),
+          for r in records.read_metrics(tmp_path / "metrics.jsonl")] == [(1.5, 15.0, 10.0),
                                                                       (3.5, 35.0, 10.0)]
 
 
@@ -327,15 +328,15 @@ def test_a_signal_stops_after_the_step_and_saves_it(tmp_path, clock, capsys,
   assert "stopping after this step and saving" in capsys.readouterr().err
   for s in (signal.SIGINT, signal.SIGTERM):
     assert signal.getsignal(s) is sentinel_handlers  # restored
-  with pytest.raises(loop.Interrupted) as info:
+  with pytest.raises(signals.Interrupted) as info:
     loop.raise_if_interrupted(result)
   assert info.value.exit_code == 128 + signum
   assert isinstance(info.value, KeyboardInterrupt)
 
 
 def test_sigterm_gives_exit_code_143_and_sigint_130():
-  assert loop.Interrupted(signal.SIGTERM).exit_code == 143
-  assert loop.Interrupted().exit_code == 130
+  assert signals.Interrupted(signal.SIGTERM).exit_code == 143
+  assert signals.Interrupted().exit_code == 130
   loop.raise_if_interrupted(loop.LoopResult(5, None, "steps", 1.0, 5))  # no error
 
 
@@ -375,7 +376,7 @@ def lines_of(path):
 def test_a_fresh_metrics_log_removes_the_old_file(tmp_path):
   path = tmp_path / "metrics.jsonl"
   path.write_text('{"step": 1, "train_bpc": 3.0}\n')
-  log = loop.MetricsLog(path)
+  log = records.MetricsLog(path)
   assert not path.exists()
   log.write({"step": 1, "train_bpc": 2.0})
   log.write({"step": 2, "train_bpc": 1.0})
@@ -387,7 +388,7 @@ def test_a_resumed_metrics_log_drops_the_records_past_its_step(tmp_path):
   path = tmp_path / "metrics.jsonl"
   path.write_text("".join(json.dumps({"step": s, "x": s}) + "\n" for s in (2, 4, 4, 6, 8))
                   + '{"note": "no step"}\n\n')
-  log = loop.MetricsLog(path, resume_step=4)
+  log = records.MetricsLog(path, resume_step=4)
   assert log.read() == [{"step": 2, "x": 2}, {"step": 4, "x": 4}, {"step": 4, "x": 4},
                         {"note": "no step"}]
   log.write({"step": 6, "x": 60})
@@ -395,16 +396,16 @@ def test_a_resumed_metrics_log_drops_the_records_past_its_step(tmp_path):
 
 
 def test_a_resumed_metrics_log_without_a_file_creates_none(tmp_path):
-  loop.MetricsLog(tmp_path / "metrics.jsonl", resume_step=3)
+  records.MetricsLog(tmp_path / "metrics.jsonl", resume_step=3)
   assert not (tmp_path / "metrics.jsonl").exists()
 
 
 def test_read_metrics_only_reads(tmp_path):
   path = tmp_path / "metrics.jsonl"
-  assert loop.read_metrics(path) == [] and not path.exists()
+  assert records.read_metrics(path) == [] and not path.exists()
   text = '{"step": 5, "val_bpc": 2.5}\n{"step": 9, "val_bpc": 2.0}\n'
   path.write_text(text)
-  assert loop.read_metrics(str(path)) == [{"step": 5, "val_bpc": 2.5},
+  assert records.read_metrics(str(path)) == [{"step": 5, "val_bpc": 2.5},
                                           {"step": 9, "val_bpc": 2.0}]
   assert path.read_text() == text
 
@@ -417,7 +418,7 @@ def strict_loads(text):
 
 def test_write_json_writes_nan_and_inf_as_null(tmp_path):
   path = tmp_path / "results.json"
-  loop.write_json(path, {"a": math.nan, "b": {"c": math.inf, "d": -math.inf, "e": 0.5},
+  records.write_json(path, {"a": math.nan, "b": {"c": math.inf, "d": -math.inf, "e": 0.5},
                          "f": np.float64("nan"), "g": "text", "h": 3, "i": None})
   assert strict_loads(path.read_text()) == {"a": None, "b": {"c": None, "d": None, "e": 0.5},
                                             "f": None, "g": "text", "h": 3, "i": None}
@@ -425,5 +426,5 @@ def test_write_json_writes_nan_and_inf_as_null(tmp_path):
 
 
 def test_write_json_writes_nan_in_a_list_as_null(tmp_path):
-  loop.write_json(tmp_path / "results.json", {"curve": [1.0, math.nan]})
+  records.write_json(tmp_path / "results.json", {"curve": [1.0, math.nan]})
   assert strict_loads((tmp_path / "results.json").read_text()) == {"curve": [1.0, None]}

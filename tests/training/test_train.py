@@ -8,7 +8,7 @@ import pytest
 from dncjax import pytrees
 import dncjax
 from dncjax.models import core
-from dncjax.training import train
+from dncjax.training import losses, optim, train
 
 V, B, S, H = 5, 3, 4, 6
 
@@ -29,16 +29,17 @@ def test_reset_lanes_start_from_the_initial_state(lstm):
   mixed = train.start_states(lstm, carried, jnp.array([True, False, True]))
   h = np.asarray(mixed.h)
   assert np.all(h[[0, 2]] == 0) and np.all(h[1] == 0.3)
-  loss_mixed = train.window_loss(lstm, train.softmax_cross_entropy, params, carried,
+  loss_mixed = train.window_loss(lstm, losses.softmax_cross_entropy, params, carried,
                                  batch([True, False, True]))[0]
-  loss_none = train.window_loss(lstm, train.softmax_cross_entropy, params, carried,
+  loss_none = train.window_loss(lstm, losses.softmax_cross_entropy, params, carried,
                                 batch([False] * 3))[0]
   assert loss_mixed != loss_none
 
 
 def test_optimizer_chain_is_clip_then_decay_then_seed_adagrad():
-  config = train.OptimizerConfig(learning_rate=0.1, eps=1e-8, clip_value=0.5, weight_decay=0.01)
-  opt = train.make_optimizer(config)
+  config = optim.OptimizerConfig("adagrad", learning_rate=0.1, eps=1e-8, clip_value=0.5,
+                                 weight_decay=0.01)
+  opt = optim.make(config)
   p = {"w": jnp.array([1.0, -2.0, 3.0])}
   g = {"w": jnp.array([0.2, -4.0, 0.0])}
   state = opt.init(p)
@@ -52,24 +53,26 @@ def test_optimizer_chain_is_clip_then_decay_then_seed_adagrad():
     np.testing.assert_allclose(p["w"], expected, rtol=1e-12)
 
 
-@pytest.mark.parametrize("field, value", [("learning_rate", 0.0), ("eps", -1.0),
-                                          ("clip_norm", 0.0), ("weight_decay", -0.1)])
-def test_bad_optimizer_settings_raise(field, value):
-  with pytest.raises(ValueError, match=field):
-    train.OptimizerConfig(**{field: value})
+@pytest.mark.parametrize("field, value, flag", [
+    ("learning_rate", 0.0, "--lr"), ("eps", -1.0, "--eps"),
+    ("clip_norm", -1.0, "--clip_norm"),  # (a clip of 0 means no clipping)
+    ("weight_decay", -0.1, "--weight_decay")])
+def test_bad_optimizer_settings_raise(field, value, flag):
+  with pytest.raises(ValueError, match=flag):
+    optim.OptimizerConfig(**{field: value})
 
 
 def test_dropout_masks_change_each_step_and_keep_the_mean(lstm):
-  opt = train.make_optimizer(train.OptimizerConfig())
+  opt = optim.make(optim.OptimizerConfig("adagrad"))
   ts = train.init_train_state(lstm, opt, jax.random.key(1), B)
   step = train.make_train_step(lstm, opt, dropout=0.5, jit=False)
   ts1, m1 = step(ts, batch([True] * 3))
   assert not np.array_equal(ts1.key, ts.key)
-  plain = train.window_loss(lstm, train.softmax_cross_entropy, ts.params, ts.model_state,
+  plain = train.window_loss(lstm, losses.softmax_cross_entropy, ts.params, ts.model_state,
                             batch([True] * 3))[0]
   assert m1["loss"] != plain  # the loss was taken through a dropout mask
   # the recurrence is untouched by dropout: the carried state is the deterministic one
-  final = train.window_loss(lstm, train.softmax_cross_entropy, ts.params, ts.model_state,
+  final = train.window_loss(lstm, losses.softmax_cross_entropy, ts.params, ts.model_state,
                             batch([True] * 3))[1][0]
   np.testing.assert_array_equal(ts1.model_state.h, final.h)
   x = jnp.ones((20000,))
@@ -80,9 +83,9 @@ def test_dropout_masks_change_each_step_and_keep_the_mean(lstm):
 
 def test_dropout_is_validated(lstm):
   with pytest.raises(ValueError, match="dropout must be in"):
-    train.make_train_step(lstm, train.make_optimizer(train.OptimizerConfig()), dropout=1.0)
+    train.make_train_step(lstm, optim.make(optim.OptimizerConfig("adagrad")), dropout=1.0)
   with pytest.raises(ValueError, match="weight_drop must be in"):
-    train.make_train_step(lstm, train.make_optimizer(train.OptimizerConfig()), weight_drop=-0.1)
+    train.make_train_step(lstm, optim.make(optim.OptimizerConfig("adagrad")), weight_drop=-0.1)
 
 
 def test_weight_drop_masks_only_the_recurrent_matrices():
@@ -99,7 +102,7 @@ def test_weight_drop_masks_only_the_recurrent_matrices():
 
 
 def test_weight_drop_shares_one_mask_across_lanes_and_regularises_the_recurrence(lstm):
-  opt = train.make_optimizer(train.OptimizerConfig())
+  opt = optim.make(optim.OptimizerConfig("adagrad"))
   ts = train.init_train_state(lstm, opt, jax.random.key(1), B)
   same = pytrees.Batch(jnp.tile(batch([True] * 3).inputs[:1], (B, 1)),
                      jnp.tile(batch([True] * 3).targets[:1], (B, 1)), jnp.ones((B,), bool))
@@ -107,7 +110,7 @@ def test_weight_drop_shares_one_mask_across_lanes_and_regularises_the_recurrence
   ts1, m1 = step(ts, same)
   h = np.asarray(ts1.model_state.h)
   np.testing.assert_array_equal(h[0], h[1])  # identical lanes, one mask: identical states
-  plain = train.window_loss(lstm, train.softmax_cross_entropy, ts.params, ts.model_state, same)
+  plain = train.window_loss(lstm, losses.softmax_cross_entropy, ts.params, ts.model_state, same)
   assert m1["loss"] != plain[0]
   assert not np.array_equal(h, plain[1][0].h)  # unlike readout dropout, it reaches the state
   # the mask is drawn from the step's key: the same key gives the same step
@@ -125,4 +128,4 @@ def test_split_models_compose_recur_and_readout(lstm):
 
 
 def test_bits_per_char():
-  assert train.bits_per_char(np.log(2) * 64, 64) == pytest.approx(1.0)
+  assert losses.bits_per_char(np.log(2) * 64, 64) == pytest.approx(1.0)
