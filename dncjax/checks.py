@@ -47,3 +47,9 @@ def check_dtype(dtype: str) -> None:
     raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
   if dtype == "float64" and not jax.config.jax_enable_x64:
     jax.config.update("jax_enable_x64", True)
+
+
+def check_seed(seed) -> None:
+  """A seed is an integer in [0, 2**32) (numpy's and jax's seeds both take it)."""
+  if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
+    raise ValueError(f"--seed must be an integer in [0, 2**32), got {seed!r}")

@@ -110,6 +110,21 @@ def _rebuilt(config, changes: dict[str, Any]):
   return dataclasses.replace(config, **kwargs) if kwargs else config
 
 
+class RunConfigBase:
+  """What every job's run config (a frozen dataclass with a `model` field) offers."""
+
+  @property
+  def model_name(self) -> str:
+    return get(self, MODEL)
+
+  def to_json(self) -> dict:
+    return to_json(self)
+
+  @classmethod
+  def from_json(cls, data: dict):
+    return from_json(cls, data)
+
+
 class UsageError(ValueError):
   """Settings that do not fit together (e.g. a flag of another model): one line, exit 2."""
 
@@ -132,6 +147,11 @@ class Given:
   def value(self, path: str, default=None):
     return next((s.value for s in self.settings if s.path == path), default)
 
+  def with_value(self, path: str, value) -> "Given":
+    """The same settings, the one at `path` (if given) holding `value`."""
+    return Given(tuple(dataclasses.replace(s, value=value) if s.path == path else s
+                       for s in self.settings))
+
   def without(self, *paths: str) -> "Given":
     return Given(tuple(s for s in self.settings if s.path not in paths))
 
@@ -148,7 +168,9 @@ class Given:
       if s.path.startswith(MODEL + "."):
         name = get(config, MODEL)
         if s.path[len(MODEL) + 1:] not in models.takes(name):
-          raise UsageError(f"{s.flag} does not apply to model {name!r}")
+          takes = sorted(models.takes(name) - {"input_size", "output_size", "dtype"})
+          raise UsageError(f"{s.flag} does not apply to model {name!r} (it takes: "
+                           f"{', '.join(takes)})")
       *parents, leaf = s.path.split(".")
       node = changes
       for part in parents:

@@ -88,7 +88,8 @@ def test_the_help_shows_a_zero_default(monkeypatch):
 def test_there_is_one_flag_per_model_hyperparameter():
   p = model_parser()
   fields = all_fields()
-  dests = {a.dest for a in p._actions if a.dest.startswith("model.")}  # pylint: disable=protected-access
+  actions = p._actions  # pylint: disable=protected-access
+  dests = {a.dest for a in actions if a.dest.startswith("model.")}
   assert dests == {f"model.{name}" for name in fields}  # one per field
   assert vars(p.parse_args([])) == {}  # each unset unless given
   assert {"hidden", "memory_size", "remat"} <= set(fields)

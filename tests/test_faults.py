@@ -23,9 +23,11 @@ import pytest
 from dncjax import models
 import dncjax
 from dncjax.charlm import job as charlm
+from dncjax.charlm import restore
 from dncjax.training import checkpoint
 from dncjax import cli
 from dncjax.training import loop
+from dncjax.training.records import MetricsLog, read_metrics
 from dncjax.sweeps import space
 from dncjax.sweeps import errors as sweep_errors
 from dncjax.sweeps import storage as sweep_storage
@@ -80,18 +82,18 @@ def wait_for(proc, text):
 
 
 def records(workdir, key):
-  return {r["step"]: r[key] for r in loop.read_metrics(workdir / "metrics.jsonl") if key in r}
+  return {r["step"]: r[key] for r in read_metrics(workdir / "metrics.jsonl") if key in r}
 
 
 # ---------------------------------------------------------------- 1. the NaN guard
 
 
 def test_nan_guard_saves_only_finite_parameters(text_file, tmp_path):
-  with pytest.raises(charlm.TrainingError, match="NaN") as info:
+  with pytest.raises(loop.TrainingError, match="NaN") as info:
     alice_main(["--data", text_file, "--workdir", tmp_path, *DIVERGING, "--steps", "300",
                 "--checkpoint_every", "1", "--eval_every", "2"])
   good = int(str(info.value).split("last good checkpoint is iter ")[1].split()[0])
-  _, model, ts, _, meta = charlm.restore_trained(tmp_path)
+  _, model, ts, _, meta = restore.restore_trained(tmp_path)
   assert meta["step"] == good
   for tree in (ts.params, ts.opt_state, ts.model_state):
     assert all(np.isfinite(np.asarray(x)).all() for x in _floats(tree))
@@ -111,9 +113,9 @@ def test_nonfinite_validation_stops_the_run(tmp_path):
 
   saved = []
   result = loop.run(step_fn=lambda s, b: (s, {"loss": 1.0}), state=state, next_batch=lambda: 0,
-                    start_step=0, config=loop.LoopConfig(steps=10, eval_every=2,
+                    start_step=0, config=loop.Schedule(steps=10, eval_every=2,
                                                          checkpoint_every=2),
-                    items_per_step=1, log=loop.MetricsLog(tmp_path / "m.jsonl"),
+                    items_per_step=1, log=MetricsLog(tmp_path / "m.jsonl"),
                     save=lambda step, s, e: saved.append(step), evaluate=evaluate,
                     print_fn=lambda line: None)
   assert result.reason == "nan" and "val_bpc" in result.detail and result.step == 4
@@ -123,7 +125,7 @@ def test_nonfinite_validation_stops_the_run(tmp_path):
 def test_sample_refuses_nonfinite_parameters(text_file, tmp_path, capsys):
   alice_main(["--data", text_file, "--workdir", tmp_path, *TINY, "--steps", "2"])
   ckpts = checkpoint.Checkpoints(tmp_path / "checkpoints")
-  config, model, ts, vocab, meta = charlm.restore_trained(tmp_path)
+  config, model, ts, vocab, meta = restore.restore_trained(tmp_path)
   bad = ts._replace(params={k: v * np.nan for k, v in ts.params.items()})
   rng = checkpoint.key_to_array(__import__("jax").random.key(0))
   ckpts.save(3, {"train": bad, "rng": rng}, {**meta, "step": 3})
@@ -152,7 +154,7 @@ def test_a_second_run_in_a_busy_workdir_is_refused(text_file, tmp_path):
     first.send_signal(signal.SIGINT)
     first.communicate(timeout=300)
   assert first.returncode == 130
-  steps = [r["step"] for r in loop.read_metrics(tmp_path / "metrics.jsonl") if "train_bpc" in r]
+  steps = [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl") if "train_bpc" in r]
   assert steps == sorted(set(steps))  # one writer: no duplicate records
 
 
@@ -632,7 +634,7 @@ def test_sweep_bad_setting_exits_2_in_one_line(tmp_path, text_file):
 
 def test_sweep_all_trials_failed_exits_nonzero(tmp_path, text_file, monkeypatch, capsys):
   def diverge(*args, **kwargs):
-    raise charlm.TrainingError("the loss became NaN/Inf at iter 1")
+    raise loop.TrainingError("the loss became NaN/Inf at iter 1")
   monkeypatch.setattr(charlm, "train_and_evaluate", diverge)
   workdir = tmp_path / "failing"
   argv = sweep_command(workdir, text_file, "--param", "lr=0.05,0.1", "--sampler", "grid")[2:]

@@ -22,7 +22,7 @@ import pytest  # noqa: E402
 
 from dncjax import pytrees
 import dncjax  # noqa: E402
-from dncjax.training import train  # noqa: E402
+from dncjax.training import losses, optim, train  # noqa: E402
 from tests import oracle  # noqa: E402
 
 B, S, V, H, N, W = 3, 5, 7, 6, 4, 5
@@ -51,7 +51,7 @@ def jax_window(name):
 
   def loss_fn(params, states, inputs, targets):
     batch = pytrees.Batch(inputs, targets, jnp.zeros(inputs.shape[0], bool))
-    loss, (final, _) = train.window_loss(model, train.softmax_cross_entropy, params, states,
+    loss, (final, _) = train.window_loss(model, losses.softmax_cross_entropy, params, states,
                                          batch)
     return loss, final
 
@@ -61,7 +61,7 @@ def jax_window(name):
 @functools.cache
 def jax_train_step(name, reset_memory):
   model = jax_model(name, reset_memory)
-  optimizer = train.make_optimizer(train.OptimizerConfig(learning_rate=0.1, eps=1e-8))
+  optimizer = optim.make(optim.OptimizerConfig("adagrad", learning_rate=0.1, eps=1e-8))
   return model, optimizer, train.make_train_step(model, optimizer)
 
 

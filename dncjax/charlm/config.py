@@ -47,7 +47,7 @@ def default_model():
 
 
 @dataclasses.dataclass(frozen=True)
-class RunConfig:
+class RunConfig(configs.RunConfigBase):
   """The model (its own config; sizes set from the vocabulary), optimiser, data, the
   regularisation and the seed."""
   model: Any = dataclasses.field(default_factory=default_model)
@@ -60,21 +60,9 @@ class RunConfig:
   seed: int = _field(0, "seed for parameters, lanes and sampling")
 
   def __post_init__(self):
-    if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2**32:
-      raise ValueError(f"--seed must be an integer in [0, 2**32), got {self.seed!r}")
+    checks.check_seed(self.seed)
     for name in ("dropout", "weight_drop"):
       checks.check_number(f"--{name}", getattr(self, name), 0, 1, high_open=True)
-
-  @property
-  def model_name(self) -> str:
-    return configs.get(self, configs.MODEL)
-
-  def to_json(self) -> dict:
-    return configs.to_json(self)
-
-  @classmethod
-  def from_json(cls, data: dict) -> "RunConfig":
-    return configs.from_json(cls, data)
 
 
 @dataclasses.dataclass(frozen=True)

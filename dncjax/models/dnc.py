@@ -101,7 +101,7 @@ def _init_params(config: DNCConfig, key: jax.Array) -> core.Params:
   biases zero but the forget gate's b_h, `forget_bias`."""
   H, W, R = config.hidden, config.word_size, config.read_heads
   L, O, dtype, s = config.controller_layers, config.output_size, config.dtype, config.init_scale
-  X = access.interface_size(W, R, config.link_sharpness, config.key_masking)  # interface
+  X = access.interface_size(W, R, config.link_sharpness, config.key_masking)  # interface size X
   shapes = {}
   for layer in range(L):
     sfx = _layer_suffix(layer)

@@ -34,7 +34,7 @@ from dncjax import configs, pytrees
 from dncjax.charlm import batches, data, evaluate, job
 from dncjax.charlm.config import RunConfig
 from dncjax.sweeps.members import Member, PopulationSession
-from dncjax.training import checkpoint, loop, optim, plots, records, train, workdir
+from dncjax.training import checkpoint, finite, loop, optim, plots, records, train, workdir
 
 VMAPPABLE = {  # setting -> its path in RunConfig
     **{name: f"optim.{name}" for name in optim.HYPERPARAMETERS},
@@ -89,10 +89,10 @@ def make_step(model, optimizer, dropout: float = 0.0, weight_drop: float = 0.0):
 
   def member_step(state, batch, alive):
     new, metrics = step(state, batch)
-    finite = jnp.isfinite(metrics["loss"]) & checkpoint.tree_finite(new)
-    ok = alive & finite
+    good = jnp.isfinite(metrics["loss"]) & finite.tree_finite(new)
+    ok = alive & good
     return jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, state), {**metrics,
-                                                                        "finite": finite}
+                                                                        "finite": good}
 
   return jax.jit(jax.vmap(member_step))
 

@@ -1,9 +1,10 @@
 """Search spaces of a sweep: which run settings vary, over what, and the run each trial gets.
 
 A setting is any run setting of `charlm.config.RunConfig` by its own name (learning_rate,
-eps, clip_norm, batch_size, seq_length, overlap, model, seed, ...: `RUN_PATHS`) or any model hyperparameter (hidden, memory_size,
-word_size, read_heads, init_scale, ...), also under the short names of alice.py's flags
-and the paper's symbols (lr, batchsize, seqlength, N, W, R). On the command line:
+eps, clip_norm, batch_size, seq_length, overlap, model, seed, ...: `RUN_PATHS`) or any
+model hyperparameter (hidden, memory_size, word_size, read_heads, init_scale, ...), also
+under the short names of alice.py's flags and the paper's symbols (lr, batchsize,
+seqlength, N, W, R). On the command line:
 
   lr=0.01:1:log        a float range, sampled on a log scale
   hidden=32:256        an int range (the setting's type decides), uniform
@@ -184,7 +185,7 @@ class Space:
 
   def __post_init__(self):
     names = [p.name for p in self.params]
-    twice = sorted({n for n in names if names.count(n) > 1} | (set(names) & dict(self.fixed).keys()))
+    twice = sorted({n for n in names if names.count(n) > 1} | (set(names) & set(dict(self.fixed))))
     if twice:
       raise SpaceError(f"set more than once: {', '.join(twice)}")
     if not self.params:

@@ -29,7 +29,7 @@ def default_model():
 
 
 @dataclasses.dataclass(frozen=True)
-class RunConfig:
+class RunConfig(configs.RunConfigBase):
   """The task, the model (its own config; sizes set by the task), optimiser, batch, seed."""
   task: TaskConfig = TaskConfig()
   model: Any = dataclasses.field(default_factory=default_model)
@@ -42,19 +42,7 @@ class RunConfig:
 
   def __post_init__(self):
     checks.check_positive(self, "batch_size")
-    if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2**32:
-      raise ValueError(f"--seed must be an integer in [0, 2**32), got {self.seed!r}")
-
-  @property
-  def model_name(self) -> str:
-    return configs.get(self, configs.MODEL)
-
-  def to_json(self) -> dict:
-    return configs.to_json(self)
-
-  @classmethod
-  def from_json(cls, data: dict) -> "RunConfig":
-    return configs.from_json(cls, data)
+    checks.check_seed(self.seed)
 
 
 def defaults_for(given: configs.Given) -> RunConfig:

@@ -130,8 +130,10 @@ def summarize(logged: list[dict], result: loop.LoopResult, target: float) -> dic
 def train_and_evaluate(options: Options, run_options: run.RunOptions,
                        given: configs.Given = configs.Given(), out=print) -> dict:
   """Runs (or resumes) a task run in `run_options.workdir`; returns results.json's summary.
-  A fresh run's flags `given` go on the defaults of the task they name. The run holds the
-  workdir's lock (dncjax.training.workdir) while it runs."""
+  A fresh run's flags `given` go on the defaults of the task they name (--clip_norm 0:
+  no clipping). The run holds the workdir's lock (dncjax.training.workdir) while it runs."""
+  if given.value("optim.clip_norm") == 0:
+    given = given.with_value("optim.clip_norm", None)
   return run.run(TaskJob(options, out), defaults_for(given), given, run_options)
 
 

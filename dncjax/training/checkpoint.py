@@ -38,11 +38,10 @@ import orbax.checkpoint as ocp
 
 from dncjax.training import checkpoint_errors as errors
 from dncjax.training.checkpoint_errors import CheckpointError
-from dncjax.training.finite import all_finite, check_finite, tree_finite
+from dncjax.training.finite import check_finite
 
-__all__ = ["CheckpointError", "Checkpoints", "all_finite", "array_to_key", "check_agrees",
-           "check_finite", "holds_checkpoints", "key_to_array", "open_latest", "refuse_existing",
-           "tree_finite"]
+__all__ = ["CheckpointError", "Checkpoints", "array_to_key", "check_agrees", "holds_checkpoints",
+           "key_to_array", "open_latest", "refuse_existing"]
 
 
 class Checkpoints:

@@ -2,8 +2,9 @@
 
 `drive(schedule, session, ...)` is the schedule. It asks a session for one update at a
 time and, on the schedule's steps, for a progress report, an evaluation and a checkpoint;
-it stops at the step budget, at the time limit, on Ctrl-C or SIGTERM (after saving), when a session's evaluation
-asks it to (a sweep's pruner), or when the session itself says so. At the end it asks
+it stops at the step budget, at the time limit, on Ctrl-C or SIGTERM (after saving),
+when a session's evaluation asks it to (a sweep's pruner), or when the session itself
+says so. At the end it asks
 for the final evaluation and checkpoint. The single run (`Trainer`, below) and a
 vmapped population (`dncjax.sweeps.population`) are its two sessions.
 
@@ -30,7 +31,7 @@ from typing import Any, Callable, Protocol
 import tqdm
 
 from dncjax import checks
-from dncjax.training import checkpoint
+from dncjax.training import finite
 from dncjax.training.records import MetricsLog
 from dncjax.training.signals import Interrupted, StopSignals
 
@@ -196,7 +197,7 @@ class Trainer:
     return self.on_eval(step, metrics) if self.on_eval is not None else None
 
   def save(self, step: int) -> bool:
-    if not checkpoint.all_finite(self.state):
+    if not finite.all_finite(self.state):
       self.diverged.append(f"the parameters or optimiser state became NaN/Inf by iter {step}")
       return False
     self._save(step, self.state, time.monotonic() - self.begin)
@@ -237,7 +238,7 @@ def run(*, step_fn: Callable, state: Any, next_batch: Callable[[], Any], start_s
   `on_eval(step, metrics)` sees each evaluation; a string it returns stops the run with that
   reason (a sweep's pruner: 'pruned'), after the usual final checkpoint.
 
-  A state is saved only if every float in it is finite (`checkpoint.all_finite`); a NaN/Inf
+  A state is saved only if every float in it is finite (`finite.all_finite`); a NaN/Inf
   loss, evaluation metric or state stops the run with reason 'nan' and the bad state unsaved.
   An evaluation at the end that comes after the last checkpoint of that step saves it again,
   so the checkpoint's record of the best evaluation matches what the caller kept of it.
@@ -250,7 +251,7 @@ def run(*, step_fn: Callable, state: Any, next_batch: Callable[[], Any], start_s
   trainer = Trainer(step_fn, state, next_batch, log, save, evaluate, on_eval, items_per_step,
                     unit, scale, metric, extra, out, begin)
   trainer.step = start_step
-  if not checkpoint.all_finite(state):  # (also compiles the check before the first save)
+  if not finite.all_finite(state):  # (also compiles the check before the first save)
     raise TrainingError(f"the state training starts from at iter {start_step} holds NaN/Inf")
   try:
     step, reason, signum = drive(config, trainer, start_step, begin,

@@ -7,12 +7,13 @@
 
 Every stage is always present (an absent clip is a clip at NO_CLIP, the largest float32,
 which leaves every finite gradient as it is, and keeps the state finite so that the NaN/Inf
-guards of checkpoints stay strict; no weight decay is a decay of 0), and the numbers are `optax.inject_hyperparams`
-hyperparameters, held as arrays in the optimiser state. So every config of one rule
-gives the same state structure: a single run, a vmapped population whose members
-differ in these numbers, and a checkpoint all hold the same tree. Entry clipping is
-compiled in only where some config asks for it (`clip_values`): a clamp that changes
-nothing still changes how XLA fuses the norm's reduction, and so the last bit of the updates.
+guards of checkpoints stay strict; no weight decay is a decay of 0), and the numbers are
+`optax.inject_hyperparams` hyperparameters, held as arrays in the optimiser state. So
+every config of one rule gives the same state structure: a single run, a vmapped
+population whose members differ in these numbers, and a checkpoint all hold the same
+tree. Entry clipping is compiled in only where some config asks for it (`clip_values`):
+a clamp that changes nothing still changes how XLA fuses the norm's reduction, and so
+the last bit of the updates.
 
 Adagrad is the seed's: G_t = G_{t-1} + g^2 (G_0 = 0), p -= lr g / sqrt(G_t + eps).
 RMSProp is deepmind/dnc's (decay 0.9, eps inside the square root) with momentum.
@@ -21,6 +22,7 @@ RMSProp is deepmind/dnc's (decay 0.9, eps inside the square root) with momentum.
 from __future__ import annotations
 
 import dataclasses
+
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -50,9 +52,9 @@ class OptimizerConfig:
       "help": "epsilon inside the square root (none: adagrad and adam 1e-8, rmsprop 1e-10)"})
   momentum: float = dataclasses.field(default=0.0, metadata={"help": "RMSProp momentum"})
   clip_norm: float | None = dataclasses.field(default=None, metadata={
-      "help": "clip gradients by global norm (0: no clipping)"})
+      "help": "clip gradients by global norm (tasks.py: 0 for none)"})
   clip_value: float | None = dataclasses.field(default=None, metadata={
-      "help": "clip each gradient entry to [-v, v] (0: no clipping)"})
+      "help": "clip each gradient entry to [-v, v]"})
   weight_decay: float = dataclasses.field(default=0.0, metadata={
       "help": "L2 weight decay added to the gradient"})
 
@@ -64,8 +66,6 @@ class OptimizerConfig:
     checks.check_number("--momentum", self.momentum, 0, 1, high_open=True)
     checks.check_number("--weight_decay", self.weight_decay, 0)
     for name in ("clip_norm", "clip_value"):
-      if getattr(self, name) == 0:
-        object.__setattr__(self, name, None)  # frozen: normalised once, here
       checks.check_number(_flag(name), getattr(self, name), 0, low_open=True, optional=True)
 
   def hyperparams(self) -> dict[str, float]:

@@ -1,6 +1,6 @@
-"""Tests for dncjax.sampling: ids in the vocabulary, determinism per key, the prime read into
-the state, the argmax path at a low temperature, draw frequencies that match the softmax of
-y / temperature, the temperature check, and one compilation per shape.
+"""Tests for dncjax.charlm.sampling: ids in the vocabulary, determinism per key, the prime
+read into the state, the argmax path at a low temperature, draw frequencies that match the
+softmax of y / temperature, the temperature check, and one compilation per shape.
 
 The model is a tiny LSTM with init_scale 1, so its next-character distributions are far
 from uniform and a wrong temperature or a wrong set of logits shows in the frequencies."""

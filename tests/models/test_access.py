@@ -1,4 +1,4 @@
-"""dncjax.access: interface parsing, and the access step against the paper's step in
+"""dncjax.models.access: interface parsing, and the access step against the paper's step in
 NumPy (with de-allocation, link sharpness and key masking) and by hand.
 
 Float64 throughout, on tiny sizes (N = 4, W = 3, R = 2); the access step is jitted once

@@ -1,4 +1,4 @@
-"""dncjax.addressing against explicit NumPy loops, hand-worked cases and properties.
+"""dncjax.models.addressing against explicit NumPy loops, hand-worked cases and properties.
 
 Float64 throughout (jax_enable_x64 is switched on here); functions are called eagerly
 on tiny sizes (N = 5, W = 3, R = 2), so there is almost nothing to compile.

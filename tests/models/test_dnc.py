@@ -1,4 +1,4 @@
-"""dncjax.dnc: config validation, the model's parameters, its gradients against central
+"""dncjax.models.dnc: config validation, the model's parameters, its gradients against central
 differences (float64), vmap / scan consistency, truncation, and a short training run
 through `dncjax.training.train.make_train_step` (the access step itself: test_access.py).
 

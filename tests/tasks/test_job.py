@@ -1,146 +1,27 @@
-"""dncjax.tasks: the generators, the masked loss, the bit-error metric, and
-experiments/tasks.py end to end on tiny settings (exact resume, one-line errors)."""
+"""experiments/tasks.py end to end on tiny settings (exact resume, one-line errors), the
+restore of a task run (dncjax.tasks.job), and reading runs back (dncjax.tasks.report,
+experiments/tasks_report.py)."""
 
+import dataclasses
 import importlib.util
 import json
 import pathlib
 import subprocess
 import sys
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
-from dncjax.training import checkpoint
+from dncjax.tasks import config as tasks_config
+from dncjax.tasks import generators, report
 from dncjax.tasks import job as tasks
+from dncjax.training import checkpoint
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 spec = importlib.util.spec_from_file_location("tasks_script", REPO / "experiments" / "tasks.py")
 script = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(script)
-
-CONFIGS = [tasks.TaskConfig("copy", bits=5, min_length=1, max_length=6),
-           tasks.TaskConfig("repeat_copy", bits=4, min_length=2, max_length=4, max_repeats=3),
-           tasks.TaskConfig("associative_recall", bits=3, min_length=2, max_length=5,
-                            item_length=2)]
-
-
-def draw(config, seed=0, batch_size=64):
-  return tasks.sample(config, np.random.default_rng(seed), batch_size)
-
-
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.name)
-def test_shapes_and_determinism(config):
-  seqs = draw(config)
-  B, T = 64, config.time_steps
-  assert seqs.inputs.shape == (B, T, config.input_size)
-  assert seqs.targets.shape == (B, T, config.output_size)
-  assert seqs.mask.shape == (B, T)
-  assert all(a.dtype == np.float32 for a in seqs)
-  assert all(np.array_equal(a, b) for a, b in zip(seqs, draw(config)))
-  assert not np.array_equal(seqs.inputs, draw(config, seed=1).inputs)
-  assert np.all(seqs.targets[seqs.mask == 0] == 0)  # nothing to predict off the answer phase
-  assert seqs.mask[:, -1].any()                      # the longest sequence fills T
-
-
-def test_copy_answer_is_the_input():
-  config = CONFIGS[0]
-  seqs, bits = draw(config), config.bits
-  lengths = set()
-  for x, y, m in zip(*seqs):
-    (delimiter,) = np.flatnonzero(x[:, bits])
-    L = int(delimiter)
-    lengths.add(L)
-    assert np.array_equal(np.flatnonzero(m), np.arange(L + 1, 2 * L + 1))
-    assert np.array_equal(y[L + 1:2 * L + 1], x[:L, :bits])
-    assert not x[L + 1:].any() and not x[:L, bits].any()
-  assert lengths == set(range(config.min_length, config.max_length + 1))
-
-
-def test_repeat_copy_repeats_then_ends():
-  config = CONFIGS[1]
-  seqs, bits = draw(config), config.bits
-  repeats = set()
-  for x, y, m in zip(*seqs):
-    (L,) = np.flatnonzero(x[:, bits])
-    n = round(x[L, bits + 1] * config.max_repeats)
-    repeats.add(n)
-    end = L + 1 + n * L
-    assert np.array_equal(np.flatnonzero(m), np.arange(L + 1, end + 1))
-    assert np.array_equal(y[L + 1:end, :bits], np.tile(x[:L, :bits], (n, 1)))
-    assert np.array_equal(np.flatnonzero(y[:, bits]), [end])
-  assert repeats == {1, 2, 3}
-
-
-def test_associative_recall_answers_the_next_item():
-  config = CONFIGS[2]
-  seqs, bits, m = draw(config), config.bits, config.item_length
-  for x, y, mask in zip(*seqs):
-    starts = np.flatnonzero(x[:, bits]) + 1  # each item follows its delimiter
-    items = [x[s:s + m, :bits] for s in starts]
-    q0, q1 = np.flatnonzero(x[:, bits + 1])  # the query sits between two query delimiters
-    assert q1 - q0 == m + 1 and q0 == starts[-1] + m
-    query = x[q0 + 1:q1, :bits]
-    (k,) = [i for i, item in enumerate(items) if np.array_equal(item, query)]
-    assert k < len(items) - 1
-    assert np.array_equal(np.flatnonzero(mask), np.arange(q1 + 1, q1 + 1 + m))
-    assert np.array_equal(y[q1 + 1:q1 + 1 + m], items[k + 1])
-
-
-def test_bad_task_configs():
-  for kwargs, text in [(dict(name="sort"), "unknown task"), (dict(bits=0), "bits"),
-                       (dict(min_length=5, max_length=4), "min_length 5 > max_length 4"),
-                       (dict(name="associative_recall", min_length=1), "min_length >= 2")]:
-    with pytest.raises(ValueError, match=text):
-      tasks.TaskConfig(**kwargs)
-
-
-def test_loss_is_masked_sigmoid_cross_entropy():
-  rng = np.random.default_rng(0)
-  logits = rng.normal(size=(3, 5, 4))
-  targets = rng.integers(0, 2, (3, 5, 4)).astype(float)
-  mask = np.array([[0, 1, 1, 0, 0], [0, 0, 0, 0, 0], [1, 1, 1, 1, 1]], float)
-  p = 1 / (1 + np.exp(-logits))
-  xent = -(targets * np.log(p) + (1 - targets) * np.log(1 - p))
-  expected = (xent.sum(-1) * mask).sum() / 3
-  loss = tasks.sigmoid_cross_entropy(jnp.asarray(logits), (targets, mask))
-  np.testing.assert_allclose(loss, expected, rtol=1e-12)
-  grad = jax.grad(tasks.sigmoid_cross_entropy)(jnp.asarray(logits), (targets, mask))
-  assert np.all(np.asarray(grad)[mask == 0] == 0) and np.all(np.asarray(grad)[mask == 1] != 0)
-
-
-def test_bit_errors_hand_worked():
-  targets = np.array([[[1, 0, 1], [0, 0, 0], [1, 1, 1]],
-                      [[0, 1, 0], [1, 1, 0], [0, 0, 0]]], float)
-  logits = np.array([[[2., -1., -3.], [5., 5., 5.], [1., 1., 1.]],     # 1 wrong; 3 unscored
-                     [[-1., 1., -1.], [-2., -2., 0.], [9., 9., 9.]]])  # 0 wrong; 2 wrong
-  mask = np.array([[1, 0, 1], [1, 1, 0]], float)
-  # sequence 0: 1 wrong bit (step 0); sequence 1: 2 wrong bits (step 1; logit 0 means 0)
-  assert float(tasks.bit_errors(logits, (targets, mask))) == pytest.approx(1.5)
-  np.testing.assert_array_equal(tasks.bit_errors_per_sequence(logits, (targets, mask)), [1, 2])
-  assert float(tasks.bit_errors(logits, (targets, np.zeros_like(mask)))) == 0
-  assert float(tasks.bit_errors(logits, (targets, np.ones_like(mask)))) == pytest.approx(
-      (1 + 3 + 0 + 0 + 2 + 3) / 2)
-
-
-def test_optimizers():
-  params = {"w": jnp.ones(3)}
-  for name in tasks.OPTIMIZERS:
-    opt = tasks.make_optimizer(name, 0.1, clip_norm=1.0)
-    updates, _ = opt.update({"w": jnp.full(3, 100.0)}, opt.init(params), params)
-    assert np.all(np.asarray(updates["w"]) < 0)
-  rms = tasks.make_optimizer("rmsprop", 1e-4, momentum=0.9, eps=1e-10)
-  ref = optax.rmsprop(1e-4, decay=0.9, eps=1e-10, momentum=0.9)
-  g = {"w": jnp.arange(3.0)}
-  np.testing.assert_allclose(rms.update(g, rms.init(params))[0]["w"],
-                             ref.update(g, ref.init(params))[0]["w"])
-  for kwargs, text in [(dict(name="sgd"), "unknown optimizer"), (dict(learning_rate=0), "learning"),
-                       (dict(momentum=1.0), "momentum")]:
-    with pytest.raises(ValueError, match=text):
-      tasks.make_optimizer(**{"name": "rmsprop", "learning_rate": 1e-3, **kwargs})
 
 
 TINY = ["--hidden", "8", "--memory_size", "6", "--word_size", "4", "--read_heads", "1",
@@ -222,31 +103,31 @@ spec.loader.exec_module(report_script)
 def test_run_report_summarises_the_metrics_and_only_reads(straight):
   log = (straight / "metrics.jsonl").read_bytes()
   errors = records(straight, "eval_len4_bit_errors")  # at iterations 3 and 6
-  whole = tasks.run_report(straight)  # length: the run's longest evaluation length, 4
+  whole = report.run_report(straight)  # length: the run's longest evaluation length, 4
   assert (whole["length"], whole["iters"], whole["evaluations"]) == (4, 6, 2)
   values = [v for _, v in errors]
   assert whole["end"] == values[-1] and whole["mean"] == pytest.approx(np.mean(values))
   assert whole["median"] == pytest.approx(np.median(values))
   assert whole["below"] == sum(v < 0.05 for v in values)
-  late = tasks.run_report(straight, length=4, since=4, target=1e9)
+  late = report.run_report(straight, length=4, since=4, target=1e9)
   assert late["evaluations"] == 1 and late["mean"] == values[-1] and late["below"] == 1
   perfect = records(straight, "eval_len4_perfect")[-1][1]
   assert late["perfect"] == perfect
   assert (straight / "metrics.jsonl").read_bytes() == log  # reading left the log alone
-  with pytest.raises(tasks.ReportError, match="no evaluation at length 9"):
-    tasks.run_report(straight, length=9)
-  with pytest.raises(tasks.ReportError, match="iteration 7 or later"):
-    tasks.run_report(straight, since=7)
+  with pytest.raises(report.ReportError, match="no evaluation at length 9"):
+    report.run_report(straight, length=9)
+  with pytest.raises(report.ReportError, match="iteration 7 or later"):
+    report.run_report(straight, since=7)
 
 
 def test_options_label_names_what_changed_but_the_seed():
-  d = tasks.DEFAULT_RUN
-  assert tasks.options_label(d, d) == "copy"
-  changed = tasks.RunConfig(task=tasks.TaskConfig("copy", max_length=12),
-                            hyper=tuple(sorted({**dict(d.hyper), "hidden": 128,
-                                                "link_sharpness": True}.items())),
-                            learning_rate=d.learning_rate, seed=4)
-  assert tasks.options_label(changed, d) == "copy max_length=12 hidden=128 link_sharpness"
+  d = tasks_config.RunConfig()  # experiments/tasks.py's defaults
+  assert report.options_label(d, d) == "copy"
+  changed = tasks_config.RunConfig(
+      task=generators.TaskConfig("copy", max_length=12),
+      model=dataclasses.replace(d.model, hidden=128, link_sharpness=True),
+      optim=d.optim, seed=4)
+  assert report.options_label(changed, d) == "copy max_length=12 hidden=128 link_sharpness"
 
 
 def test_report_cli_groups_runs_and_fails_in_one_line(straight, tmp_path, capsys):
@@ -263,7 +144,7 @@ def test_report_cli_groups_runs_and_fails_in_one_line(straight, tmp_path, capsys
   rows = [{k: v for k, v in json.loads(l).items() if not k.startswith("eval_len")}
           for l in (straight / "metrics.jsonl").read_text().splitlines()]
   (copy / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-  plain = tasks.run_report(copy)
+  plain = report.run_report(copy)
   assert plain["length"] is None and plain["end"] == records(straight, "eval_bit_errors")[-1][1]
   done = subprocess.run([sys.executable, str(REPO / "experiments" / "tasks_report.py"),
                          str(tmp_path / "none")], capture_output=True, text=True)

@@ -6,7 +6,6 @@ import shutil
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 from orbax.checkpoint._src.path import atomicity
 
@@ -205,24 +204,6 @@ def test_leftovers_of_killed_saves_go_on_resume_only(tmp_path, monkeypatch):
   _leftover_of_killed_save(folder, 2, monkeypatch)
   checkpoint.Checkpoints(folder, keep=3).close()  # orbax's own clean-up, with create=True
   assert sorted(p.name for p in folder.iterdir()) == ["1"]
-
-
-def test_all_finite_and_check_finite():
-  params = _tree(1)["params"]
-  opt_state = optax.adam(1e-3).init(params)
-  assert checkpoint.all_finite({"params": params, "opt": opt_state, "key": jax.random.key(0),
-                                "count": jnp.int32(3), "rng": _tree(1)["rng"]})
-  checkpoint.check_finite(params, "x")
-  bad_opt = jax.tree.map(lambda a: a.at[0].set(jnp.inf) if a.ndim == 1 else a, opt_state)
-  assert not checkpoint.all_finite({"params": params, "opt": bad_opt})
-  with pytest.raises(checkpoint.CheckpointError,
-                     match=r"^state X holds non-finite values \(NaN/Inf in opt\.0\.mu\.core\.by, "
-                           r"opt\.0\.nu\.core\.by\): it cannot be used$"):
-    checkpoint.check_finite({"params": params, "opt": bad_opt}, "state X")
-  many = {f"w{i}": jnp.full(2, jnp.nan) for i in range(5)}
-  with pytest.raises(checkpoint.CheckpointError, match=r"\(NaN/Inf in w0, w1, w2 and 2 more\)"):
-    checkpoint.check_finite(many, "y")
-  assert checkpoint.all_finite({}) and checkpoint.all_finite({"n": jnp.arange(3)})
 
 
 def test_non_finite_checkpoint_is_refused_not_skipped(tmp_path):

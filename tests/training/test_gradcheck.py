@@ -12,7 +12,7 @@ import pytest
 import dncjax
 from dncjax.models import core
 from dncjax.training import gradcheck
-from dncjax.training import train
+from dncjax.training import losses, train
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -45,7 +45,7 @@ def test_dnc_starts_from_a_state_it_reaches():
     assert np.all(w >= 0) and np.all(w.sum(-1) <= 1 + 1e-12)
   assert np.all(np.diagonal(acc.link, axis1=-2, axis2=-1) == 0) and np.all(acc.link >= 0)
   assert acc.usage.max() > 0 and np.abs(acc.memory).max() > 0 and acc.link.max() > 0
-  loss = train.window_loss(model, train.softmax_cross_entropy, params, states, batch)[0]
+  loss = train.window_loss(model, losses.softmax_cross_entropy, params, states, batch)[0]
   assert np.isfinite(loss)
 
 

@@ -1,4 +1,4 @@
-"""Data-parallel training (dncjax.parallel) on two CPU devices (tests/conftest.py forces
+"""Data-parallel training (dncjax.training.parallel) on two CPU devices (tests/conftest.py forces
 them): the same losses as one device, a really sharded state, checkpoints that move
 between device counts, two processes with jax.distributed, and one-line errors."""
 
@@ -16,10 +16,8 @@ import pytest
 from jax.sharding import PartitionSpec
 
 import dncjax
-from dncjax.training import checkpoint
-from dncjax.charlm import data
-from dncjax.training import parallel
-from dncjax.training import train
+from dncjax.charlm import batches
+from dncjax.training import checkpoint, optim, parallel, train
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 spec = importlib.util.spec_from_file_location("parallel_alice", REPO / "experiments" / "alice.py")
@@ -67,9 +65,9 @@ def two(text_file, tmp_path_factory):
 
 def test_sharded_train_step_matches_one_device_and_stays_sharded(tmp_path):
   model = dncjax.make_model("lstm", 20, 20, hidden=8)
-  opt = train.make_optimizer(train.OptimizerConfig())
+  opt = optim.make(optim.OptimizerConfig("adagrad"))
   step = train.make_train_step(model, opt, dropout=0.1)
-  batcher = data.lane_batcher(np.arange(400) % 20, 4, 8)
+  batcher = batches.lane_batcher(np.arange(400) % 20, 4, 8)
   mesh = parallel.make_mesh(2, 4)
   single = train.init_train_state(model, opt, jax.random.key(0), 4)
   sharded = parallel.shard_train_state(single, mesh)
