@@ -22,7 +22,8 @@ signal.signal(signal.SIGINT, lambda *_: sys.exit(130))  # Ctrl-C while loading: 
 
 import dncjax  # noqa: E402
 from dncjax import cli  # noqa: E402
-from dncjax.training import gradcheck, gradcheck_cli  # noqa: E402
+from dncjax.cli import gradcheck as gradcheck_cli  # noqa: E402
+from dncjax.training import gradcheck  # noqa: E402
 
 
 def main(argv=None) -> int:
