@@ -20,8 +20,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from dncjax import pytrees
 import dncjax
+from dncjax import pytrees
 from dncjax.training import optim, train
 
 

@@ -22,10 +22,9 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 jax.config.update("jax_enable_x64", True)  # for the float64 column; float32 stays float32
 
-from dncjax import pytrees
 import dncjax  # noqa: E402
-from dncjax import cli  # noqa: E402
-from dncjax.training import optim, train
+from dncjax import cli, pytrees  # noqa: E402
+from dncjax.training import optim, train  # noqa: E402
 from tests import oracle  # noqa: E402
 
 V = 73  # alice29.txt's vocabulary

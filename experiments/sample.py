@@ -14,9 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dncjax.charlm import job, restore
 from dncjax import cli
-from dncjax.charlm import sampling
+from dncjax.charlm import job, restore, sampling
 
 
 def main(argv=None) -> int:

@@ -22,19 +22,13 @@ import pytest
 
 from dncjax import models
 import dncjax
-from dncjax.charlm import job as charlm
-from dncjax.charlm import restore
+from dncjax.charlm import job as charlm, restore
 from dncjax.training import checkpoint
 from dncjax import cli
 from dncjax.training import loop
 from dncjax.training.records import MetricsLog, read_metrics
-from dncjax.sweeps import space
-from dncjax.sweeps import errors as sweep_errors
-from dncjax.sweeps import storage as sweep_storage
-from dncjax.sweeps import study as sweep
-from dncjax.sweeps import trials as sweep_trials
-from dncjax.sweeps import workers as sweep_workers
-from dncjax.sweeps import report as sweep_report
+from dncjax.sweeps import errors as sweep_errors, space, storage as sweep_storage, study as sweep
+from dncjax.sweeps import report as sweep_report, trials as sweep_trials, workers as sweep_workers
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 

@@ -13,10 +13,6 @@ from dncjax.charlm.job import KIND, build_model
 from dncjax.training import checkpoint, run, train
 
 
-def is_ours(meta: dict) -> bool:
-  return meta.get("format") == run.FORMAT and meta.get("kind") == KIND
-
-
 def restore_trained(workdir: str | pathlib.Path, best: bool = False):
   """(config, model, TrainState, vocab, meta) from the latest (or best-validation) checkpoint
   of an alice.py run; nothing in `workdir` is modified."""
@@ -37,7 +33,7 @@ def restore_trained(workdir: str | pathlib.Path, best: bool = False):
             "rng": checkpoint.key_to_array(jax.random.key(0))}
 
   step, meta, restored = ckpts.restore_latest(
-      template, is_ours, f"{KIND} checkpoint of format {run.FORMAT}",
+      template, lambda meta: run.is_kind(meta, KIND), run.describe_kind(KIND),
       say=lambda line: print(line, file=sys.stderr))
   ckpts.close()
   return built["config"], built["model"], restored["train"], built["vocab"], {**meta, "step": step}

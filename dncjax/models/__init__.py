@@ -44,24 +44,6 @@ def takes(name: str) -> set[str]:
   return {f.name for f in dataclasses.fields(config_class(name))}
 
 
-def merge_hyper(name: str, defaults, given) -> tuple[tuple[str, Any], ...]:
-  """`given` on top of those `defaults` model `name` takes, as sorted (name, value) pairs
-  (a script's default hidden size applies to every model; memory sizes only to some)."""
-  known = takes(name)
-  merged = {k: v for k, v in dict(defaults).items() if k in known}
-  merged.update(dict(given))
-  return tuple(sorted(merged.items()))
-
-
-def hyper_pairs(name: str, saved, given) -> list[tuple[str, Any, Any]]:
-  """(field, given value, saved value) for each of `given`'s model hyperparameters, a field
-  absent from `saved` holding model `name`'s default (for checking a resume's flags)."""
-  fields = {f.name: f.default for f in dataclasses.fields(config_class(name))}
-  saved = dict(saved)
-  return [(k, v, saved.get(k, fields.get(k, "not a hyperparameter of " + name)))
-          for k, v in dict(given).items()]
-
-
 def make_config(name: str, input_size: int, output_size: int, **hyperparameters):
   """The frozen config of model `name`; unknown or nonsense values raise ValueError."""
   cls = config_class(name)

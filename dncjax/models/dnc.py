@@ -45,10 +45,7 @@ import jax
 import jax.numpy as jnp
 
 from dncjax import checks
-from dncjax.models import access
-from dncjax.models import addressing
-from dncjax.models import core
-from dncjax.models import lstm
+from dncjax.models import access, addressing, core, lstm
 
 
 class DNCState(NamedTuple):

@@ -31,8 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from dncjax import checks
-from dncjax.models import core
-from dncjax.models import lstm
+from dncjax.models import core, lstm
 
 ADDRESSING = ("location", "content")
 

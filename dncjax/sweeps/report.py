@@ -23,9 +23,7 @@ import optuna
 from matplotlib.figure import Figure
 from optuna.trial import TrialState
 
-from dncjax.sweeps import runs
-from dncjax.sweeps import study as sweep_lib
-from dncjax.sweeps import trials
+from dncjax.sweeps import runs, study as sweep_lib, trials
 
 _ORDER = {TrialState.COMPLETE: 0, TrialState.PRUNED: 1, TrialState.RUNNING: 2,
           TrialState.WAITING: 3, TrialState.FAIL: 4}

@@ -17,9 +17,7 @@ from optuna.trial import TrialState
 from dncjax import configs
 from dncjax.charlm import job as charlm
 from dncjax.charlm.config import Options
-from dncjax.sweeps import population
-from dncjax.sweeps import study as sweep_lib
-from dncjax.sweeps import trials
+from dncjax.sweeps import population, study as sweep_lib, trials
 from dncjax.training import checkpoint, loop, run
 
 Say = Callable[[str], None]  # where a worker's progress lines go

@@ -16,10 +16,7 @@ import pathlib
 
 import optuna
 
-from dncjax.sweeps import errors
-from dncjax.sweeps import population
-from dncjax.sweeps import space
-from dncjax.sweeps import storage as sweep_storage
+from dncjax.sweeps import errors, population, space, storage as sweep_storage
 
 STUDY_ATTR = "dncjax_sweep"
 

@@ -25,8 +25,7 @@ import warnings
 import optuna
 from optuna.trial import TrialState
 
-from dncjax.sweeps import storage as sweep_storage
-from dncjax.sweeps import study as sweep_lib
+from dncjax.sweeps import storage as sweep_storage, study as sweep_lib
 
 GRID_ATTR = "grid_point"   # a grid trial's index in Space.grid_points()
 DISCARDED = "discarded"    # a trial ended unrun: it does not count

@@ -19,11 +19,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from dncjax.sweeps import errors
-from dncjax.sweeps import runs
-from dncjax.sweeps import storage as sweep_storage
-from dncjax.sweeps import study as sweep_lib
-from dncjax.sweeps import trials
+from dncjax.sweeps import errors, runs, storage as sweep_storage, study as sweep_lib, trials
 
 
 def _ask(sweep: sweep_lib.Sweep, study: optuna.Study, lock_path: str,

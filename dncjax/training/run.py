@@ -24,12 +24,21 @@ from dncjax.training import checkpoint, loop, records, workdir
 FORMAT = 2  # checkpoint layout: bump when it changes (1: before the one optimiser chain)
 
 
+def is_kind(meta: dict, kind: str) -> bool:
+  """Whether checkpoint metadata is of a `kind` job's run, in this version's format."""
+  return meta.get("format") == FORMAT and meta.get("kind") == kind
+
+
+def describe_kind(kind: str) -> str:
+  return f"{kind} checkpoint of format {FORMAT}"
+
+
 @dataclasses.dataclass(frozen=True)
 class RunOptions:
   """Where and how long to run (may change between a run and its resumption)."""
   workdir: str
   resume: bool = False
-  schedule: loop.Schedule = loop.Schedule(steps=1)
+  schedule: loop.Schedule = loop.Schedule(steps=1)  # a job's scripts give their own
   keep: int = 3               # latest checkpoints kept
   progress_bar: bool = True   # tqdm below the progress lines, on a terminal
 
@@ -55,16 +64,16 @@ class Job:
 
   def __init__(self, out: Callable[[str], None] = print):
     self.out = out
-    self.config = self.workdir = self.options = None
+    self.config = self.workdir = self.run_options = self.model = None
     self.train_step = None
     self.items_per_step = 1
 
   @property
   def what(self) -> str:
-    return f"{self.kind} checkpoint of format {FORMAT}"
+    return describe_kind(self.kind)
 
   def is_ours(self, meta: dict) -> bool:
-    return meta.get("format") == FORMAT and meta.get("kind") == self.kind
+    return is_kind(meta, self.kind)
 
   def agreement(self, saved, given: configs.Given) -> list[tuple[str, Any, Any]]:
     """(flag, given, saved) of the settings a resume gave that its checkpoint lacks."""
@@ -95,8 +104,12 @@ def resolve(job: Job, defaults, given: configs.Given, folder: pathlib.Path, resu
     checkpoint.refuse_existing(ckpt_dir, *(folder / f for f in job.other_folders))
     return config, None, None
   ckpts, _, meta = checkpoint.open_latest(ckpt_dir, job.is_ours, job.what)
-  saved = job.config_cls.from_json(meta["config"])
-  checkpoint.check_agrees(ckpt_dir, job.agreement(saved, given))
+  try:
+    saved = job.config_cls.from_json(meta["config"])
+    checkpoint.check_agrees(ckpt_dir, job.agreement(saved, given))
+  except BaseException:
+    ckpts.close()
+    raise
   return job.on_resume(saved, given), ckpts, meta
 
 

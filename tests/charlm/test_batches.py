@@ -2,28 +2,12 @@
 determinism and resumption) and the validation windows."""
 
 import json
-import os
-from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from dncjax.charlm import batches, data
-
-
-@pytest.fixture
-def alice_file() -> Path:
-  data_dir = os.environ.get("DNCJAX_DATA_DIR")
-  if not data_dir or not (Path(data_dir) / data.ALICE).is_file():
-    pytest.skip("alice29.txt not found: set DNCJAX_DATA_DIR to the folder holding it")
-  return Path(data_dir) / data.ALICE
-
-
-def write(tmp_path, raw: bytes, name="t.txt") -> Path:
-  path = tmp_path / name
-  path.write_bytes(raw)
-  return path
 
 
 def test_ids_too_short():
@@ -73,7 +57,8 @@ def test_lane_windows_resets_and_stride():
 
 def test_batches_never_read_validation(tmp_path):
   text = ("the quick brown fox jumps over the lazy dog. " * 8).encode() + b"0123456789" * 4
-  corpus = data.load_corpus(write(tmp_path, text), val_fraction=40 / len(text), seq_length=7)
+  (tmp_path / "t.txt").write_bytes(text)
+  corpus = data.load_corpus(tmp_path / "t.txt", val_fraction=40 / len(text), seq_length=7)
   assert corpus.vocab.decode(corpus.val_ids) == "0123456789" * 4
   digits = corpus.vocab.encode("0123456789")
   batcher = batches.lane_batcher(corpus.train_ids, 8, 7, overlap=2 / 3)

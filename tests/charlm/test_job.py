@@ -15,8 +15,7 @@ import time
 import numpy as np
 import pytest
 
-from dncjax.charlm import job as charlm
-from dncjax.charlm import restore
+from dncjax.charlm import job as charlm, restore
 from dncjax.training import checkpoint, loop
 
 REPO = pathlib.Path(__file__).resolve().parents[2]

@@ -12,12 +12,9 @@ import numpy as np
 import optax
 import pytest
 
-from dncjax import pytrees
-from dncjax import models
+from dncjax import models, pytrees
 import dncjax
-from dncjax.models import access
-from dncjax.models import core
-from dncjax.models import dnc
+from dncjax.models import access, core, dnc
 from dncjax.training import optim, train
 
 jax.config.update("jax_enable_x64", True)

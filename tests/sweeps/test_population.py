@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 
 from dncjax import configs as cfg
-from dncjax.charlm import job as charlm
-from dncjax.charlm import restore
+from dncjax.charlm import job as charlm, restore
 from dncjax.charlm.config import DataConfig, Options, RunConfig
 from dncjax.models.lstm import LSTMConfig
 from dncjax.sweeps import population

@@ -15,12 +15,8 @@ import pytest
 from dncjax.charlm import restore
 from dncjax.configs import to_json
 from dncjax.models.lstm import LSTMConfig
-from dncjax.sweeps import space
-from dncjax.sweeps import errors as sweep_errors
-from dncjax.sweeps import study as sweep
-from dncjax.sweeps import trials as sweep_trials
-from dncjax.sweeps import workers as sweep_workers
-from dncjax.sweeps import report as sweep_report
+from dncjax.sweeps import errors as sweep_errors, space, study as sweep, trials as sweep_trials
+from dncjax.sweeps import report as sweep_report, workers as sweep_workers
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 TINY = ("--set", "model=lstm", "--set", "hidden=8", "--set", "batch_size=4",

@@ -12,9 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from dncjax.tasks import config as tasks_config
-from dncjax.tasks import generators, report
-from dncjax.tasks import job as tasks
+from dncjax.tasks import config as tasks_config, generators, job as tasks, report
 from dncjax.training import checkpoint
 
 REPO = pathlib.Path(__file__).resolve().parents[2]

@@ -10,8 +10,7 @@ import pytest
 from orbax.checkpoint._src.path import atomicity
 
 import dncjax
-from dncjax.training import checkpoint
-from dncjax.training import optim, train
+from dncjax.training import checkpoint, optim, train
 
 
 def test_train_state_round_trip_and_step_replacement(tmp_path):

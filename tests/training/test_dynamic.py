@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 import dncjax
-from dncjax.charlm import data, evaluate
-from dncjax.charlm import job as charlm
+from dncjax.charlm import data, evaluate, job as charlm
 from dncjax.charlm.config import DataConfig, RunConfig
 from dncjax.models import core
 from dncjax.models.lstm import LSTMConfig

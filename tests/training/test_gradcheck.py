@@ -11,8 +11,7 @@ import pytest
 
 import dncjax
 from dncjax.models import core
-from dncjax.training import gradcheck
-from dncjax.training import losses, train
+from dncjax.training import gradcheck, losses, train
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 

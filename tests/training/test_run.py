@@ -16,8 +16,7 @@ from dncjax import configs
 from dncjax.charlm import job as charlm
 from dncjax.charlm.config import DataConfig, Options, RunConfig
 from dncjax.models.lstm import LSTMConfig
-from dncjax.tasks import config as tasks_config
-from dncjax.tasks import job as tasks
+from dncjax.tasks import config as tasks_config, job as tasks
 from dncjax.training import checkpoint, loop, run
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
