@@ -75,8 +75,12 @@ def from_json(cls: type, data: dict):
 
 
 def model_from_json(data: dict):
-  fields = {k: v for k, v in data.items() if k != "name"}
-  return models.config_class(data["name"])(**fields)
+  cls = models.config_class(data["name"])
+  unknown = sorted(set(data) - {"name"} - {f.name for f in dataclasses.fields(cls)})
+  if unknown:
+    raise ValueError(f"not settings of model {data['name']!r}: {', '.join(unknown)} (a "
+                     f"config written by another version of dncjax?)")
+  return cls(**{k: v for k, v in data.items() if k != "name"})
 
 
 def get(config, path: str):
