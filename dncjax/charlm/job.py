@@ -83,7 +83,7 @@ class CharLM(run.Job):
     self.vocab = vocab = self.corpus.vocab
     self.model, self.optimizer = build_model(config, vocab.size)
     self.batcher = batches.lane_batcher(self.corpus.train_ids, d.batch_size, d.seq_length,
-                                     d.overlap)
+                                        d.overlap)
     if meta is not None and meta["vocab"] != vocab.to_list():
       raise checkpoint.CheckpointError(
           f"--resume: the vocabulary of {self.corpus.path} ({vocab.size} characters) is not "

@@ -10,7 +10,8 @@ sampling keys, all drawn from its seed), so it trains as `charlm.job.train_and_e
 would train it, to float rounding (where some members clip gradient entries, all of them
 run the clip stage, at an unbiting bound if they have none).
 
-The population runs on the same schedule as a single run (`training.loop.drive`). A
+The population runs on the same schedule as a single run (`training.loop.drive`): Ctrl-C
+or SIGTERM stops it after the step, saves every member and raises `Interrupted`. A
 member whose loss or state becomes NaN/Inf is frozen at its last good state while the
 others go on. `train_population` leaves in each member's workdir what
 `experiments/alice.py` leaves (checkpoints/, best/, metrics.jsonl, config.json,
@@ -34,7 +35,8 @@ from dncjax import configs, pytrees
 from dncjax.charlm import batches, data, evaluate, job
 from dncjax.charlm.config import RunConfig
 from dncjax.sweeps.members import Member, PopulationSession
-from dncjax.training import checkpoint, finite, loop, optim, plots, records, train, workdir
+from dncjax.training import (checkpoint, finite, loop, optim, plots, records, signals, train,
+                             workdir)
 
 VMAPPABLE = {  # setting -> its path in RunConfig
     **{name: f"optim.{name}" for name in optim.HYPERPARAMETERS},
@@ -155,7 +157,7 @@ def _train(configs_, workdirs, schedule, on_eval, out, keep, eval_lanes, plot) -
       members, state, batcher, make_step(model, optimizer, first.dropout, first.weight_drop),
       make_eval(model), windows, first.data.batch_size * first.data.seq_length, on_eval, out,
       time.monotonic())
-  step, reason, _ = loop.drive(schedule, session, 0, session.begin)
+  step, reason, signum = loop.drive(schedule, session, 0, session.begin)
   summaries = session.close(reason)
   reasons = [s["stopped_by"] for s in summaries]
   best = min(range(len(members)), key=lambda i: summaries[i]["best_val_bpc"])
@@ -167,6 +169,8 @@ def _train(configs_, workdirs, schedule, on_eval, out, keep, eval_lanes, plot) -
     for m in members:
       plots.plot_metrics(m.log.read(), m.workdir / "metrics.png",
                          title=f"{m.config.model_name} on {pathlib.Path(corpus.path).name}")
+  if reason == "interrupted":  # each member saved: the caller decides what a stop means
+    raise signals.Interrupted(signum) if signum else signals.Interrupted()
   return summaries
 
 

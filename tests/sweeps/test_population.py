@@ -5,6 +5,7 @@ differ in shape-free values."""
 import json
 import os
 import pathlib
+import signal
 
 import jax
 import jax.numpy as jnp
@@ -16,7 +17,7 @@ from dncjax.charlm import job as charlm, restore
 from dncjax.charlm.config import DataConfig, Options, RunConfig
 from dncjax.models.lstm import LSTMConfig
 from dncjax.sweeps import population
-from dncjax.training import checkpoint, loop, optim, run, train
+from dncjax.training import checkpoint, loop, optim, run, signals, train
 
 STEPS, MORE = 4, 6
 BASE = RunConfig(model=LSTMConfig(hidden=8), data=DataConfig(batch_size=8, seq_length=8,
@@ -240,3 +241,19 @@ def test_members_may_differ_only_in_vmappable_fields(configs, tmp_path, change, 
   population.check_population([configs[0], changed(configs[0], MEMBERS[2])])  # vmappable: fine
   population.check_population([configs[0], changed(  # the model's default
       configs[0], {"model.forget_bias": 1.0, "model.hidden": 8})])
+
+
+def test_a_signal_stops_the_population_after_saving_every_member(configs, tmp_path):
+  workdirs = [tmp_path / "a", tmp_path / "b"]
+
+  def on_eval(i, step, bpc):  # SIGINT arrives during the first evaluation
+    if (i, step) == (0, 1):
+      os.kill(os.getpid(), signal.SIGINT)
+
+  with pytest.raises(signals.Interrupted) as info:
+    population.train_population(configs[:2], workdirs, STEPS, None, 1, on_eval,
+                                lambda line: None)
+  assert info.value.exit_code == 130
+  for workdir in workdirs:
+    assert results(workdir)["stopped_by"] == "interrupted" and results(workdir)["step"] == 1
+    assert checkpoint.Checkpoints(workdir / "checkpoints", create=False).latest_step() == 1
