@@ -29,7 +29,8 @@ RUN = run.RunOptions("runs/alice", schedule=loop.Schedule(
 def parse_args(argv=None):
   p = cli.ArgumentParser(description=__doc__)
   cli.add_fp64_flag(cli.add_config_flags(
-      p, config.RunConfig(), "run (a resumed run must agree with its checkpoint)"))
+      p, config.RunConfig(), "run (a resumed run must agree with its checkpoint)",
+      model_defaults=config.MODEL_DEFAULTS))
   cli.add_run_flags(p, RUN, "checkpoints, metrics, samples, plots")
   cli.add_option_flags(p, config.Options(), "evaluation and samples")
   cli.add_device_flags(p)

@@ -30,7 +30,7 @@ def parse_args(argv=None):
   p = cli.ArgumentParser(description=__doc__)
   cli.add_fp64_flag(cli.add_config_flags(
       p, config.RunConfig(), "run (a resumed run must agree with its checkpoint; task sizes "
-      "left unset: the task's own defaults)"))
+      "left unset: the task's own defaults)", model_defaults=config.MODEL_DEFAULTS))
   cli.add_run_flags(p, RUN, "checkpoints, metrics, plots (default: runs/TASK)")
   cli.add_option_flags(p, config.Options(), "evaluation")
   return p, p.parse_args(argv)

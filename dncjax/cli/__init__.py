@@ -84,16 +84,18 @@ def _add(group, cls, field, dest: str, default: Any, shown: str | None) -> None:
 
 
 def add_config_flags(parser: argparse.ArgumentParser, defaults, title: str,
-                     prefix: str = "", skip: tuple[str, ...] = ()):
+                     prefix: str = "", skip: tuple[str, ...] = (),
+                     model_defaults: dict[str, Any] | None = None):
   """A flag for every field of the config `defaults` (nested: their fields), unset unless
-  given; --help shows `defaults`' values. Returns the flags' group."""
+  given; --help shows `defaults`' values (and, for each model, the job's
+  `model_defaults` where it takes them). Returns the flags' group."""
   group = parser.add_argument_group(title) if not prefix else parser
   for field in dataclasses.fields(defaults):
     if field.name in skip:
       continue
     value, dest = getattr(defaults, field.name), prefix + field.name
     if field.name == configs.MODEL:
-      _add_model_flags(parser, group, value, dest)
+      _add_model_flags(parser, group, value, dest, model_defaults or {})
     elif dataclasses.is_dataclass(value):
       add_config_flags(group, value, title, prefix=dest + ".")
     else:
@@ -101,19 +103,19 @@ def add_config_flags(parser: argparse.ArgumentParser, defaults, title: str,
   return group
 
 
-def _add_model_flags(parser, group, default_config, dest: str) -> None:
+def _add_model_flags(parser, group, default_config, dest: str, model_defaults: dict) -> None:
   group.add_argument("--model", dest=dest, default=argparse.SUPPRESS,
                      choices=models.model_names(),
                      help=f"the model (default: {models.name_of(default_config)})")
   hyper = parser.add_argument_group(
-      f"model hyperparameters (unset: the {models.name_of(default_config)} default shown, "
-      "or the chosen model's own)")
+      "model hyperparameters (unset: the chosen model's default shown)")
   seen: dict[str, tuple[type, dataclasses.Field, dict]] = {}
   for name in models.model_names():
     cls = models.config_class(name)
     for field in dataclasses.fields(cls):
       if field.name not in _NOT_FLAGS:
-        seen.setdefault(field.name, (cls, field, {}))[2][name] = field.default
+        default = model_defaults.get(field.name, field.default)
+        seen.setdefault(field.name, (cls, field, {}))[2][name] = default
   for fname, (cls, field, per_model) in sorted(seen.items()):
     if hasattr(default_config, fname):
       per_model = {**per_model, models.name_of(default_config): getattr(default_config, fname)}

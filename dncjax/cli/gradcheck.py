@@ -19,7 +19,7 @@ class Checked:
 
 
 def add_flags(parser: argparse.ArgumentParser) -> None:
-  cli.add_config_flags(parser, Checked(), "the model")
+  cli.add_config_flags(parser, Checked(), "the model", model_defaults=MODEL_DEFAULTS)
   for flag, kind, default, text in [
       ("--vocab", int, 11, "vocabulary size V (random tokens)"), ("--batchsize", int, 4, "B"),
       ("--seqlength", int, 10, "S, the window (and the warm-up before it)"),
