@@ -6,7 +6,7 @@ characters (V = 73, as alice29.txt), float32, in two ways measured in the same r
   sequential  each trial builds its own jitted training step (its learning rate a Python
               constant, as a sweep runs trials one after another): P compilations, then
               K - 1 steps each
-  population  dncjax.population.make_step: jit(vmap(step)) over the P members, one
+  population  dncjax.sweeps.population.make_step: jit(vmap(step)) over the P members, one
               compilation, then K - 1 steps of all members at once
 
 Both read the loss back after every step, as the training loop does (it checks for NaN).

@@ -17,7 +17,7 @@ character is ever predicted by parameters that have seen it. Two update rules:
              pulled back harder. Entries with MS_g = 0 take no gradient step.
 
 `make_dynamic_eval` is one jitted program: a `lax.scan` over the stacked windows of
-`charlm.stack_validation` (targets carry the mask of the last, partial window).
+`charlm.evaluate.stack_validation` (targets carry the mask of the last, partial window).
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def rms_rule(lr: float, decay: float = 0.0,
 
 def mean_squared_gradients(model: core.Model, params, windows: pytrees.Batch):
   """MS_g: the mean over `windows` ([K, b, S] leaves, state carried, as
-  `charlm.stack_validation` builds them) of each window's squared loss gradient (a
+  `charlm.evaluate.stack_validation` builds them) of each window's squared loss gradient (a
   window's loss summed over its b lanes, as in the dynamic evaluation it scales)."""
   grad_fn = jax.grad(lambda p, s, w: train.window_loss(model, losses.masked_cross_entropy, p, s, w),
                      has_aux=True)
