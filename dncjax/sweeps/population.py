@@ -79,7 +79,7 @@ def _shaping(config: RunConfig) -> dict:
 def make_optimizer(configs_: list[RunConfig]):
   """The one optimiser of a population (its numbers live in each member's state)."""
   return optim.make(configs_[0].optim,
-                    clip_values=any(c.optim.clip_value is not None for c in configs_))
+                    optim.Stages.of(*(c.optim for c in configs_)))
 
 
 def make_step(model, optimizer, dropout: float = 0.0, weight_drop: float = 0.0):
@@ -180,11 +180,11 @@ def _build(configs_: list[RunConfig], workdirs: list[pathlib.Path], keep: int):
   d = configs_[0].data
   corpus = data.load_corpus(d.path, d.val_fraction, d.seq_length)
   batcher = batches.lane_batcher(corpus.train_ids, d.batch_size, d.seq_length, d.overlap)
-  clip_values = any(c.optim.clip_value is not None for c in configs_)
+  stages = optim.Stages.of(*(c.optim for c in configs_))
   members, states = [], []
   for config, folder in zip(configs_, workdirs):
     model, _ = job.build_model(config, corpus.vocab.size)
-    own = optim.make(config.optim, clip_values=clip_values)  # its numbers in its state
+    own = optim.make(config.optim, stages)  # its numbers in its state
     ts, lanes, rng = job.initial_run_state(model, own, batcher, config)
     states.append(ts)
     folder.mkdir(parents=True, exist_ok=True)

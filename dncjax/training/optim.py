@@ -5,15 +5,15 @@
   -> add weight_decay * p to the gradient          (L2, before the update rule)
   -> the update rule: adagrad | rmsprop | adam
 
-Every stage is always present (an absent clip is a clip at NO_CLIP, the largest float32,
-which leaves every finite gradient as it is, and keeps the state finite so that the NaN/Inf
-guards of checkpoints stay strict; no weight decay is a decay of 0), and the numbers are
-`optax.inject_hyperparams` hyperparameters, held as arrays in the optimiser state. So
-every config of one rule gives the same state structure: a single run, a vmapped
-population whose members differ in these numbers, and a checkpoint all hold the same
-tree. Entry clipping is compiled in only where some config asks for it (`clip_values`):
-a clamp that changes nothing still changes how XLA fuses the norm's reduction, and so
-the last bit of the updates.
+The numbers are `optax.inject_hyperparams` hyperparameters, held as arrays in the
+optimiser state (an absent clip as NO_CLIP, the largest float32: a clip that leaves every
+finite gradient as it is and keeps the state finite, so the NaN/Inf guards of checkpoints
+stay strict). The three optional stages are stateless, so whether they are compiled in
+(`Stages`: only those a config uses; for a vmapped population, those any member uses)
+leaves the state's tree alone: every config of one rule, a single run, a population whose
+members differ in these numbers, and a checkpoint all hold the same tree. A stage that
+changes nothing is left out rather than run: it would cost time, and even a clamp at +inf
+changes how XLA fuses the norm's reduction, and so the last bit of the updates.
 
 Adagrad is the seed's: G_t = G_{t-1} + g^2 (G_0 = 0), p -= lr g / sqrt(G_t + eps).
 RMSProp is deepmind/dnc's (decay 0.9, eps inside the square root) with momentum.
@@ -77,28 +77,44 @@ class OptimizerConfig:
             "clip_value": inf(self.clip_value), "weight_decay": float(self.weight_decay)}
 
 
-def _chain(name, clip_values, learning_rate, eps, momentum, clip_norm, clip_value,
-           weight_decay):
+@dataclasses.dataclass(frozen=True)
+class Stages:
+  """Which of the optional (stateless) stages are compiled into the chain."""
+  clip_value: bool = False
+  clip_norm: bool = False
+  weight_decay: bool = False
+
+  @classmethod
+  def of(cls, *configs: OptimizerConfig) -> "Stages":
+    """The stages any of `configs` uses (a population compiles them all in, at values
+    that change nothing for the members that do not)."""
+    return cls(any(c.clip_value is not None for c in configs),
+               any(c.clip_norm is not None for c in configs),
+               any(c.weight_decay != 0 for c in configs))
+
+
+def _chain(name, with_clip_value, with_clip_norm, with_decay, learning_rate, eps, momentum,
+           clip_norm, clip_value, weight_decay):
   if name == "adagrad":
     rule = optax.adagrad(learning_rate, initial_accumulator_value=0.0, eps=eps)
   elif name == "rmsprop":
     rule = optax.rmsprop(learning_rate, decay=RMS_DECAY, eps=eps, momentum=momentum)
   else:
     rule = optax.adam(learning_rate, eps=eps)
-  entries = optax.clip(clip_value) if clip_values else optax.identity()  # both stateless
-  return optax.chain(entries, optax.clip_by_global_norm(clip_norm),
-                     optax.add_decayed_weights(weight_decay), rule)
+  stage = lambda on, transform: transform if on else optax.identity()  # all stateless
+  return optax.chain(stage(with_clip_value, optax.clip(clip_value)),
+                     stage(with_clip_norm, optax.clip_by_global_norm(clip_norm)),
+                     stage(with_decay, optax.add_decayed_weights(weight_decay)), rule)
 
 
-def make(config: OptimizerConfig, clip_values: bool | None = None
+def make(config: OptimizerConfig, stages: Stages | None = None
          ) -> optax.GradientTransformationExtraArgs:
   """The chain of `config`; its state holds the hyperparameters (in the params' dtype).
-  `clip_values` (default: whether `config` clips entries) compiles in the entry clip, for
-  a population some of whose members clip."""
-  if clip_values is None:
-    clip_values = config.clip_value is not None
-  return optax.inject_hyperparams(_chain, static_args=("name", "clip_values"))(
-      name=config.name, clip_values=bool(clip_values), **config.hyperparams())
+  `stages` (default: those `config` uses) says which optional stages are compiled in."""
+  stages = Stages.of(config) if stages is None else stages
+  return optax.inject_hyperparams(_chain, static_args="name")(  # bools are static too
+      name=config.name, with_clip_value=stages.clip_value, with_clip_norm=stages.clip_norm,
+      with_decay=stages.weight_decay, **config.hyperparams())
 
 
 def with_hyperparams(opt_state, **values):

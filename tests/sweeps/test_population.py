@@ -125,7 +125,8 @@ def test_optimizer_matches_each_members_own(configs):
   extra = changed(configs[0], {"optim.clip_norm": 100.0, "optim.clip_value": 10.0})  # not binding
   members = configs[:3] + [extra]
   optimizer = population.make_optimizer(members)  # the population's one chain
-  pop_state = population.stack([optim.make(c.optim, clip_values=True).init(params)
+  stages = optim.Stages.of(*(c.optim for c in members))
+  pop_state = population.stack([optim.make(c.optim, stages).init(params)
                                 for c in members])  # each member's numbers in its state
   pop_params = population.stack([params] * len(members))
 
