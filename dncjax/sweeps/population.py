@@ -7,8 +7,8 @@ optimiser hyperparameters, `training.optim`), recurrent state and dropout keys a
 [P, ...] arrays, and `jax.vmap` of the training step runs under one `jax.jit`. Each
 member sees exactly what it would see alone (its own init, data lanes, dropout and
 sampling keys, all drawn from its seed), so it trains as `charlm.job.train_and_evaluate`
-would train it, to float rounding (where some members clip gradient entries, all of them
-run the clip stage, at an unbiting bound if they have none).
+would train it, to float rounding (the optimiser's optional stages that any member uses
+run for all, at values that change nothing for the others: `optim.Stages`).
 
 The population runs on the same schedule as a single run (`training.loop.drive`): Ctrl-C
 or SIGTERM stops it after the step, saves every member and raises `Interrupted`. A
