@@ -32,6 +32,7 @@ from dncjax import cli, configs, pytrees  # noqa: E402
 from dncjax.charlm import job  # noqa: E402
 from dncjax.charlm.config import DataConfig, RunConfig  # noqa: E402
 from dncjax.sweeps import population  # noqa: E402
+from dncjax.sweeps.members import stack  # noqa: E402
 from dncjax.training import optim, train  # noqa: E402
 
 V = 73
@@ -93,7 +94,7 @@ def vmapped(configs, batches):
   for config in configs:
     model, _, ts = init_state(config)
     states.append(ts)
-  state = population.stack(states)
+  state = stack(states)
   alive = jnp.ones(len(configs), bool)
   step = population.make_step(model, population.make_optimizer(configs))
   start = time.perf_counter()

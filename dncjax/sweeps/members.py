@@ -1,5 +1,6 @@
 """A population's members and the session that trains them on the one schedule
-(`training.loop.drive`): per-member progress records, evaluations, checkpoints and stops."""
+(`training.loop.drive`): per-member progress records, evaluations, checkpoints and stops;
+and the stacking of members' pytrees on a leading member axis."""
 
 from __future__ import annotations
 
@@ -9,11 +10,28 @@ import pathlib
 import time
 from typing import Any, Callable
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
+from dncjax import pytrees
 from dncjax.charlm import batches, data, job
 from dncjax.charlm.config import RunConfig
 from dncjax.training import checkpoint, records, run
+
+
+def stack(trees):
+  """Pytrees of equal structure stacked on a new leading axis."""
+  return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def member(tree, i: int):
+  """Member i of a stacked pytree (the leading axis dropped)."""
+  return jax.tree.map(lambda a: a[i], tree)
+
+
+def stack_batches(batches: list[pytrees.Batch]) -> pytrees.Batch:
+  return pytrees.Batch(*(np.stack(parts) for parts in zip(*batches)))
 
 
 @dataclasses.dataclass
@@ -57,7 +75,6 @@ class PopulationSession:
     m.stopped_by, m.stopped_at = reason, time.monotonic() - self.begin
 
   def train(self) -> str | None:
-    from dncjax.sweeps.population import stack_batches  # pylint: disable=import-outside-toplevel
     moved = [self.batcher.next(m.lanes) for m in self.members]
     mask = np.array([m.stopped_by is None for m in self.members])
     self.state, metrics = self.step_fn(self.state, stack_batches([b for _, b in moved]), mask)
@@ -124,7 +141,6 @@ class PopulationSession:
     return None
 
   def _save(self, m: Member, ckpts: checkpoint.Checkpoints) -> None:
-    from dncjax.sweeps.population import member  # pylint: disable=import-outside-toplevel
     elapsed = m.stopped_at if m.stopped_at is not None else time.monotonic() - self.begin
     meta = run.checkpoint_meta(job.KIND, m.config, m.model.config, m.step, elapsed,
                                **job.meta_extra(m.vocab, m.lanes, m.best))

@@ -29,12 +29,11 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from dncjax import configs, pytrees
+from dncjax import configs
 from dncjax.charlm import batches, data, evaluate, job
 from dncjax.charlm.config import RunConfig
-from dncjax.sweeps.members import Member, PopulationSession
+from dncjax.sweeps.members import Member, PopulationSession, stack
 from dncjax.training import (checkpoint, finite, loop, optim, plots, records, signals, train,
                              workdir)
 
@@ -102,20 +101,6 @@ def make_step(model, optimizer, dropout: float = 0.0, weight_drop: float = 0.0):
 def make_eval(model):
   """jit(vmap(static evaluation)): (params [P, ...], windows) -> summed loss [P]."""
   return jax.jit(jax.vmap(evaluate.make_static_eval(model), in_axes=(0, None)))
-
-
-def stack(trees):
-  """Pytrees of equal structure stacked on a new leading axis."""
-  return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
-
-
-def member(tree, i: int):
-  """Member i of a stacked pytree (the leading axis dropped)."""
-  return jax.tree.map(lambda a: a[i], tree)
-
-
-def stack_batches(batches: list[pytrees.Batch]) -> pytrees.Batch:
-  return pytrees.Batch(*(np.stack(parts) for parts in zip(*batches)))
 
 
 def train_population(configs_: list[RunConfig], workdirs: list, steps: int | None = None,

@@ -17,6 +17,7 @@ from dncjax.charlm import job as charlm, restore
 from dncjax.charlm.config import DataConfig, Options, RunConfig
 from dncjax.models.lstm import LSTMConfig
 from dncjax.sweeps import population
+from dncjax.sweeps.members import member, stack
 from dncjax.training import checkpoint, loop, optim, run, signals, train
 
 STEPS, MORE = 4, 6
@@ -126,9 +127,9 @@ def test_optimizer_matches_each_members_own(configs):
   members = configs[:3] + [extra]
   optimizer = population.make_optimizer(members)  # the population's one chain
   stages = optim.Stages.of(*(c.optim for c in members))
-  pop_state = population.stack([optim.make(c.optim, stages).init(params)
+  pop_state = stack([optim.make(c.optim, stages).init(params)
                                 for c in members])  # each member's numbers in its state
-  pop_params = population.stack([params] * len(members))
+  pop_params = stack([params] * len(members))
 
   def update(grads, state, p):
     updates, state = optimizer.update(grads, state, p)
@@ -144,11 +145,11 @@ def test_optimizer_matches_each_members_own(configs):
       p, s = own[i]
       updates, s = o.update(grads, s, p)
       own[i] = (jax.tree.map(lambda a, u: a + u, p, updates), s)
-  hyper = population.member(pop_state, 0).hyperparams
+  hyper = member(pop_state, 0).hyperparams
   assert float(hyper["clip_norm"]) == optim.NO_CLIP and float(hyper["weight_decay"]) == 0.0
   for i, (p, s) in enumerate(own):
-    assert_close(population.member(pop_params, i), p, rtol=1e-6)
-    assert_close(population.member(pop_state, i), s, rtol=1e-6)
+    assert_close(member(pop_params, i), p, rtol=1e-6)
+    assert_close(member(pop_state, i), s, rtol=1e-6)
   moved = [float(jnp.abs(own[i][0]["w"] - params["w"]).max()) for i in range(len(own))]
   assert len(set(moved[:3])) == 3  # the members' hyperparameters all mattered
   assert moved[3] == moved[0]  # clipping that does not bind is no clipping
