@@ -136,6 +136,7 @@ class CharLM(run.Job):
                f"{self.mesh.size} devices ({jax.process_count()} process(es))")
     self.val_windows = evaluate.stack_validation(corpus.val_ids, config.data.seq_length,
                                                  self.options.eval_lanes)
+    self.n_val = evaluate.scored_chars(self.val_windows)
     self.static_eval = evaluate.make_static_eval(self.model)
     if self.options.gradcheck:
       host = ts if self.mesh is None else parallel.to_host(ts)
@@ -152,9 +153,8 @@ class CharLM(run.Job):
     metrics = {}
     params = state.params if self.mesh is None else parallel.to_host(state.params)
     if self.val_windows is not None:
-      n_val = evaluate.scored_chars(self.val_windows)
       metrics["val_bpc"] = parallel.from_primary(  # on one device, the same on every process
-          lambda: float(self.static_eval(params, self.val_windows)) / (math.log(2) * n_val))
+          lambda: float(self.static_eval(params, self.val_windows)) / (math.log(2) * self.n_val))
       if metrics["val_bpc"] < self.best["val_bpc"]:
         self.best = {"val_bpc": metrics["val_bpc"], "step": step}
         self.best_state = state

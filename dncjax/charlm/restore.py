@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pathlib
-import sys
 
 import jax
 
@@ -21,7 +20,6 @@ def restore_trained(workdir: str | pathlib.Path, best: bool = False):
     where = f"in {folder}" if folder.is_dir() else f"folder at {folder}"
     raise checkpoint.CheckpointError(f"no checkpoint {where}: train a model there first "
                                      f"(python experiments/alice.py --workdir {workdir})")
-  ckpts = checkpoint.Checkpoints(folder, create=False)
   built = {}
 
   def template(meta):
@@ -32,10 +30,7 @@ def restore_trained(workdir: str | pathlib.Path, best: bool = False):
                                             config.data.batch_size),
             "rng": checkpoint.key_to_array(jax.random.key(0))}
 
-  step, meta, restored = ckpts.restore_latest(
-      template, lambda meta: run.is_kind(meta, KIND), run.describe_kind(KIND),
-      say=lambda line: print(line, file=sys.stderr))
-  ckpts.close()
+  step, meta, restored = run.restore_latest(folder, KIND, template)
   return built["config"], built["model"], restored["train"], built["vocab"], {**meta, "step": step}
 
 

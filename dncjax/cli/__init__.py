@@ -155,11 +155,11 @@ def add_run_flags(parser: argparse.ArgumentParser, defaults: RunOptions,
   group.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
   schedule = defaults.schedule
   for field in dataclasses.fields(schedule):
-    shown = (f"{schedule.timelimit:.0f}, or none when --steps is given"
-             if field.name == "timelimit" else None)
-    _add(group, type(schedule), field, field.name, getattr(schedule, field.name), shown)
-    if field.name == "timelimit":
-      group._group_actions[-1].default = None  # pylint: disable=protected-access
+    if field.name == "timelimit":  # unset: the job's limit, or none with --steps
+      _add(group, type(schedule), field, field.name, None,
+           f"{schedule.timelimit:.0f}, or none when --steps is given")
+    else:
+      _add(group, type(schedule), field, field.name, getattr(schedule, field.name), None)
   group.add_argument("--keep", type=int, metavar="INT", default=defaults.keep,
                      help="latest checkpoints kept")
   return group

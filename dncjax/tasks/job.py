@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import pathlib
-import sys
 
 import jax
 import numpy as np
@@ -139,7 +138,6 @@ def train_and_evaluate(options: Options, run_options: run.RunOptions,
 
 def restore(workdir: str | pathlib.Path):
   """(model, params, config, step) from the latest checkpoint of a task run."""
-  ckpts = checkpoint.Checkpoints(pathlib.Path(workdir) / "checkpoints", create=False)
   built = {}
 
   def template(meta):
@@ -148,10 +146,7 @@ def restore(workdir: str | pathlib.Path):
     return {"train": train.init_train_state(built["model"], optimizer, jax.random.key(0),
                                             config.batch_size)}
 
-  job = TaskJob()
-  step, _, restored = ckpts.restore_latest(
-      template, job.is_ours, job.what, say=lambda line: print(line, file=sys.stderr))
-  ckpts.close()
+  step, _, restored = run.restore_latest(pathlib.Path(workdir) / "checkpoints", KIND, template)
   return built["model"], restored["train"].params, built["config"], step
 
 

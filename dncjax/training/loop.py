@@ -144,13 +144,14 @@ class Trainer:
 
   def __init__(self, step_fn, state, next_batch, log: MetricsLog, save, evaluate, on_eval,
                items_per_step: int, unit: str, bpc_scale: float, metric: str,
-               extra: tuple[str, ...], out: Callable[[str], None], begin: float):
+               extra: tuple[str, ...], out: Callable[[str], None], begin: float,
+               start_step: int = 0):
     self.step_fn, self.state, self.next_batch, self.log = step_fn, state, next_batch, log
     self._save, self._evaluate, self.on_eval = save, evaluate, on_eval
     self.items, self.unit, self.scale, self.metric, self.extra = (items_per_step, unit,
                                                                   bpc_scale, metric, extra)
     self.out, self.begin = out, begin
-    self.step, self.last_saved, self.last_eval = 0, None, None
+    self.step, self.last_saved, self.last_eval = start_step, None, None
     self.diverged: list[str] = []  # what became NaN/Inf, once it did
     self._clear()
 
@@ -249,8 +250,7 @@ def run(*, step_fn: Callable, state: Any, next_batch: Callable[[], Any], start_s
                   disable=not (progress_bar and sys.stderr.isatty()), leave=False)
   out = print_fn or (lambda line: bar.write(line) if not bar.disable else print(line, flush=True))
   trainer = Trainer(step_fn, state, next_batch, log, save, evaluate, on_eval, items_per_step,
-                    unit, scale, metric, extra, out, begin)
-  trainer.step = start_step
+                    unit, scale, metric, extra, out, begin, start_step)
   if not finite.all_finite(state):  # (also compiles the check before the first save)
     raise TrainingError(f"the state training starts from at iter {start_step} holds NaN/Inf")
   try:

@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import json
 import pathlib
+import sys
 from typing import Any, Callable
 
 from dncjax import configs
@@ -162,6 +163,18 @@ def _run(job: Job, defaults, given, options: RunOptions, on_eval, folder) -> dic
     out(f"checkpoint saved at iter {result.last_saved}: continue with --resume")
   loop.raise_if_interrupted(result)
   return summary
+
+
+def restore_latest(folder: pathlib.Path, kind: str, template_of: Callable[[dict], dict]):
+  """(step, meta, items) of the newest readable checkpoint of a `kind` run in `folder`,
+  `template_of(meta)` giving the items' shapes; nothing in `folder` is modified."""
+  ckpts = checkpoint.Checkpoints(folder, create=False)
+  try:
+    return ckpts.restore_latest(template_of, lambda meta: is_kind(meta, kind),
+                                describe_kind(kind),
+                                say=lambda line: print(line, file=sys.stderr))
+  finally:
+    ckpts.close()
 
 
 def checkpoint_meta(kind: str, config, model_config, step: int, elapsed: float,
