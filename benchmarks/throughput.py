@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # tests.oracle
 jax.config.update("jax_enable_x64", True)  # for the float64 column; float32 stays float32
 
 import dncjax  # noqa: E402

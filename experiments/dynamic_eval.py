@@ -4,7 +4,7 @@
       --lr 1e-4 3e-4 1e-3 --decay 0 0.01 --seq_length 16 32
 
 Restores the run's latest (or --best) checkpoint and its corpus, scores the validation tail
-statically once, then with dynamic evaluation (Krause et al., 2017; dncjax/training/dynamic.py) for
+statically once, then with dynamic evaluation (Krause et al., 2017; dncjax.training.dynamic) for
 every combination of --rule, --seq_length, --lr and --decay, and prints one table row per
 combination, best first, with its gain over static scoring in the same windows (a model
 whose state is truncated at window ends scores differently in other windows). The

@@ -5,6 +5,7 @@ import ast
 import pathlib
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+SRC = REPO / "src"
 LAYERS = [  # lowest first; a module may import its own layer and those below
     {"dncjax.checks", "dncjax.pytrees"},
     {"dncjax.models"},
@@ -41,10 +42,10 @@ def _imports(path: pathlib.Path) -> set[str]:
 
 def test_no_module_imports_a_layer_above_its_own():
   bad = []
-  for path in sorted((REPO / "dncjax").rglob("*.py")):
-    if path == REPO / "dncjax" / "__init__.py":
+  for path in sorted((SRC / "dncjax").rglob("*.py")):
+    if path == SRC / "dncjax" / "__init__.py":
       continue  # the package's own re-exports of the model API
-    name = ".".join(path.relative_to(REPO).with_suffix("").parts)
+    name = ".".join(path.relative_to(SRC).with_suffix("").parts)
     unit = _unit(name)
     for other in _imports(path) - {unit}:
       above = _layer(other) > _layer(unit)
@@ -56,6 +57,6 @@ def test_no_module_imports_a_layer_above_its_own():
 
 
 def test_every_package_has_a_layer():
-  units = {_unit(".".join(p.relative_to(REPO).with_suffix("").parts))
-           for p in (REPO / "dncjax").rglob("*.py")} - {"dncjax.__init__"}
+  units = {_unit(".".join(p.relative_to(SRC).with_suffix("").parts))
+           for p in (SRC / "dncjax").rglob("*.py")} - {"dncjax.__init__"}
   assert units == set().union(*LAYERS)

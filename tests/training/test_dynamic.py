@@ -1,4 +1,4 @@
-"""Dynamic evaluation (dncjax/training/dynamic.py): Krause et al.'s RMS rule against NumPy, MS_g
+"""Dynamic evaluation (dncjax.training.dynamic): Krause et al.'s RMS rule against NumPy, MS_g
 against a Python loop of window gradients, and scoring before learning."""
 
 import jax
