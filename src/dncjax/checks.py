@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import math
 
-import jax
-
 
 def check_positive(config, *names: str) -> None:
   """Raises ValueError naming the first field of `config` that is not a positive int (the
@@ -42,11 +40,9 @@ DTYPES = ("float32", "float64")
 
 
 def check_dtype(dtype: str) -> None:
-  """Validates a config dtype; float64 switches on `jax_enable_x64` (as the seed's --fp64)."""
+  """Validates a config dtype (float64 also needs `jax_enable_x64`: see `models.build`)."""
   if dtype not in DTYPES:
     raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-  if dtype == "float64" and not jax.config.jax_enable_x64:
-    jax.config.update("jax_enable_x64", True)
 
 
 def check_seed(seed) -> None:

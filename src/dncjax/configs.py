@@ -37,7 +37,7 @@ def _plain(hint):
 def to_json(config) -> dict:
   """The config tree as JSON-ready dicts (tuples as lists)."""
   out = {}
-  if config.__class__ in [cls for cls, _ in models.REGISTRY.values()]:
+  if models.is_model_config(config):
     out["name"] = models.name_of(config)
   for field in dataclasses.fields(config):
     value = getattr(config, field.name)

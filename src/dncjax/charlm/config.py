@@ -11,15 +11,11 @@ import dataclasses
 from typing import Any
 
 from dncjax import checks, configs
-from dncjax.training import dynamic
-from dncjax.training.optim import OptimizerConfig
+from dncjax.fields import field as _field
+from dncjax.training.config import DYNAMIC_RULES, OptimizerConfig
 
 MODEL = "seed_dnc"
 MODEL_DEFAULTS = {"hidden": 128}  # for whichever model is chosen
-
-
-def _field(default, help: str, **metadata):  # pylint: disable=redefined-builtin
-  return dataclasses.field(default=default, metadata={"help": help, **metadata})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,8 +71,8 @@ class Options:
                            "longest context)")
   dynamic_eval: bool = _field(True, "dynamic evaluation at the end")
   dynamic_rule: str = _field("adagrad", "dynamic evaluation update: the training optimiser "
-                             "continued, or Krause et al.'s RMS rule (dncjax/training/"
-                             "dynamic.py)", choices=dynamic.RULES, metavar=None)
+                             "continued, or Krause et al.'s RMS rule (dncjax.training."
+                             "dynamic)", choices=DYNAMIC_RULES)
   dynamic_lr: float | None = _field(None, "learning rate of dynamic evaluation (default: the "
                                     "training rate)")
   dynamic_decay: float = _field(0.0, "dynamic evaluation, rms rule: decay towards the "
@@ -99,4 +95,6 @@ class Options:
     checks.check_number("--dynamic_lr", self.dynamic_lr, 0, low_open=True, optional=True)
     checks.check_number("--dynamic_decay", self.dynamic_decay, 0)
     checks.check_number("--target_bpc", self.target_bpc, 0)
-    dynamic.check_rule(self.dynamic_rule)
+    if self.dynamic_rule not in DYNAMIC_RULES:
+      raise ValueError(f"--dynamic_rule must be one of {', '.join(DYNAMIC_RULES)}, "
+                       f"got {self.dynamic_rule!r}")

@@ -1,24 +1,22 @@
 """The recurrent cores and their registry.
 
-Every model is a module with a frozen config dataclass and `make(config) -> core.Model`;
-`REGISTRY` names them. `make_model('dnc', input_size, output_size, hidden=128)` builds one
-by name, `build(config)` from a config (e.g. one restored from a checkpoint).
+Every model is a frozen config dataclass (`hparams.py`, no JAX needed) and a module with
+`make(config) -> core.Model`; `REGISTRY` names them. `make_model('dnc', input_size,
+output_size, hidden=128)` builds one by name, `build(config)` from a config (e.g. one
+restored from a checkpoint). A model's module (and JAX) loads when it is first built.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+import importlib
 
-from dncjax.models import dnc, lstm, rnn, seed_dnc
-from dncjax.models.core import Model
+from dncjax.models import hparams
 
-REGISTRY: dict[str, tuple[type, Callable[[Any], Model]]] = {
-    "rnn": (rnn.RNNConfig, rnn.make),
-    "lstm": (lstm.LSTMConfig, lstm.make),
-    "seed_dnc": (seed_dnc.SeedDNCConfig, seed_dnc.make),
-    "dnc": (dnc.DNCConfig, dnc.make),
-}
+# name -> (config class, the module whose `make(config)` builds the core)
+REGISTRY: dict[str, tuple[type, str]] = {
+    name: (cls, f"dncjax.models.{name}") for name, cls in hparams.CONFIGS.items()}
+NOT_HYPERPARAMETERS = ("input_size", "output_size", "dtype")  # set by the job and --fp64
 
 
 def model_names() -> list[str]:
@@ -39,6 +37,10 @@ def name_of(config) -> str:
   raise ValueError(f"no model is registered for config type {type(config).__name__}")
 
 
+def is_model_config(config) -> bool:
+  return any(type(config) is cls for cls, _ in REGISTRY.values())
+
+
 def takes(name: str) -> set[str]:
   """The hyperparameter names model `name`'s config has."""
   return {f.name for f in dataclasses.fields(config_class(name))}
@@ -56,15 +58,21 @@ def make_config(name: str, input_size: int, output_size: int, **hyperparameters)
   return cls(input_size=input_size, output_size=output_size, **hyperparameters)
 
 
-def build(config) -> Model:
-  """The Model for an existing config (e.g. one restored from a checkpoint)."""
+def build(config):
+  """The `core.Model` for an existing config (e.g. one restored from a checkpoint). A
+  float64 config needs `jax_enable_x64` on (the scripts' --fp64 switches it on)."""
   name = name_of(config)
   if config.input_size is None or config.output_size is None:
     raise ValueError(f"model {name!r} needs its input_size and output_size set (a job sets "
                      f"them from its data)")
-  return REGISTRY[name][1](config)
+  if config.dtype == "float64":
+    import jax  # pylint: disable=import-outside-toplevel
+    if not jax.config.jax_enable_x64:
+      raise ValueError("a float64 model needs 64-bit JAX: call jax.config.update("
+                       "'jax_enable_x64', True) first (the scripts' --fp64 does)")
+  return importlib.import_module(REGISTRY[name][1]).make(config)
 
 
-def make_model(name: str, input_size: int, output_size: int, **hyperparameters) -> Model:
+def make_model(name: str, input_size: int, output_size: int, **hyperparameters):
   """Builds model `name` ('rnn', 'lstm', 'seed_dnc', 'dnc', ...) for one example."""
   return build(make_config(name, input_size, output_size, **hyperparameters))

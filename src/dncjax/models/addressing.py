@@ -32,8 +32,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-NORM_EPS = 1e-6
-USAGE_EPS = 1e-6
+from dncjax.models.hparams import NORM_EPS, USAGE_EPS
+
 SHARPEN_EPS = 1e-6
 
 

@@ -38,14 +38,13 @@ windows; the controller's state always carries over.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from dncjax import checks
-from dncjax.models import access, addressing, core, lstm
+from dncjax.models import access, core, lstm
+from dncjax.models.hparams import DNCConfig
 
 
 class DNCState(NamedTuple):
@@ -53,40 +52,7 @@ class DNCState(NamedTuple):
   access: access.AccessState              # M_t, u_t, L_t, p_t, w^r_t, w^w_t, r_t
 
 
-@dataclasses.dataclass(frozen=True)
-class DNCConfig:
-  input_size: int | None = None   # I (None: set by the job from its data)
-  output_size: int | None = None  # O
-  hidden: int = 64               # H, units per controller layer
-  memory_size: int = 16          # N
-  word_size: int = 16            # W
-  read_heads: int = 4            # R
-  controller_layers: int = 1     # L
-  variant: str = "textbook"      # controller cell: 'textbook' (paper) or 'seed' (lstm.py)
-  controller_clip: float | None = None  # clip h, c and y to [-v, v] (deepmind/dnc: 20)
-  init_scale: float = 0.1        # weights ~ N(0, init_scale^2): about 1/sqrt(fan_in) at H = 64
-  forget_bias: float = 1.0       # initial b_h of the f gate
-  reset_memory: bool = False     # wipe the access state at each window (truncate)
-  deallocate: bool = False       # freeing also wipes the slot (access.access_step; not the paper)
-  link_sharpness: bool = False   # sharpen f_t, b_t by S(., s_t) (addressing.sharpen; not the paper)
-  key_masking: bool = False      # masked content look-ups (addressing.cosine_similarity;
-                                 # not the paper)
-  remat: bool = True             # recompute each step in the backward pass (jax.checkpoint)
-  norm_eps: float = addressing.NORM_EPS    # inside the cosine's norms
-  usage_eps: float = addressing.USAGE_EPS  # usage clamp before allocation
-  dtype: str = "float32"
 
-  def __post_init__(self):
-    checks.check_positive(self, "input_size", "output_size", "hidden", "memory_size",
-                        "word_size", "read_heads", "controller_layers")
-    lstm.check_variant(self.variant)
-    checks.check_number("controller_clip", self.controller_clip, 0, low_open=True, optional=True)
-    checks.check_number("init_scale", self.init_scale, 0, low_open=True)
-    checks.check_number("forget_bias", self.forget_bias)
-    for name in ("norm_eps", "usage_eps"):
-      if not 0 < getattr(self, name) < 1:
-        raise ValueError(f"{name} must be in (0, 1), got {getattr(self, name)!r}")
-    checks.check_dtype(self.dtype)
 
 
 def _layer_suffix(layer: int) -> str:

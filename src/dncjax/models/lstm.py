@@ -12,26 +12,19 @@ Pre-activations are stacked in the seed's gate order, rows of W_xh / W_hh / b_h:
 
 from __future__ import annotations
 
-import dataclasses
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from dncjax import checks
 from dncjax.models import core
+from dncjax.models.hparams import LSTMConfig
 
-VARIANTS = ("seed", "textbook")
 
 
 class LSTMState(NamedTuple):
   h: jax.Array  # [H]
   c: jax.Array  # [H]
-
-
-def check_variant(variant: str) -> None:
-  if variant not in VARIANTS:
-    raise ValueError(f"LSTM variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
 
 
 def lstm_cell(gates_4H: jax.Array, c_prev: jax.Array, variant: str) -> LSTMState:
@@ -64,22 +57,7 @@ def init_controller(key, config, input_size: int, extra: dict[str, int] | None =
   return params
 
 
-@dataclasses.dataclass(frozen=True)
-class LSTMConfig:
-  input_size: int | None = None   # I (None: set by the job from its data)
-  output_size: int | None = None  # O
-  hidden: int = 32           # H
-  init_scale: float = 0.01   # weights ~ N(0, init_scale^2)
-  forget_bias: float = 1.0   # initial b_h of the f gate
-  variant: str = "seed"      # 'seed' (tanh-squashed cell) or 'textbook'
-  dtype: str = "float32"
 
-  def __post_init__(self):
-    checks.check_positive(self, "input_size", "output_size", "hidden")
-    check_variant(self.variant)
-    checks.check_number("init_scale", self.init_scale, 0, low_open=True)
-    checks.check_number("forget_bias", self.forget_bias)
-    checks.check_dtype(self.dtype)
 
 
 def make(config: LSTMConfig) -> core.Model:

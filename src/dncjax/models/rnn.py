@@ -6,28 +6,16 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from dncjax import checks
 from dncjax.models import core
+from dncjax.models.hparams import RNNConfig
 
 
-@dataclasses.dataclass(frozen=True)
-class RNNConfig:
-  input_size: int | None = None   # I (None: set by the job from its data)
-  output_size: int | None = None  # O
-  hidden: int = 32         # H
-  init_scale: float = 0.01  # weights ~ N(0, init_scale^2), as randn * 0.01
-  dtype: str = "float32"
 
-  def __post_init__(self):
-    checks.check_positive(self, "input_size", "output_size", "hidden")
-    checks.check_dtype(self.dtype)
-    checks.check_number("init_scale", self.init_scale, 0, low_open=True)
 
 
 class RNNState(NamedTuple):

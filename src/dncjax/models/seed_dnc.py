@@ -24,16 +24,14 @@ while the controller's h and c carry over.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from dncjax import checks
 from dncjax.models import core, lstm
+from dncjax.models.hparams import SeedDNCConfig
 
-ADDRESSING = ("location", "content")
 
 
 class SeedDNCState(NamedTuple):
@@ -43,29 +41,7 @@ class SeedDNCState(NamedTuple):
   read: jax.Array    # [W] r_t
 
 
-@dataclasses.dataclass(frozen=True)
-class SeedDNCConfig:
-  input_size: int | None = None   # I (None: set by the job from its data)
-  output_size: int | None = None  # O
-  hidden: int = 32            # H
-  memory_size: int = 12       # N
-  word_size: int = 12         # W
-  addressing: str = "content"  # 'content' (dnc-debug.py) or 'location' (dnc-numpy.py)
-  init_scale: float = 0.01    # dnc-debug.py uses 1e-5
-  forget_bias: float = 1.0
-  variant: str = "seed"       # controller cell: 'seed' or 'textbook' (see lstm.py)
-  reset_memory: bool = True   # wipe M and r at each window, as the seed does
-  dtype: str = "float32"
 
-  def __post_init__(self):
-    checks.check_positive(self, "input_size", "output_size", "hidden", "memory_size", "word_size")
-    checks.check_number("init_scale", self.init_scale, 0, low_open=True)
-    checks.check_number("forget_bias", self.forget_bias)
-    if self.addressing not in ADDRESSING:
-      raise ValueError(
-          f"addressing must be one of {', '.join(ADDRESSING)}, got {self.addressing!r}")
-    lstm.check_variant(self.variant)
-    checks.check_dtype(self.dtype)
 
 
 def make(config: SeedDNCConfig) -> core.Model:

@@ -16,13 +16,10 @@ import pathlib
 
 import optuna
 
+from dncjax.fields import field as _field
 from dncjax.sweeps import errors, population, space, storage as sweep_storage
 
 STUDY_ATTR = "dncjax_sweep"
-
-
-def _field(default, help: str, **metadata):  # pylint: disable=redefined-builtin
-  return dataclasses.field(default=default, metadata={"help": help, **metadata})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,9 +53,9 @@ class Sweep:
   budget: Budget
   trials: int | None = _field(None, "trials in the sweep (default: the grid's size, or 20)")
   sampler: str = _field("tpe", "Optuna sampler (grid: lists only, every combination once)",
-                        choices=("tpe", "random", "grid"), metavar=None)
+                        choices=("tpe", "random", "grid"))
   pruner: str = _field("median", "stops trials whose validation BPC falls behind",
-                       choices=("median", "halving", "none"), metavar=None)
+                       choices=("median", "halving", "none"))
   storage: str | None = _field(None, "Optuna storage shared by workers, e.g. "
                                "postgresql://user:pass@host/db (default: "
                                "sqlite:///WORKDIR/study.db)", metavar="URL")

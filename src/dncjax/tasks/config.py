@@ -12,7 +12,7 @@ from typing import Any
 
 from dncjax import checks, configs
 from dncjax.tasks.generators import TaskConfig
-from dncjax.training.optim import OptimizerConfig
+from dncjax.training.config import OptimizerConfig
 
 MODEL = "dnc"
 MODEL_DEFAULTS = {"hidden": 64, "memory_size": 32, "read_heads": 1, "word_size": 16}

@@ -24,19 +24,16 @@ from typing import NamedTuple
 import numpy as np
 
 from dncjax import checks
+from dncjax.fields import field as _field
 
 TASKS = ("copy", "repeat_copy", "associative_recall")
-
-
-def _field(default, help: str, **metadata):  # pylint: disable=redefined-builtin
-  return dataclasses.field(default=default, metadata={"help": help, **metadata})
 
 
 @dataclasses.dataclass(frozen=True)
 class TaskConfig:
   """A task and its sizes. `min_length`..`max_length` counts vectors (associative recall:
   items); the repeat count channel holds n / max_repeats."""
-  name: str = _field("copy", "the task", flag="--task", choices=TASKS, metavar=None)
+  name: str = _field("copy", "the task", flag="--task", choices=TASKS)
   bits: int = _field(8, "bits per vector")
   min_length: int = _field(1, "shortest sequence (associative recall: items)")
   max_length: int = _field(10, "longest sequence (associative recall: items)")

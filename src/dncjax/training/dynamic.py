@@ -31,8 +31,9 @@ import optax
 from dncjax import pytrees
 from dncjax.models import core
 from dncjax.training import losses, train
+from dncjax.training.config import DYNAMIC_RULES
 
-RULES = ("adagrad", "rms")
+RULES = DYNAMIC_RULES
 
 
 def check_rule(rule: str) -> None:

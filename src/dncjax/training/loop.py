@@ -30,47 +30,10 @@ from typing import Any, Callable, Protocol
 
 import tqdm
 
-from dncjax import checks
 from dncjax.training import finite
+from dncjax.training.config import Schedule  # noqa: F401  (the schedule's home)
 from dncjax.training.records import MetricsLog
 from dncjax.training.signals import Interrupted, StopSignals
-
-
-@dataclasses.dataclass(frozen=True)
-class Schedule:
-  """When to stop, report, evaluate and save (may change when a run is resumed)."""
-  steps: int | None = dataclasses.field(default=None, metadata={
-      "help": "stop after this many iterations in all"})
-  timelimit: float | None = dataclasses.field(default=None, metadata={
-      "help": "stop after this many seconds in all"})
-  report_interval: int = dataclasses.field(default=20, metadata={
-      "help": "iterations between progress lines"})
-  eval_every: int = dataclasses.field(default=0, metadata={
-      "help": "iterations between evaluations (0: at the end only)"})
-  checkpoint_every: int = dataclasses.field(default=0, metadata={
-      "help": "iterations between checkpoints (0: at the end only)"})
-
-  def __post_init__(self):
-    if self.steps is None and self.timelimit is None:
-      raise ValueError("give a step budget (--steps) or a time limit (--timelimit)")
-    for name in ("steps", "report_interval"):
-      value = getattr(self, name)
-      if value is not None and (not isinstance(value, int) or isinstance(value, bool)
-                                or value <= 0):
-        raise ValueError(f"--{name} must be a positive integer, got {value!r}")
-    checks.check_number("--timelimit", self.timelimit, 0, low_open=True, optional=True)
-    for name in ("eval_every", "checkpoint_every"):
-      value = getattr(self, name)
-      if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ValueError(f"--{name} must be an integer >= 0, got {value!r}")
-
-  def spent(self, step: int, seconds: float) -> str | None:
-    """'steps' or 'timelimit' once that budget is used up, else None."""
-    if self.steps is not None and step >= self.steps:
-      return "steps"
-    if self.timelimit is not None and seconds >= self.timelimit:
-      return "timelimit"
-    return None
 
 
 class TrainingError(RuntimeError):

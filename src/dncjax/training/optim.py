@@ -24,57 +24,13 @@ from __future__ import annotations
 import dataclasses
 
 import jax.numpy as jnp
-import numpy as np
 import optax
 
-from dncjax import checks
+from dncjax.training.config import (  # the settings live there, without JAX
+    DEFAULT_EPS, HYPERPARAMETERS, NO_CLIP, RMS_DECAY, RULES, OptimizerConfig)
 
-RULES = ("adagrad", "rmsprop", "adam")
-DEFAULT_EPS = {"adagrad": 1e-8, "rmsprop": 1e-10, "adam": 1e-8}
-RMS_DECAY = 0.9
-NO_CLIP = float(np.finfo(np.float32).max)  # a clip that never bites, finite in any dtype
-HYPERPARAMETERS = ("learning_rate", "eps", "momentum", "clip_norm", "clip_value",
-                   "weight_decay")
-
-
-def _flag(name: str) -> str:
-  return "--lr" if name == "learning_rate" else f"--{name}"
-
-
-@dataclasses.dataclass(frozen=True)
-class OptimizerConfig:
-  """An update rule and its hyperparameters (checked here, errors name the flags)."""
-  name: str = dataclasses.field(default="adagrad", metadata={
-      "flag": "--optimizer", "help": "update rule: " + ", ".join(RULES)})
-  learning_rate: float = dataclasses.field(default=0.1, metadata={
-      "flag": "--lr", "help": "learning rate"})
-  eps: float | None = dataclasses.field(default=None, metadata={
-      "help": "epsilon inside the square root (none: adagrad and adam 1e-8, rmsprop 1e-10)"})
-  momentum: float = dataclasses.field(default=0.0, metadata={"help": "RMSProp momentum"})
-  clip_norm: float | None = dataclasses.field(default=None, metadata={
-      "help": "clip gradients by global norm (tasks.py: 0 for none)"})
-  clip_value: float | None = dataclasses.field(default=None, metadata={
-      "help": "clip each gradient entry to [-v, v]"})
-  weight_decay: float = dataclasses.field(default=0.0, metadata={
-      "help": "L2 weight decay added to the gradient"})
-
-  def __post_init__(self):
-    if self.name not in RULES:
-      raise ValueError(f"--optimizer must be one of {', '.join(RULES)}, got {self.name!r}")
-    checks.check_number("--lr", self.learning_rate, 0, low_open=True)
-    checks.check_number("--eps", self.eps, 0, low_open=True, optional=True)
-    checks.check_number("--momentum", self.momentum, 0, 1, high_open=True)
-    checks.check_number("--weight_decay", self.weight_decay, 0)
-    for name in ("clip_norm", "clip_value"):
-      checks.check_number(_flag(name), getattr(self, name), 0, low_open=True, optional=True)
-
-  def hyperparams(self) -> dict[str, float]:
-    """The numbers of the chain: eps resolved, an absent clip as NO_CLIP."""
-    eps = DEFAULT_EPS[self.name] if self.eps is None else self.eps
-    inf = lambda v: NO_CLIP if v is None else float(v)
-    return {"learning_rate": float(self.learning_rate), "eps": float(eps),
-            "momentum": float(self.momentum), "clip_norm": inf(self.clip_norm),
-            "clip_value": inf(self.clip_value), "weight_decay": float(self.weight_decay)}
+__all__ = ["DEFAULT_EPS", "HYPERPARAMETERS", "NO_CLIP", "RMS_DECAY", "RULES", "OptimizerConfig",
+           "Stages", "make", "with_hyperparams"]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,7 +13,6 @@ from a config, the next batch, how to evaluate, and how to summarise.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import pathlib
 import sys
@@ -21,6 +20,7 @@ from typing import Any, Callable
 
 from dncjax import configs
 from dncjax.training import checkpoint, loop, records, workdir
+from dncjax.training.config import RunOptions  # noqa: F401  (the options' home)
 
 FORMAT = 2  # checkpoint layout: bump when it changes (1: before the one optimiser chain)
 
@@ -32,20 +32,6 @@ def is_kind(meta: dict, kind: str) -> bool:
 
 def describe_kind(kind: str) -> str:
   return f"{kind} checkpoint of format {FORMAT}"
-
-
-@dataclasses.dataclass(frozen=True)
-class RunOptions:
-  """Where and how long to run (may change between a run and its resumption)."""
-  workdir: str
-  resume: bool = False
-  schedule: loop.Schedule = loop.Schedule(steps=1)  # a job's scripts give their own
-  keep: int = 3               # latest checkpoints kept
-  progress_bar: bool = True   # tqdm below the progress lines, on a terminal
-
-  def __post_init__(self):
-    if not isinstance(self.keep, int) or isinstance(self.keep, bool) or self.keep <= 0:
-      raise ValueError(f"--keep must be a positive integer, got {self.keep!r}")
 
 
 class Job:
