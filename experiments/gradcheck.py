@@ -31,7 +31,9 @@ def main(argv=None) -> int:
   gradcheck_cli.add_flags(p)
   args = p.parse_args(argv)
   name, fields = gradcheck_cli.model_fields(args, p)
-  model = dncjax.make_model(name, args.vocab, args.vocab, **fields)
+  config = dncjax.make_config(name, args.vocab, args.vocab, **fields)
+  dncjax.models.enable_x64_for(config)
+  model = dncjax.build(config)
   rows = gradcheck.check_model(model, batch_size=args.batchsize, seq_length=args.seqlength,
                                seed=args.seed, num_checks=args.num_checks, delta=args.delta)
   print(f"gradient check: model {name}, {fields}")

@@ -29,6 +29,7 @@ KIND = "char-LM"
 
 def build_model(config: RunConfig, vocab_size: int):
   """(model, optimizer) of `config` for a vocabulary of `vocab_size` characters."""
+  models.enable_x64_for(config.model)
   model = models.build(dataclasses.replace(config.model, input_size=vocab_size,
                                            output_size=vocab_size))
   train.check_dropout(model, config.dropout, config.weight_drop)

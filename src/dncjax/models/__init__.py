@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import sys
 
 from dncjax.models import hparams
 
@@ -71,6 +72,15 @@ def build(config):
       raise ValueError("a float64 model needs 64-bit JAX: call jax.config.update("
                        "'jax_enable_x64', True) first (the scripts' --fp64 does)")
   return importlib.import_module(REGISTRY[name][1]).make(config)
+
+
+def enable_x64_for(config) -> None:
+  """Switches on `jax_enable_x64` for this process when `config` is a float64 model (the
+  jobs and scripts call this; a library caller does it themselves), saying so on stderr."""
+  import jax  # pylint: disable=import-outside-toplevel
+  if config.dtype == "float64" and not jax.config.jax_enable_x64:
+    jax.config.update("jax_enable_x64", True)
+    print("float64 model: jax_enable_x64 is on for this process", file=sys.stderr)
 
 
 def make_model(name: str, input_size: int, output_size: int, **hyperparameters):

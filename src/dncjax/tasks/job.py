@@ -26,6 +26,7 @@ KIND = "task"
 
 def build_model(config: RunConfig):
   """(model, optimizer) of `config`, sized for its task."""
+  models.enable_x64_for(config.model)
   model = models.build(dataclasses.replace(config.model, input_size=config.task.input_size,
                                            output_size=config.task.output_size))
   train.check_fits(model)
