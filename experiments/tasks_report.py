@@ -1,42 +1,11 @@
 """Compare task runs (e.g. seeds of several settings) by their bit errors at one length.
 
-  python experiments/tasks_report.py runs/copy_* --length 20 --since 15000
-
-One row per run, grouped by what the run changed from experiments/tasks.py's defaults
-(the seed aside): iterations, bit errors per sequence at the last evaluation, their mean
-and median over the evaluations from iteration --since on, how many of those were below
---target, and the mean share of perfect sequences there; then one line per group. Reads
-each run's config.json and metrics.jsonl only. --markdown prints tables for a README.
+`python experiments/tasks_report.py --help` lists its flags; the program is
+`dncjax.commands.tasks_report`, also installed as the console command `dncjax-tasks-report`.
 """
 
-from __future__ import annotations
-
-import signal
-import sys
-
-signal.signal(signal.SIGINT, lambda *_: sys.exit(130))  # Ctrl-C while loading: no traceback
-
-from dncjax import cli  # noqa: E402
-from dncjax.tasks import config, report  # noqa: E402
-
-
-def main(argv=None) -> int:
-  p = cli.ArgumentParser(description=__doc__)
-  p.add_argument("workdirs", nargs="+", metavar="WORKDIR", help="task runs' folders")
-  p.add_argument("--length", type=int, default=None,
-                 help="evaluation length (default: each run's longest --eval_length)")
-  p.add_argument("--since", type=int, default=0,
-                 help="summarise the evaluations from this iteration on (default: all)")
-  p.add_argument("--target", type=float, default=0.05,
-                 help="count evaluations below this many bit errors per sequence")
-  p.add_argument("--markdown", action="store_true", help="print Markdown tables")
-  args = p.parse_args(argv)
-  if args.length is not None and args.length <= 0:
-    raise cli.UsageError(f"--length must be positive, got {args.length}")
-  reports = [report.run_report(w, args.length, args.since, args.target) for w in args.workdirs]
-  print(report.tables(reports, config.RunConfig(), args.since, args.target, args.markdown))
-  return 0
-
+from dncjax.commands.tasks_report import main  # noqa: F401  (tests and other scripts call main(argv))
 
 if __name__ == "__main__":
-  cli.run(main, (report.ReportError,))
+  from dncjax.commands.tasks_report import console
+  console()

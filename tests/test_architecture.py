@@ -13,6 +13,7 @@ LAYERS = [  # lowest first; a module may import its own layer and those below
     {"dncjax.training"},
     {"dncjax.cli"},
     {"dncjax.charlm", "dncjax.tasks", "dncjax.sweeps"},
+    {"dncjax.commands"},
 ]
 JOBS_MAY_IMPORT = {"dncjax.sweeps": {"dncjax.charlm"}}
 

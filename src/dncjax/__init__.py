@@ -17,7 +17,15 @@ algorithmic tasks job), `sweeps` (hyperparameter search and populations).
 """
 
 from dncjax.models import build, make_config, make_model, model_names
-from dncjax.models.core import Model, batch_unroll, unroll
 
 __all__ = ["Model", "batch_unroll", "build", "make_config", "make_model", "model_names",
            "unroll"]
+
+
+def __getattr__(name: str):
+  """`Model`, `unroll` and `batch_unroll` load `dncjax.models.core` (and JAX) when first used,
+  so importing dncjax (e.g. a script answering --help) does not load JAX."""
+  if name in ("Model", "unroll", "batch_unroll"):
+    from dncjax.models import core  # pylint: disable=import-outside-toplevel
+    return getattr(core, name)
+  raise AttributeError(f"module 'dncjax' has no attribute {name!r}")

@@ -138,6 +138,12 @@ class Setting:
   path: str   # where it goes in the config: 'optim.learning_rate', 'model.hidden', 'model'
   flag: str   # how the user spelled it: '--lr'
   value: Any
+  spellings: tuple[str, ...] = ()  # every spelling of its flag ('--lr', '--learning_rate')
+
+  def names(self) -> set[str]:
+    """What an error about this setting may call it: its field's name or any spelling."""
+    leaf = self.path.rsplit(".", 1)[-1]
+    return {leaf, f"--{leaf}", self.flag, *self.spellings}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,15 +178,27 @@ class Given:
       if s.path.startswith(MODEL + "."):
         name = get(config, MODEL)
         if s.path[len(MODEL) + 1:] not in models.takes(name):
-          takes = sorted(models.takes(name) - {"input_size", "output_size", "dtype"})
-          raise UsageError(f"{s.flag} does not apply to model {name!r} (it takes: "
-                           f"{', '.join(takes)})")
+          takes = sorted(models.takes(name) - set(models.NOT_HYPERPARAMETERS))
+          raise UsageError(f"{s.flag} does not apply to model {name!r} (its flags: "
+                           f"{', '.join('--' + t for t in takes)})")
       *parents, leaf = s.path.split(".")
       node = changes
       for part in parents:
         node = node.setdefault(part, {})
       node[leaf] = s.value
-    return _rebuilt(config, changes)
+    try:
+      return _rebuilt(config, changes)
+    except ValueError as e:
+      raise UsageError(self.as_typed(str(e))) from None
+
+  def as_typed(self, message: str) -> str:
+    """`message` (a config's check, which names a field or its main flag) naming the
+    flag as the user typed it, when it is about one of these settings."""
+    head, space, rest = message.partition(" ")
+    for s in self.settings:
+      if space and head in s.names():
+        return f"{s.flag} {rest}"
+    return message
 
   def disagreements(self, saved) -> list[tuple[str, Any, Any]]:
     """(flag, given value, saved value) for each setting `saved` does not share."""

@@ -1,8 +1,11 @@
-"""What defines a char-LM run (`RunConfig`) and how to evaluate and report it (`Options`).
+"""What defines a char-LM run (`RunConfig`), how to evaluate and report it (`Options`),
+and the named starting points of experiments/alice.py (`PRESETS`).
 
-The defaults here are experiments/alice.py's: the seed's content-addressing DNC with
-H = 128, Adagrad at lr 0.2 and eps 1e-6 (dnc-debug.py), 32 lanes of 32 characters. A
-resumed run must agree with its checkpoint on all of `RunConfig`; `Options` may change.
+The defaults are the best setting measured on Alice: an LSTM with H = 128, Adagrad at
+lr 0.124 and eps 1e-8, dropout 0.23 on the readout and weight drop 0.3 on W_hh, 32 lanes of
+32 characters, dynamic evaluation with the RMS rule. `PRESETS["seed"]` is the original
+project's headline run (its simplified DNC, lr 0.2, eps 1e-6, one hour). A resumed run
+must agree with its checkpoint on all of `RunConfig`; `Options` may change.
 """
 
 from __future__ import annotations
@@ -12,9 +15,9 @@ from typing import Any
 
 from dncjax import checks, configs
 from dncjax.fields import field as _field
-from dncjax.training.config import DYNAMIC_RULES, OptimizerConfig
+from dncjax.training.config import DYNAMIC_RULES, OptimizerConfig, Schedule
 
-MODEL = "seed_dnc"
+MODEL = "lstm"
 MODEL_DEFAULTS = {"hidden": 128}  # for whichever model is chosen
 
 
@@ -47,11 +50,11 @@ class RunConfig(configs.RunConfigBase):
   """The model (its own config; sizes set from the vocabulary), optimiser, data, the
   regularisation and the seed."""
   model: Any = dataclasses.field(default_factory=default_model)
-  optim: OptimizerConfig = OptimizerConfig(learning_rate=0.2, eps=1e-6)
+  optim: OptimizerConfig = OptimizerConfig(learning_rate=0.124, eps=1e-8)
   data: DataConfig = DataConfig()
-  dropout: float = _field(0.0, "dropout on the controller output (and read vectors) "
+  dropout: float = _field(0.23, "dropout on the controller output (and read vectors) "
                           "before the readout")
-  weight_drop: float = _field(0.0, "DropConnect on the recurrent matrices W_hh, one mask "
+  weight_drop: float = _field(0.3, "DropConnect on the recurrent matrices W_hh, one mask "
                               "per window (AWD-LSTM)")
   seed: int = _field(0, "seed for parameters, lanes and sampling")
 
@@ -70,14 +73,14 @@ class Options:
   eval_lanes: int = _field(1, "lanes the validation tail is split into (1: one pass, "
                            "longest context)")
   dynamic_eval: bool = _field(True, "dynamic evaluation at the end")
-  dynamic_rule: str = _field("adagrad", "dynamic evaluation update: the training optimiser "
+  dynamic_rule: str = _field("rms", "dynamic evaluation update: the training optimiser "
                              "continued, or Krause et al.'s RMS rule (dncjax.training."
                              "dynamic)", choices=DYNAMIC_RULES)
-  dynamic_lr: float | None = _field(None, "learning rate of dynamic evaluation (default: the "
+  dynamic_lr: float | None = _field(1e-3, "learning rate of dynamic evaluation (none: the "
                                     "training rate)")
-  dynamic_decay: float = _field(0.0, "dynamic evaluation, rms rule: decay towards the "
+  dynamic_decay: float = _field(1e-3, "dynamic evaluation, rms rule: decay towards the "
                                 "trained parameters")
-  dynamic_seq_length: int | None = _field(None, "dynamic evaluation window (default: "
+  dynamic_seq_length: int | None = _field(10, "dynamic evaluation window (none: "
                                           "--seqlength)")
   gradcheck: bool = _field(False, "check jax.grad against finite differences before training")
   target_bpc: float = _field(1.28, "results.json records the time the training BPC first "
@@ -98,3 +101,31 @@ class Options:
     if self.dynamic_rule not in DYNAMIC_RULES:
       raise ValueError(f"--dynamic_rule must be one of {', '.join(DYNAMIC_RULES)}, "
                        f"got {self.dynamic_rule!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+  """A starting point of experiments/alice.py: the run, its options and its schedule
+  (flags given on top of it win; a resumed run takes its checkpoint's `config`)."""
+  about: str
+  config: RunConfig
+  options: Options
+  schedule: Schedule
+
+
+PRESETS = {
+    "lstm": Preset(
+        "the best measured setting: the defaults of every flag (an LSTM with dropout and "
+        "weight drop, 10 minutes, dynamic evaluation with the RMS rule)",
+        RunConfig(), Options(),
+        Schedule(timelimit=600.0, report_interval=20, eval_every=200, checkpoint_every=500)),
+    "seed": Preset(
+        "the original project's headline run: its simplified DNC (content addressing, "
+        "H=128, N=12, W=12), Adagrad lr 0.2 eps 1e-6, no regularisation, one hour",
+        RunConfig(model=configs.model_config("seed_dnc", MODEL_DEFAULTS),
+                  optim=OptimizerConfig(learning_rate=0.2, eps=1e-6), dropout=0.0,
+                  weight_drop=0.0),
+        Options(dynamic_rule="adagrad", dynamic_lr=None, dynamic_decay=0.0,
+                dynamic_seq_length=None),
+        Schedule(timelimit=3600.0, report_interval=20, eval_every=500, checkpoint_every=500)),
+}

@@ -3,7 +3,6 @@ windows (experiments/dynamic_eval.py): a table of static and dynamic validation 
 
 from __future__ import annotations
 
-import argparse
 import csv
 import itertools
 import math
@@ -12,40 +11,7 @@ import time
 from typing import Callable
 
 from dncjax.charlm import evaluate
-from dncjax.configs import UsageError
 from dncjax.training import dynamic
-
-
-def add_flags(parser: argparse.ArgumentParser) -> None:
-  parser.add_argument("--workdir", required=True, help="the run's folder (as given to alice.py)")
-  parser.add_argument("--best", action="store_true",
-                      help="start from the best-validation checkpoint instead of the latest")
-  parser.add_argument("--data", default=None,
-                      help="the text file, if it moved since training (default: the run's)")
-  parser.add_argument("--rule", nargs="+", choices=dynamic.RULES, default=["adagrad"],
-                      help="update rules: the training optimiser continued, or Krause's RMS rule")
-  parser.add_argument("--lr", nargs="+", type=float, default=[None],
-                      help="learning rates (default: the training rate)")
-  parser.add_argument("--decay", nargs="+", type=float, default=[0.0],
-                      help="rms rule: decay towards the trained parameters (ignored by adagrad)")
-  parser.add_argument("--seq_length", "--seq-length", nargs="+", type=int, default=[None],
-                      help="window lengths (default: the training window)")
-  parser.add_argument("--eval_lanes", "--eval-lanes", type=int, default=1,
-                      help="lanes the validation tail is split into")
-  parser.add_argument("--csv", default=None, help="also write the table to this CSV file")
-
-
-def checked(args: argparse.Namespace) -> argparse.Namespace:
-  """The parsed flags, checked (UsageError on nonsense)."""
-  for name in ("lr", "seq_length"):
-    bad = [v for v in getattr(args, name) if v is not None and v <= 0]
-    if bad:
-      raise UsageError(f"--{name} must be positive, got {bad[0]}")
-  if any(d < 0 for d in args.decay):
-    raise UsageError(f"--decay must be >= 0, got {min(args.decay)}")
-  if args.eval_lanes <= 0:
-    raise UsageError(f"--eval_lanes must be positive, got {args.eval_lanes}")
-  return args
 
 
 def combinations(rules, seq_lengths, lrs, decays) -> list[tuple]:

@@ -16,6 +16,11 @@ def restore_trained(workdir: str | pathlib.Path, best: bool = False):
   """(config, model, TrainState, vocab, meta) from the latest (or best-validation) checkpoint
   of an alice.py run; nothing in `workdir` is modified."""
   folder = pathlib.Path(workdir) / ("best" if best else "checkpoints")
+  if best and not checkpoint.holds_checkpoints(folder) and checkpoint.holds_checkpoints(
+      pathlib.Path(workdir) / "checkpoints"):
+    raise checkpoint.CheckpointError(f"no best-validation checkpoint in {folder} yet (one is "
+                                     f"kept at each evaluation): leave out --best to use the "
+                                     f"latest checkpoint")
   if not checkpoint.holds_checkpoints(folder):
     where = f"in {folder}" if folder.is_dir() else f"folder at {folder}"
     raise checkpoint.CheckpointError(f"no checkpoint {where}: train a model there first "

@@ -20,9 +20,7 @@ import typing
 from typing import Any, Callable
 
 from dncjax import configs, models
-from dncjax.training import parallel
-from dncjax.training.loop import Schedule
-from dncjax.training.run import RunOptions
+from dncjax.training.config import RunOptions, Schedule
 
 UsageError = configs.UsageError  # bad command-line input: one line, exit status 2
 
@@ -30,7 +28,7 @@ UsageError = configs.UsageError  # bad command-line input: one line, exit status
 # seed's --lr, --batchsize, --seqlength; else --<field>) and the forms with dashes.
 ALIASES = {"learning_rate": ("--learning_rate",), "batch_size": ("--batch_size",),
            "seq_length": ("--seq_length",), "eval_lengths": ("--eval_lengths",)}
-_NOT_FLAGS = {"input_size", "output_size", "dtype"}  # set by the data and --fp64
+_NOT_FLAGS = set(models.NOT_HYPERPARAMETERS)  # set by the data and --fp64
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -44,11 +42,17 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 class ArgumentParser(argparse.ArgumentParser):
-  """argparse with one-line errors: `error: ... (see --help)`, exit status 2."""
+  """argparse with one-line errors: `error: ... (see --help)`, exit status 2. It keeps the
+  arguments it parsed (`typed`), so errors can name a flag as the user spelled it."""
 
   def __init__(self, *args, **kwargs):
     kwargs.setdefault("formatter_class", HelpFormatter)
     super().__init__(*args, **kwargs)
+    self.typed: list[str] = []
+
+  def parse_known_args(self, args=None, namespace=None):
+    self.typed = list(sys.argv[1:] if args is None else args)
+    return super().parse_known_args(args, namespace)
 
   def error(self, message):
     self.exit(2, f"error: {message} (see {self.prog} --help)\n")
@@ -61,11 +65,22 @@ def flag_names(field: dataclasses.Field) -> list[str]:
 
 
 def _type(cls: type, field: dataclasses.Field):
-  """(argparse type, nargs) of a field; bool fields are switches."""
-  hint = configs._plain(typing.get_type_hints(cls)[field.name])  # pylint: disable=protected-access
+  """(argparse type, nargs) of a field; bool fields are switches; a field that may be None
+  takes 'none'."""
+  full = typing.get_type_hints(cls)[field.name]
+  hint = configs._plain(full)  # pylint: disable=protected-access
   if typing.get_origin(hint) is tuple:
     return typing.get_args(hint)[0], "+"
+  if hint is not full and hint in (int, float, str):
+    return _or_none(hint), None
   return hint, None
+
+
+def _or_none(kind: type):
+  def parse(text: str):
+    return None if text.lower() == "none" else kind(text)
+  parse.__name__ = kind.__name__  # argparse's messages and the metavar name the type
+  return parse
 
 
 def _add(group, cls, field, dest: str, default: Any, shown: str | None) -> None:
@@ -78,9 +93,11 @@ def _add(group, cls, field, dest: str, default: Any, shown: str | None) -> None:
     group.add_argument(*names, dest=dest, default=default, help=text,
                        action=argparse.BooleanOptionalAction)
   else:
-    metavar = field.metadata.get("metavar", getattr(kind, "__name__", "VALUE").upper())
+    choices = field.metadata.get("choices")
+    metavar = field.metadata.get("metavar",
+                                 None if choices else getattr(kind, "__name__", "VALUE").upper())
     group.add_argument(*names, dest=dest, type=kind, default=default, help=text,
-                       nargs=nargs, choices=field.metadata.get("choices"), metavar=metavar)
+                       nargs=nargs, choices=choices, metavar=metavar)
 
 
 def add_config_flags(parser: argparse.ArgumentParser, defaults, title: str,
@@ -200,18 +217,25 @@ def devices(args: argparse.Namespace) -> int | str:
     except ValueError:
       raise UsageError(f"--devices must be a positive integer or 'all', "
                        f"got {count!r}") from None
+  from dncjax.training import parallel  # pylint: disable=import-outside-toplevel
   multi_host = parallel.initialize_distributed(args.coordinator, args.num_processes,
                                                args.process_id)
   return count if count is not None else ("all" if multi_host else 1)
 
 
 def given(args: argparse.Namespace, parser: argparse.ArgumentParser) -> configs.Given:
-  """The config flags the user gave, under their main spelling."""
-  flags = {a.dest: a.option_strings[0] for a in parser._actions  # pylint: disable=protected-access
-           if a.option_strings and a.default is argparse.SUPPRESS and a.dest != "help"}
-  values = vars(args)
-  return configs.Given(tuple(configs.Setting(dest, flag, values[dest])
-                             for dest, flag in flags.items() if dest in values))
+  """The config flags the user gave, each under the spelling they typed (errors name it)."""
+  actions = [a for a in parser._actions  # pylint: disable=protected-access
+             if a.option_strings and a.default is argparse.SUPPRESS and a.dest != "help"]
+  typed = [t.split("=", 1)[0] for t in getattr(parser, "typed", [])]
+  values, settings = vars(args), []
+  for action in actions:
+    if action.dest in values:
+      spelled = [t for t in typed if t in action.option_strings]
+      flag = spelled[-1] if spelled else action.option_strings[0]
+      settings.append(configs.Setting(action.dest, flag, values[action.dest],
+                                      tuple(action.option_strings)))
+  return configs.Given(tuple(settings))
 
 
 def options(args: argparse.Namespace, cls: type, **more):
@@ -221,19 +245,24 @@ def options(args: argparse.Namespace, cls: type, **more):
                 if f.name in values and f.name not in more}, **more)
 
 
-def run(main: Callable[[], int | None], errors: tuple[type[BaseException], ...] = ()) -> None:
-  """Runs `main`; known errors become one line on stderr and a non-zero exit."""
-  signal.signal(signal.SIGINT, signal.default_int_handler)  # scripts quiet it while loading
+Errors = tuple[type[BaseException], ...]
+
+
+def run(main: Callable[[], int | None], errors: Errors | Callable[[], Errors] = ()) -> None:
+  """Runs `main`; known errors become one line on stderr and a non-zero exit. `errors`
+  may be a function returning them (so a job's modules load only when something fails)."""
+  signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C while loading: one line
   try:
     sys.exit(main() or 0)
   except KeyboardInterrupt as e:  # signals.Interrupted carries 128 + the signal (SIGTERM: 143)
     code = getattr(e, "exit_code", 130)
     print("terminated" if code == 143 else "interrupted", file=sys.stderr)
     sys.exit(code)
-  except (ValueError, OSError) + tuple(errors) as e:
-    print(f"error: {one_line(e)}", file=sys.stderr)
-    sys.exit(2)
   except Exception as e:  # pylint: disable=broad-except
+    if isinstance(e, (ValueError, OSError)) or isinstance(
+        e, tuple(errors() if callable(errors) else errors)):
+      print(f"error: {one_line(e)}", file=sys.stderr)
+      sys.exit(2)
     if "RESOURCE_EXHAUSTED" not in str(e):
       raise
     print(f"error: out of memory ({one_line(e)}): try a smaller model or batch",

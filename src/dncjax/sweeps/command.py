@@ -1,48 +1,21 @@
-"""experiments/sweep.py's flags and what it does with them: run (or resume) a sweep, or
-only report on one, then print the ranking and where the best trial is."""
+"""What experiments/sweep.py does with its flags (`dncjax.commands.sweep`): run (or resume)
+a sweep, or only report on one, then print the ranking and where the best trial is."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from dncjax import cli
-from dncjax.sweeps import errors, report, space, study, workers
+from dncjax.sweeps import errors, report, study, workers
+from dncjax.sweeps.config import Sweep
 
 
-def add_flags(parser: argparse.ArgumentParser) -> None:
-  parser.add_argument("--workdir", default="runs/sweep", help="the sweep's folder")
-  what = parser.add_argument_group("what to sweep")
-  what.add_argument("--param", action="append", default=None, metavar="NAME=SPEC",
-                    help="a swept setting: a,b,c | low:high | low:high:log (repeatable)")
-  what.add_argument("--set", action="append", default=None, metavar="NAME=VALUE",
-                    dest="fixed", help="a setting every trial shares (repeatable)")
-  how = cli.add_option_flags(parser, study.Budget, "how", skip=("sample_length",))
-  how.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
-  cli.add_option_flags(parser, study.Sweep, "the study",
-                       skip=("workdir", "space", "budget"))
-  parser.add_argument("--report", action="store_true",
-                      help="only write the tables and plots of the study in --workdir (or "
-                           "--storage/--study) as it stands; no other flag needed")
-
-
-def make_sweep(args: argparse.Namespace) -> study.Sweep:
-  if args.workers < 1:
-    raise cli.UsageError(f"--workers must be >= 1, got {args.workers}")
-  fixed = tuple(sorted(space.parse_fixed(t) for t in args.fixed or ()))
-  params = tuple(space.Param.parse(t) for t in args.param or ())
-  budget = study.Budget(args.steps, args.seconds, args.eval_every, args.report_interval)
-  return cli.options(args, study.Sweep, workdir=args.workdir, budget=budget,
-                     space=space.Space(params, fixed))
-
-
-def main(args: argparse.Namespace) -> int:
-  """Runs the sweep (or, with --report, reads it) and reports; SweepError when every
-  trial failed."""
+def main(args: argparse.Namespace, spec: Sweep | None) -> int:
+  """Runs the sweep `spec` (or, with --report, reads the one in --workdir) and reports;
+  SweepError when every trial failed."""
   if args.report:
     spec, the_study = study.existing(args.workdir, args.storage, args.study, args.keep_top)
   else:
-    spec = make_sweep(args)
     try:
       the_study = workers.run(spec, args.workers)
     except KeyboardInterrupt:

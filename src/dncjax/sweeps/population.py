@@ -34,12 +34,10 @@ from dncjax import configs
 from dncjax.charlm import batches, data, evaluate, job
 from dncjax.charlm.config import RunConfig
 from dncjax.sweeps.members import Member, PopulationSession, stack
+from dncjax.sweeps.space import VMAPPABLE
 from dncjax.training import (checkpoint, finite, loop, optim, plots, records, signals, train,
                              workdir)
 
-VMAPPABLE = {  # setting -> its path in RunConfig
-    **{name: f"optim.{name}" for name in optim.HYPERPARAMETERS},
-    "seed": "seed", "init_scale": "model.init_scale"}
 
 
 _SHOWN = {"model.name": "model", "data.path": "data"}  # settings named as their flags

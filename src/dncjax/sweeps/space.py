@@ -12,8 +12,7 @@ seqlength, N, W, R). On the command line:
   clip_norm=none,1,5   `none` for an optional setting left off
 
 Model hyperparameters are conditional: a trial only draws those its model takes, so
-`model=lstm,seed_dnc` may sweep `memory_size` for the seed DNC trials alone.
-"""
+`model=lstm,seed_dnc` may sweep `memory_size` for the seed DNC trials alone. """
 
 from __future__ import annotations
 
@@ -25,17 +24,19 @@ import typing
 from typing import Any
 
 from dncjax import configs, models
-from dncjax.charlm import batches, data, job
 from dncjax.charlm.config import MODEL_DEFAULTS, RunConfig
+from dncjax.training.config import HYPERPARAMETERS
 
 ALIASES = {"lr": "learning_rate", "batchsize": "batch_size", "batch": "batch_size",
            "seqlength": "seq_length", "N": "memory_size", "W": "word_size", "R": "read_heads"}
-NOT_SWEPT = ("input_size", "output_size", "dtype")  # set by the data and --set fp64
+NOT_SWEPT = models.NOT_HYPERPARAMETERS  # set by the data and --set fp64
+VMAPPABLE = {  # the settings that keep array shapes (a population's members may differ in)
+    **{name: f"optim.{name}" for name in HYPERPARAMETERS},
+    "seed": "seed", "init_scale": "model.init_scale"}
 RUN_PATHS = {  # the run settings a sweep may vary, by name, and where they live in RunConfig
     "model": "model", "fp64": "model.dtype",
     **{name: f"data.{name}" for name in ("batch_size", "seq_length", "overlap", "val_fraction")},
-    **{name: f"optim.{name}" for name in ("learning_rate", "eps", "momentum", "clip_norm",
-                                          "clip_value", "weight_decay")},
+    **{name: f"optim.{name}" for name in HYPERPARAMETERS},
     **{name: name for name in ("dropout", "weight_drop", "seed")}}
 
 
@@ -54,10 +55,8 @@ def _hint_type(cls: type, name: str) -> tuple[type, bool]:
 
 
 def _run_setting(name: str) -> tuple[type, bool]:
-  if name == "model":
-    return str, False
-  if name == "fp64":
-    return bool, False
+  if name in ("model", "fp64"):
+    return (str if name == "model" else bool), False
   *parents, leaf = RUN_PATHS[name].split(".")
   node = RunConfig()
   for part in parents:
@@ -273,6 +272,7 @@ class Space:
   def check(self, path: str | None = None) -> None:
     """SpaceError unless every trial in `corners` passes the checks its run makes on the
     text at `path`, the model, the optimiser and the batches, before it trains."""
+    from dncjax.charlm import batches, data, job  # pylint: disable=import-outside-toplevel
     data.load_corpus(path)  # the text itself: its own errors, as they are
     corpora = {}
     for values in self.corners():

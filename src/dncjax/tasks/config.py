@@ -50,6 +50,13 @@ def defaults_for(given: configs.Given) -> RunConfig:
   return RunConfig(task=TASK_DEFAULTS[given.value("task.name", "copy")])
 
 
+def as_run_settings(given: configs.Given) -> configs.Given:
+  """The flags as run settings: `--clip_norm 0` means no clipping."""
+  if given.value("optim.clip_norm") == 0:
+    return given.with_value("optim.clip_norm", None)
+  return given
+
+
 @dataclasses.dataclass(frozen=True)
 class Options:
   """What a run evaluates (may change between a run and its resumption)."""

@@ -17,7 +17,7 @@ import jax
 import numpy as np
 
 from dncjax import configs, models
-from dncjax.tasks import generators, metrics
+from dncjax.tasks import config as config_lib, generators, metrics
 from dncjax.tasks.config import MODEL_DEFAULTS, Options, RunConfig, defaults_for
 from dncjax.training import checkpoint, loop, losses, optim, plots, run, train
 
@@ -132,8 +132,7 @@ def train_and_evaluate(options: Options, run_options: run.RunOptions,
   """Runs (or resumes) a task run in `run_options.workdir`; returns results.json's summary.
   A fresh run's flags `given` go on the defaults of the task they name (--clip_norm 0:
   no clipping). The run holds the workdir's lock (dncjax.training.workdir) while it runs."""
-  if given.value("optim.clip_norm") == 0:
-    given = given.with_value("optim.clip_norm", None)
+  given = config_lib.as_run_settings(given)
   return run.run(TaskJob(options, out), defaults_for(given), given, run_options)
 
 

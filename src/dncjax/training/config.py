@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
-
 from dncjax import checks
 from dncjax.fields import field
 
 RULES = ("adagrad", "rmsprop", "adam")
 DEFAULT_EPS = {"adagrad": 1e-8, "rmsprop": 1e-10, "adam": 1e-8}
 RMS_DECAY = 0.9
-NO_CLIP = float(np.finfo(np.float32).max)  # a clip that never bites, finite in any dtype
+NO_CLIP = 3.4028234663852886e38  # float32's largest: a clip that never bites, finite in any dtype
 DYNAMIC_RULES = ("adagrad", "rms")  # dynamic evaluation's update rules (dynamic.py)
 HYPERPARAMETERS = ("learning_rate", "eps", "momentum", "clip_norm", "clip_value",
                    "weight_decay")

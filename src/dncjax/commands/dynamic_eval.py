@@ -1,0 +1,84 @@
+"""Dynamic evaluation of a trained char-LM checkpoint, over a grid of settings.
+
+  python experiments/dynamic_eval.py --workdir runs/alice --best --rule rms \\
+      --lr 1e-4 3e-4 1e-3 --decay 0 0.01 --seq_length 16 32
+
+(`dncjax-dynamic-eval` is the same command.) Restores the run's latest (or --best)
+checkpoint and its corpus, scores the validation tail statically once, then with dynamic
+evaluation (Krause et al., 2017; dncjax.training.dynamic) for every combination of
+--rule, --seq_length, --lr and --decay, and prints one table row per combination, best
+first, with its gain over static scoring in the same windows (a model whose state is
+truncated at window ends scores differently in other windows). The checkpoint is only
+read. --csv writes the rows to a file.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from dncjax import cli, configs
+from dncjax.training.config import DYNAMIC_RULES
+
+
+def parser() -> cli.ArgumentParser:
+  p = cli.ArgumentParser(description=__doc__)
+  p.add_argument("--workdir", required=True, help="the run's folder (as given to alice.py)")
+  p.add_argument("--best", action="store_true",
+                 help="start from the best-validation checkpoint instead of the latest")
+  p.add_argument("--data", default=None,
+                 help="the text file, if it moved since training (default: the run's)")
+  p.add_argument("--rule", nargs="+", choices=DYNAMIC_RULES, default=["adagrad"],
+                 help="update rules: the training optimiser continued, or Krause's RMS rule")
+  p.add_argument("--lr", nargs="+", type=float, default=[None],
+                 help="learning rates (default: the training rate)")
+  p.add_argument("--decay", nargs="+", type=float, default=[0.0],
+                 help="rms rule: decay towards the trained parameters (ignored by adagrad)")
+  p.add_argument("--seq_length", "--seq-length", nargs="+", type=int, default=[None],
+                 help="window lengths (default: the training window)")
+  p.add_argument("--eval_lanes", "--eval-lanes", type=int, default=1,
+                 help="lanes the validation tail is split into")
+  p.add_argument("--csv", default=None, help="also write the table to this CSV file")
+  return p
+
+
+def checked(args: argparse.Namespace) -> argparse.Namespace:
+  """The parsed flags, checked (UsageError on nonsense)."""
+  for name in ("lr", "seq_length"):
+    bad = [v for v in getattr(args, name) if v is not None and v <= 0]
+    if bad:
+      raise cli.UsageError(f"--{name} must be positive, got {bad[0]}")
+  if any(d < 0 for d in args.decay):
+    raise cli.UsageError(f"--decay must be >= 0, got {min(args.decay)}")
+  if args.eval_lanes <= 0:
+    raise cli.UsageError(f"--eval_lanes must be positive, got {args.eval_lanes}")
+  return args
+
+
+def main(argv=None) -> int:
+  args = checked(parser().parse_args(None if argv is None else [str(a) for a in argv]))
+  from dncjax.charlm import data, dynamic_grid, restore  # pylint: disable=import-outside-toplevel
+  config, model, ts, vocab, meta = restore.restore_trained(args.workdir, best=args.best)
+  del vocab
+  if args.data:
+    config = configs.replace(config, "data.path", args.data)
+  d = config.data
+  corpus = data.load_corpus(d.path, d.val_fraction, d.seq_length)
+  if corpus.vocab.to_list() != meta["vocab"]:
+    raise data.DataError(f"the vocabulary of {corpus.path} is not the checkpoint's")
+  combos = dynamic_grid.combinations(args.rule, args.seq_length, args.lr, args.decay)
+  print(f"{args.workdir}: {config.model_name} {model.config}, iter {meta['step']}", flush=True)
+  statics, rows = dynamic_grid.run_grid(config, model, ts, corpus, combos, args.eval_lanes,
+                                        say=lambda line: print(line, flush=True))
+  print(f"static validation {statics[d.seq_length]:.6f} BPC\n\n" + dynamic_grid.markdown(rows))
+  if args.csv:
+    dynamic_grid.write_csv(rows, args.csv)
+  return 0
+
+
+def errors():
+  from dncjax.charlm import job  # pylint: disable=import-outside-toplevel
+  return job.error_types()
+
+
+def console() -> None:
+  cli.run(main, errors)

@@ -1,0 +1,56 @@
+"""Train a model (default: the paper's DNC) on copy, repeat copy or associative recall.
+
+  python experiments/tasks.py --task copy --timelimit 600 --eval_length 15 20
+  python experiments/tasks.py --task repeat_copy --bits 4 --max_length 5 --max_repeats 3
+  python experiments/tasks.py --task copy --workdir runs/copy --resume --steps 20000
+
+(`dncjax-tasks` is the same command.) Prints the progress line (I: T s, iter N, X loss,
+Y bit_errors, Z seq/s; loss in nats and bit errors per sequence, both on the training
+batches), evaluates on fixed sequences never trained on (and at each --eval_length, to
+test generalisation), and keeps checkpoints, metrics.jsonl, loss.png, bit_errors.png,
+log.txt and results.json in --workdir. Ctrl-C saves and stops; --resume continues
+exactly where the last checkpoint left off.
+"""
+
+from __future__ import annotations
+
+from dncjax import cli
+from dncjax.tasks import config
+from dncjax.training.config import RunOptions, Schedule
+
+RUN = RunOptions(None, schedule=Schedule(
+    timelimit=600.0, report_interval=100, eval_every=1000, checkpoint_every=1000))
+
+
+def parser() -> cli.ArgumentParser:
+  p = cli.ArgumentParser(description=__doc__)
+  cli.add_fp64_flag(cli.add_config_flags(
+      p, config.RunConfig(), "run (a resumed run must agree with its checkpoint; task sizes "
+      "left unset: the task's own defaults)", model_defaults=config.MODEL_DEFAULTS))
+  cli.add_run_flags(p, RUN, "checkpoints, metrics, plots (default: runs/TASK)")
+  cli.add_option_flags(p, config.Options(), "evaluation")
+  return p
+
+
+def main(argv=None) -> int:
+  p = parser()
+  args = p.parse_args(None if argv is None else [str(a) for a in argv])
+  given = cli.given(args, p)
+  options = cli.options(args, config.Options)
+  args.workdir = args.workdir or f"runs/{given.value('task.name', 'copy')}"
+  run_options = cli.run_options(args, RUN)
+  if not run_options.resume:  # a fresh run's settings, checked before JAX loads
+    settings = config.as_run_settings(given)
+    settings.apply(config.defaults_for(settings), config.MODEL_DEFAULTS)
+  from dncjax.tasks import job  # pylint: disable=import-outside-toplevel
+  job.train_and_evaluate(options, run_options, given)
+  return 0
+
+
+def errors():
+  from dncjax.tasks import job  # pylint: disable=import-outside-toplevel
+  return job.error_types()
+
+
+def console() -> None:
+  cli.run(main, errors)

@@ -1,0 +1,47 @@
+"""Compare task runs (e.g. seeds of several settings) by their bit errors at one length.
+
+  python experiments/tasks_report.py runs/copy_* --length 20 --since 15000
+
+(`dncjax-tasks-report` is the same command.) One row per run, grouped by what the run
+changed from experiments/tasks.py's defaults (the seed aside): iterations, bit errors per
+sequence at the last evaluation, their mean and median over the evaluations from
+iteration --since on, how many of those were below --target, and the mean share of
+perfect sequences there; then one line per group. Reads each run's config.json and
+metrics.jsonl only. --markdown prints tables for a README.
+"""
+
+from __future__ import annotations
+
+from dncjax import cli
+
+
+def parser() -> cli.ArgumentParser:
+  p = cli.ArgumentParser(description=__doc__)
+  p.add_argument("workdirs", nargs="+", metavar="WORKDIR", help="task runs' folders")
+  p.add_argument("--length", type=int, default=None,
+                 help="evaluation length (default: each run's longest --eval_length)")
+  p.add_argument("--since", type=int, default=0,
+                 help="summarise the evaluations from this iteration on (default: all)")
+  p.add_argument("--target", type=float, default=0.05,
+                 help="count evaluations below this many bit errors per sequence")
+  p.add_argument("--markdown", action="store_true", help="print Markdown tables")
+  return p
+
+
+def main(argv=None) -> int:
+  args = parser().parse_args(None if argv is None else [str(a) for a in argv])
+  if args.length is not None and args.length <= 0:
+    raise cli.UsageError(f"--length must be positive, got {args.length}")
+  from dncjax.tasks import config, report  # pylint: disable=import-outside-toplevel
+  reports = [report.run_report(w, args.length, args.since, args.target) for w in args.workdirs]
+  print(report.tables(reports, config.RunConfig(), args.since, args.target, args.markdown))
+  return 0
+
+
+def errors():
+  from dncjax.tasks import report  # pylint: disable=import-outside-toplevel
+  return (report.ReportError,)
+
+
+def console() -> None:
+  cli.run(main, errors)
