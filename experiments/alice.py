@@ -4,7 +4,9 @@
 `dncjax.commands.alice`, also installed as the console command `dncjax-train`.
 """
 
-from dncjax.commands.alice import main  # noqa: F401  (tests and other scripts call main(argv))
+from dncjax.commands.alice import main
+
+__all__ = ["main"]  # tests and other scripts call main(argv)
 
 if __name__ == "__main__":
   from dncjax.commands.alice import console

@@ -4,7 +4,9 @@
 `dncjax.commands.dynamic_eval`, also installed as the console command `dncjax-dynamic-eval`.
 """
 
-from dncjax.commands.dynamic_eval import main  # noqa: F401  (tests and other scripts call main(argv))
+from dncjax.commands.dynamic_eval import main
+
+__all__ = ["main"]  # tests and other scripts call main(argv)
 
 if __name__ == "__main__":
   from dncjax.commands.dynamic_eval import console

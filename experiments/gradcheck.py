@@ -4,7 +4,9 @@
 `dncjax.commands.gradcheck`, also installed as the console command `dncjax-gradcheck`.
 """
 
-from dncjax.commands.gradcheck import main  # noqa: F401  (tests and other scripts call main(argv))
+from dncjax.commands.gradcheck import main
+
+__all__ = ["main"]  # tests and other scripts call main(argv)
 
 if __name__ == "__main__":
   from dncjax.commands.gradcheck import console

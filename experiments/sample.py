@@ -4,7 +4,9 @@
 `dncjax.commands.sample`, also installed as the console command `dncjax-sample`.
 """
 
-from dncjax.commands.sample import main  # noqa: F401  (tests and other scripts call main(argv))
+from dncjax.commands.sample import main
+
+__all__ = ["main"]  # tests and other scripts call main(argv)
 
 if __name__ == "__main__":
   from dncjax.commands.sample import console

@@ -4,7 +4,9 @@
 `dncjax.commands.sweep`, also installed as the console command `dncjax-sweep`.
 """
 
-from dncjax.commands.sweep import main  # noqa: F401  (tests and other scripts call main(argv))
+from dncjax.commands.sweep import main
+
+__all__ = ["main"]  # tests and other scripts call main(argv)
 
 if __name__ == "__main__":
   from dncjax.commands.sweep import console

@@ -4,7 +4,9 @@
 `dncjax.commands.tasks`, also installed as the console command `dncjax-tasks`.
 """
 
-from dncjax.commands.tasks import main  # noqa: F401  (tests and other scripts call main(argv))
+from dncjax.commands.tasks import main
+
+__all__ = ["main"]  # tests and other scripts call main(argv)
 
 if __name__ == "__main__":
   from dncjax.commands.tasks import console

@@ -4,7 +4,9 @@
 `dncjax.commands.tasks_report`, also installed as the console command `dncjax-tasks-report`.
 """
 
-from dncjax.commands.tasks_report import main  # noqa: F401  (tests and other scripts call main(argv))
+from dncjax.commands.tasks_report import main
+
+__all__ = ["main"]  # tests and other scripts call main(argv)
 
 if __name__ == "__main__":
   from dncjax.commands.tasks_report import console
