@@ -100,3 +100,16 @@ def test_the_license_file_is_the_one_pyproject_names():
   assert 'license = { text = "MIT" }' in (REPO / "pyproject.toml").read_text()
   assert license_text.startswith("MIT License")
   assert "Permission is hereby granted, free of charge" in license_text
+
+
+def test_help_of_every_config_lists_what_each_field_means():
+  import dataclasses  # pylint: disable=import-outside-toplevel
+  from dncjax.charlm import config as charlm_config  # pylint: disable=import-outside-toplevel
+  from dncjax.models import hparams  # pylint: disable=import-outside-toplevel
+  from dncjax.training import config as training_config  # pylint: disable=import-outside-toplevel
+  classes = [*hparams.CONFIGS.values(), training_config.OptimizerConfig,
+             training_config.Schedule, charlm_config.DataConfig, charlm_config.Options]
+  for cls in classes:
+    for f in dataclasses.fields(cls):
+      assert f.metadata.get("help"), f"{cls.__name__}.{f.name} has no help"
+      assert f"  {f.name}: {f.metadata['help']}" in cls.__doc__

@@ -14,13 +14,14 @@ import dataclasses
 from typing import Any
 
 from dncjax import checks, configs
-from dncjax.fields import field as _field
+from dncjax.fields import documented, field as _field
 from dncjax.training.config import DYNAMIC_RULES, OptimizerConfig, Schedule
 
 MODEL = "lstm"
 MODEL_DEFAULTS = {"hidden": 128}  # for whichever model is chosen
 
 
+@documented
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
   """The text, its held-out tail and the lanes' windows."""
@@ -45,6 +46,7 @@ def default_model():
   return configs.model_config(MODEL, MODEL_DEFAULTS)
 
 
+@documented
 @dataclasses.dataclass(frozen=True)
 class RunConfig(configs.RunConfigBase):
   """The model (its own config; sizes set from the vocabulary), optimiser, data, the
@@ -64,6 +66,7 @@ class RunConfig(configs.RunConfigBase):
       checks.check_number(f"--{name}", getattr(self, name), 0, 1, high_open=True)
 
 
+@documented
 @dataclasses.dataclass(frozen=True)
 class Options:
   """What a run evaluates, samples and reports (may change between a run and its resumption)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 
 from dncjax import checks
-from dncjax.fields import field
+from dncjax.fields import documented, field
 
 VARIANTS = ("seed", "textbook")     # the LSTM cell (lstm.py)
 ADDRESSING = ("location", "content")  # the seed's DNC heads (seed_dnc.py)
@@ -36,6 +36,7 @@ def _dtype():
                "scripts' --fp64 switches it on)", choices=checks.DTYPES)
 
 
+@documented
 @dataclasses.dataclass(frozen=True)
 class RNNConfig:
   """The seed's vanilla RNN: h_t = tanh(W_xh x_t + W_hh h_{t-1} + b_h)."""
@@ -55,6 +56,7 @@ _VARIANT_HELP = ("LSTM cell: 'seed' squashes the stored cell, c_t = tanh(g i + f
                  "'textbook' keeps it, h_t = o tanh(c_t)")
 
 
+@documented
 @dataclasses.dataclass(frozen=True)
 class LSTMConfig:
   """The seed's LSTM (lstm-numpy.py) or the textbook cell."""
@@ -74,6 +76,7 @@ class LSTMConfig:
     checks.check_dtype(self.dtype)
 
 
+@documented
 @dataclasses.dataclass(frozen=True)
 class SeedDNCConfig:
   """The seed's simplified DNC: an LSTM controller, one write and one read head on a
@@ -102,6 +105,7 @@ class SeedDNCConfig:
     checks.check_dtype(self.dtype)
 
 
+@documented
 @dataclasses.dataclass(frozen=True)
 class DNCConfig:
   """The paper's DNC: an LSTM controller of L layers, one write head, R read heads, content

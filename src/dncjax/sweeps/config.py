@@ -9,9 +9,10 @@ import dataclasses
 import json
 import pathlib
 
-from dncjax.fields import field as _field
+from dncjax.fields import documented, field as _field
 from dncjax.sweeps import space
 
+@documented
 @dataclasses.dataclass(frozen=True)
 class Budget:
   """What each trial gets, and how often it is evaluated (and may be pruned)."""
@@ -34,6 +35,7 @@ class Budget:
       raise ValueError("eval_every and report_interval must be positive")
 
 
+@documented
 @dataclasses.dataclass(frozen=True)
 class Sweep:
   """One search: its folder, space and budget, how trials are drawn and pruned, where the

@@ -11,6 +11,7 @@ import dataclasses
 from typing import Any
 
 from dncjax import checks, configs
+from dncjax.fields import documented
 from dncjax.tasks.generators import TaskConfig
 from dncjax.training.config import OptimizerConfig
 
@@ -28,6 +29,7 @@ def default_model():
   return configs.model_config(MODEL, MODEL_DEFAULTS)
 
 
+@documented
 @dataclasses.dataclass(frozen=True)
 class RunConfig(configs.RunConfigBase):
   """The task, the model (its own config; sizes set by the task), optimiser, batch, seed."""
@@ -57,6 +59,7 @@ def as_run_settings(given: configs.Given) -> configs.Given:
   return given
 
 
+@documented
 @dataclasses.dataclass(frozen=True)
 class Options:
   """What a run evaluates (may change between a run and its resumption)."""

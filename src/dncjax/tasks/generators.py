@@ -24,11 +24,12 @@ from typing import NamedTuple
 import numpy as np
 
 from dncjax import checks
-from dncjax.fields import field as _field
+from dncjax.fields import documented, field as _field
 
 TASKS = ("copy", "repeat_copy", "associative_recall")
 
 
+@documented
 @dataclasses.dataclass(frozen=True)
 class TaskConfig:
   """A task and its sizes. `min_length`..`max_length` counts vectors (associative recall:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 
 from dncjax import checks
-from dncjax.fields import field
+from dncjax.fields import documented, field
 
 RULES = ("adagrad", "rmsprop", "adam")
 DEFAULT_EPS = {"adagrad": 1e-8, "rmsprop": 1e-10, "adam": 1e-8}
@@ -26,6 +26,7 @@ def _flag(name: str) -> str:
   return "--lr" if name == "learning_rate" else f"--{name}"
 
 
+@documented
 @dataclasses.dataclass(frozen=True)
 class OptimizerConfig:
   """An update rule and its hyperparameters (checked here, errors name the flags)."""
@@ -58,6 +59,7 @@ class OptimizerConfig:
             "clip_value": inf(self.clip_value), "weight_decay": float(self.weight_decay)}
 
 
+@documented
 @dataclasses.dataclass(frozen=True)
 class Schedule:
   """When to stop, report, evaluate and save (may change when a run is resumed)."""
@@ -91,14 +93,15 @@ class Schedule:
     return None
 
 
+@documented
 @dataclasses.dataclass(frozen=True)
 class RunOptions:
   """Where and how long to run (may change between a run and its resumption)."""
-  workdir: str
-  resume: bool = False
+  workdir: str = field(help="the run's folder: checkpoints, metrics, plots, logs")
+  resume: bool = field(False, "continue from the latest checkpoint")
   schedule: Schedule = Schedule(steps=1)  # a job's scripts give their own
-  keep: int = 3               # latest checkpoints kept
-  progress_bar: bool = True   # tqdm below the progress lines, on a terminal
+  keep: int = field(3, "latest checkpoints kept")
+  progress_bar: bool = field(True, "a tqdm bar below the progress lines, on a terminal")
 
   def __post_init__(self):
     if not isinstance(self.keep, int) or isinstance(self.keep, bool) or self.keep <= 0:
