@@ -4,6 +4,7 @@ appends after a new header, a failing run's one-line error ends it, a refused ru
 the folder as it was, and a job whose lines go elsewhere (a sweep trial) gets no copy."""
 
 import re
+import signal
 import sys
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from dncjax.charlm import job as charlm
 from dncjax.charlm.config import DataConfig, Options, RunConfig
 from dncjax.models.lstm import LSTMConfig
-from dncjax.training import checkpoint, console, loop, optim, run
+from dncjax.training import checkpoint, console, loop, optim, run, signals
 
 QUIET = Options(sample_length=0, dynamic_eval=False)
 HEADER = re.compile(r"^== \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\S* .+ ==$")
@@ -59,6 +60,8 @@ def test_nothing_is_written_without_commit(tmp_path):
     console.commit()
     print("not kept")
   assert not list(tmp_path.iterdir())
+  assert console.ending(signals.Interrupted(signal.SIGTERM)) == "terminated"
+  assert console.ending(KeyboardInterrupt()) == "interrupted"
 
 
 def test_a_run_keeps_its_console_and_a_resume_appends(text_file, tmp_path, capsys):
