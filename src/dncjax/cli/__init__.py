@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 from dncjax import configs, models
 from dncjax.training.config import RunOptions, Schedule
+from dncjax.training.console import one_line
 
 UsageError = configs.UsageError  # bad command-line input: one line, exit status 2
 
@@ -268,10 +269,3 @@ def run(main: Callable[[], int | None], errors: Errors | Callable[[], Errors] = 
     print(f"error: out of memory ({one_line(e)}): try a smaller model or batch",
           file=sys.stderr)
     sys.exit(2)
-
-
-def one_line(e: BaseException, limit: int = 300) -> str:
-  """The first line of an exception's message (at most `limit` characters)."""
-  lines = [l.strip() for l in str(e).strip().splitlines() if l.strip()]
-  text = lines[0] if lines else type(e).__name__
-  return text if len(text) <= limit else text[:limit - 3] + "..."

@@ -20,6 +20,7 @@ import pathlib
 import shutil
 
 import optuna
+from matplotlib import ticker
 from matplotlib.figure import Figure
 from optuna.trial import TrialState
 
@@ -69,6 +70,11 @@ def markdown(table: list[dict], names: list[str], top: int | None = None) -> str
 
 def plot_params(table: list[dict], sweep: sweep_lib.Sweep, path: pathlib.Path,
                 span: float = 1.0) -> None:
+  """`params_figure` as a PNG in `path`."""
+  params_figure(table, sweep, span).savefig(path, dpi=100)
+
+
+def params_figure(table: list[dict], sweep: sweep_lib.Sweep, span: float = 1.0) -> Figure:
   """Validation BPC against each swept setting; the y axis shows the best `span` BPC, and
   worse trials (diverging ones reach 10+) sit on its top edge as triangles."""
   params = sweep.space.params
@@ -99,7 +105,7 @@ def plot_params(table: list[dict], sweep: sweep_lib.Sweep, path: pathlib.Path,
         ax.scatter(above, [top] * len(above), marker="^", color="grey", label=above_label)
         above_label = None
     if p.log:
-      ax.set_xscale("log")
+      log_x(ax, p.low, p.high)
     ax.set_xlabel(p.name)
     ax.set_ylabel("validation BPC")
     ax.grid(alpha=0.3)
@@ -108,7 +114,42 @@ def plot_params(table: list[dict], sweep: sweep_lib.Sweep, path: pathlib.Path,
   for ax in axes[len(params):]:
     ax.set_visible(False)
   fig.suptitle(f"{sweep.study_name()}: validation BPC per hyperparameter")
-  fig.savefig(path, dpi=100)
+  return fig
+
+
+def log_ticks(low: float, high: float, most: int = 5) -> list[float]:
+  """At most `most` round values between `low` and `high` (both positive) for a log axis:
+  1 to 9 times powers of ten (a narrow range), else 1, 2 and 5 times, else 1 and 3 times,
+  else powers of ten (every k-th on a wide range); a narrower range also gets its ends."""
+  first, last = math.floor(math.log10(low)), math.ceil(math.log10(high))
+  inside = lambda v: low * (1 - 1e-9) <= v <= high * (1 + 1e-9)
+  for mantissas in (range(1, 10), (1, 2, 5), (1, 3), (1,)):
+    ticks = [v for e in range(first, last + 1) for m in mantissas if inside(v := m * 10.0 ** e)]
+    if len(ticks) < 2:  # a range within two round values: its ends too
+      return sorted({low, *ticks, high})
+    if len(ticks) <= most:
+      return ticks
+  return ticks[::math.ceil(len(ticks) / most)]
+
+
+def compact(value: float, _pos=None) -> str:
+  """The short form of a tick value: 0.003, 20, 1e-5, 2.5e6."""
+  if value == 0 or 1e-3 <= abs(value) < 1e4:
+    return f"{value:.4g}"
+  mantissa, _, exponent = f"{value:.1e}".partition("e")
+  return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+
+def log_x(ax, low: float, high: float) -> None:
+  """A log-scaled x axis over the swept range [low, high]: a few round values labelled
+  compactly (`log_ticks`, `compact`), minor ticks unlabelled, so that no labels overlap."""
+  ax.set_xscale("log")
+  pad = (high / low) ** 0.05
+  ax.set_xlim(low / pad, high * pad)
+  ax.xaxis.set_major_locator(ticker.FixedLocator(log_ticks(low, high)))
+  ax.xaxis.set_major_formatter(ticker.FuncFormatter(compact))
+  ax.xaxis.set_minor_locator(ticker.LogLocator(subs="auto"))
+  ax.xaxis.set_minor_formatter(ticker.NullFormatter())
 
 
 def plot_curves(table: list[dict], sweep: sweep_lib.Sweep, path: pathlib.Path,

@@ -19,7 +19,7 @@ import sys
 from typing import Any, Callable
 
 from dncjax import configs
-from dncjax.training import checkpoint, loop, records, workdir
+from dncjax.training import checkpoint, console, loop, records, workdir
 from dncjax.training.config import RunOptions  # noqa: F401  (the options' home)
 
 FORMAT = 2  # checkpoint layout: bump when it changes (1: before the one optimiser chain)
@@ -105,7 +105,8 @@ def run(job: Job, defaults, given: configs.Given, options: RunOptions,
   """Runs (or resumes) `job` in `options.workdir`; returns the summary in results.json."""
   folder = pathlib.Path(options.workdir)
   held = workdir.lock(folder) if job.primary else contextlib.nullcontext()
-  with held:
+  # the console also goes to log.txt (from open_log on), unless the job's lines go elsewhere
+  with held, console.kept(folder / "log.txt", enabled=job.primary and job.out is print):
     try:
       return _run(job, defaults, given, options, on_eval, folder)
     finally:
@@ -171,8 +172,8 @@ def checkpoint_meta(kind: str, config, model_config, step: int, elapsed: float,
 
 
 def open_log(job: Job, folder: pathlib.Path, step: int, resume: bool):
-  """metrics.jsonl (kept up to `step` on a resume; new otherwise) and config.json; a
-  process other than the primary one writes neither."""
+  """metrics.jsonl (kept up to `step` on a resume; new otherwise), config.json and, from
+  here, log.txt (see `console`); a process other than the primary one writes none."""
   if not job.primary:
     return records.NullLog()
   if resume and not (folder / "metrics.jsonl").exists():
@@ -180,4 +181,5 @@ def open_log(job: Job, folder: pathlib.Path, step: int, resume: bool):
             f"are lost; new ones are appended from here")
   log = records.MetricsLog(folder / "metrics.jsonl", resume_step=step if resume else None)
   (folder / "config.json").write_text(json.dumps(job.config.to_json(), indent=2) + "\n")
+  console.commit()  # the run writes its folder: log.txt too, from the start of the run
   return log
