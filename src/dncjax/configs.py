@@ -75,6 +75,8 @@ def from_json(cls: type, data: dict):
 
 
 def model_from_json(data: dict):
+  """The model config a `to_json` dict describes (its 'name' picks the class);
+  ValueError naming any key that is not a field of that class."""
   cls = models.config_class(data["name"])
   unknown = sorted(set(data) - {"name"} - {f.name for f in dataclasses.fields(cls)})
   if unknown:
@@ -119,13 +121,17 @@ class RunConfigBase:
 
   @property
   def model_name(self) -> str:
+    """The registry name of the run's model ('lstm', 'dnc', ...)."""
     return get(self, MODEL)
 
   def to_json(self) -> dict:
+    """This config as JSON-ready dicts (`configs.to_json`)."""
     return to_json(self)
 
   @classmethod
   def from_json(cls, data: dict):
+    """The config of this class a `to_json` dict describes
+    (`configs.from_json`)."""
     return from_json(cls, data)
 
 
@@ -135,6 +141,8 @@ class UsageError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Setting:
+  """One setting given on the command line: path, where it goes in the config;
+  flag, as the user typed it; value; spellings, every spelling of its flag."""
   path: str   # where it goes in the config: 'optim.learning_rate', 'model.hidden', 'model'
   flag: str   # how the user spelled it: '--lr'
   value: Any
@@ -155,6 +163,7 @@ class Given:
     return any(s.path == path for s in self.settings)
 
   def value(self, path: str, default=None):
+    """The value given for `path`, or `default` when it was not given."""
     return next((s.value for s in self.settings if s.path == path), default)
 
   def with_value(self, path: str, value) -> "Given":
@@ -163,6 +172,7 @@ class Given:
                        for s in self.settings))
 
   def without(self, *paths: str) -> "Given":
+    """The same settings less those at `paths`."""
     return Given(tuple(s for s in self.settings if s.path not in paths))
 
   def apply(self, config, model_defaults: dict[str, Any] | None = None):

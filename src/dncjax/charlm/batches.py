@@ -57,6 +57,7 @@ class LaneState(NamedTuple):
 
   @classmethod
   def from_dict(cls, d: dict[str, Any]) -> LaneState:
+    """Inverse of `to_dict`: the int32 pointers and step, the uint32 RNG words."""
     return cls(np.asarray(d["pointers"], np.int32), np.array(d["step"], np.int32),
                np.asarray(d["rng"], np.uint32))
 

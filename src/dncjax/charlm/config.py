@@ -43,6 +43,8 @@ class DataConfig:
 
 
 def default_model():
+  """The char-LM's default model config: an LSTM with H = 128 (its sizes set
+  later from the vocabulary)."""
   return configs.model_config(MODEL, MODEL_DEFAULTS)
 
 

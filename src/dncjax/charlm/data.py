@@ -142,6 +142,7 @@ class Vocab:
 
   @classmethod
   def from_text(cls, text: str) -> Vocab:
+    """The vocabulary of `text`: its distinct characters, sorted."""
     return cls("".join(sorted(set(text))))
 
   @classmethod
@@ -155,10 +156,13 @@ class Vocab:
     return cls("".join(chars))
 
   def to_list(self) -> list[str]:
+    """The V characters as a list (JSON-able, e.g. for a checkpoint); inverse of
+    `from_list`."""
     return list(self.chars)
 
   @property
   def size(self) -> int:
+    """V, the number of characters."""
     return len(self.chars)
 
   def encode(self, text: str) -> np.ndarray:
@@ -185,6 +189,8 @@ class Vocab:
 
 
 class Corpus(NamedTuple):
+  """A text read and split: path, the file read; vocab, its `Vocab` (V characters);
+  train_ids, int32 [n_train] ids of the head; val_ids, int32 [n_val] ids of the tail."""
   path: str
   vocab: Vocab           # built from the whole text
   train_ids: np.ndarray  # int32 [n_train]: the head of the text

@@ -57,6 +57,8 @@ def run_grid(config, model, ts, corpus, combos: list[tuple], lanes: int,
 
 
 def markdown(rows: list[dict]) -> str:
+  """`run_grid`'s rows as a Markdown table: rule, S, lr, decay, static and dynamic
+  validation BPC, gain."""
   lines = ["| rule | S | lr | decay | static val BPC | dynamic val BPC | gain |",
            "|---|---|---|---|---|---|---|"]
   lines += [f"| {r['rule']} | {r['seq_length']} | {r['lr']:.4g} | {r['decay']:.4g} | "
@@ -66,6 +68,8 @@ def markdown(rows: list[dict]) -> str:
 
 
 def write_csv(rows: list[dict], path: str | pathlib.Path) -> None:
+  """Writes `run_grid`'s rows to a CSV file at `path`, one column per key of the
+  first row."""
   with pathlib.Path(path).open("w", newline="") as f:
     writer = csv.DictWriter(f, fieldnames=list(rows[0]))
     writer.writeheader()

@@ -19,6 +19,8 @@ class Checked:
 
 
 def add_flags(parser: argparse.ArgumentParser) -> None:
+  """Adds experiments/gradcheck.py's flags to `parser`: the model's, V, B, S, the
+  number of checks, delta, tolerance, seed and --fp32."""
   cli.add_config_flags(parser, Checked(), "the model", model_defaults=MODEL_DEFAULTS)
   for flag, kind, default, text in [
       ("--vocab", int, 11, "vocabulary size V (random tokens)"), ("--batchsize", int, 4, "B"),

@@ -21,10 +21,12 @@ NOT_HYPERPARAMETERS = ("input_size", "output_size", "dtype")  # set by the job a
 
 
 def model_names() -> list[str]:
+  """The registered model names, sorted."""
   return sorted(REGISTRY)
 
 
 def config_class(name: str) -> type:
+  """The config class of model `name`; ValueError for an unknown name."""
   if name not in REGISTRY:
     raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(model_names())}")
   return REGISTRY[name][0]
@@ -39,6 +41,8 @@ def name_of(config) -> str:
 
 
 def is_model_config(config) -> bool:
+  """Whether `config` is (exactly) an instance of a registered model's config
+  class."""
   return any(type(config) is cls for cls, _ in REGISTRY.values())
 
 

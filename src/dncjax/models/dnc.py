@@ -48,6 +48,9 @@ from dncjax.models.hparams import DNCConfig
 
 
 class DNCState(NamedTuple):
+  """The DNC's state (one example): controller, one `lstm.LSTMState` (h [H],
+  c [H]) per controller layer; access, the `access.AccessState` (M_t [N, W],
+  u_t [N], L_t [N, N], p_t [N], w^r_t [R, N], w^w_t [N], r_t [R, W])."""
   controller: tuple[lstm.LSTMState, ...]  # one LSTMState (h [H], c [H]) per layer
   access: access.AccessState              # M_t, u_t, L_t, p_t, w^r_t, w^w_t, r_t
 
@@ -85,6 +88,8 @@ def _init_params(config: DNCConfig, key: jax.Array) -> core.Params:
 
 
 def make(config: DNCConfig) -> core.Model:
+  """The paper's DNC of `config` as a `core.Model` (see the module docstring): recur
+  emits (h_t [L H], r_t [R W]); `truncate` wipes the access state if `reset_memory`."""
   H, N, W, R = config.hidden, config.memory_size, config.word_size, config.read_heads
   L, dtype = config.controller_layers, config.dtype
   extras = (config.link_sharpness, config.key_masking)  # Csordas & Schmidhuber's interface

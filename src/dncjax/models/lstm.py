@@ -23,6 +23,8 @@ from dncjax.models.hparams import LSTMConfig
 
 
 class LSTMState(NamedTuple):
+  """One LSTM layer's state: h, the output h_t [H]; c, the cell c_t [H] (squashed
+  by tanh in the seed variant)."""
   h: jax.Array  # [H]
   c: jax.Array  # [H]
 
@@ -61,6 +63,8 @@ def init_controller(key, config, input_size: int, extra: dict[str, int] | None =
 
 
 def make(config: LSTMConfig) -> core.Model:
+  """The LSTM of `config` as a `core.Model`: recur emits h_t [H], readout gives
+  y_t = W_hy h_t + b_y [O]; the state carries over windows unchanged."""
   H, dtype = config.hidden, config.dtype
 
   def init(key):

@@ -19,10 +19,13 @@ from dncjax.models.hparams import RNNConfig
 
 
 class RNNState(NamedTuple):
+  """The RNN's state: h, the hidden vector h_t [H]."""
   h: jax.Array  # [H]
 
 
 def make(config: RNNConfig) -> core.Model:
+  """The vanilla RNN of `config` as a `core.Model`: recur emits h_t [H], readout gives
+  y_t = W_hy h_t + b_y [O]; the state carries over windows unchanged."""
   H, V_in, V_out, dtype = config.hidden, config.input_size, config.output_size, config.dtype
 
   def init(key):

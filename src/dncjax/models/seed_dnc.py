@@ -35,6 +35,8 @@ from dncjax.models.hparams import SeedDNCConfig
 
 
 class SeedDNCState(NamedTuple):
+  """The seed DNC's state: h and c, the controller's output and cell [H];
+  memory, M_t [N, W]; read, the read vector r_t [W]."""
   h: jax.Array       # [H] controller output
   c: jax.Array       # [H] controller cell
   memory: jax.Array  # [N, W] M_t
@@ -45,6 +47,8 @@ class SeedDNCState(NamedTuple):
 
 
 def make(config: SeedDNCConfig) -> core.Model:
+  """The seed's simplified DNC of `config` as a `core.Model`: recur emits (h_t [H],
+  r_t [W]); `truncate` wipes the memory and read vector if `reset_memory`."""
   H, N, W, dtype = config.hidden, config.memory_size, config.word_size, config.dtype
   key_size = W if config.addressing == "content" else N
 

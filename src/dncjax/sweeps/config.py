@@ -79,15 +79,20 @@ class Sweep:
 
   @property
   def path(self) -> pathlib.Path:
+    """The workdir as an absolute path."""
     return pathlib.Path(self.workdir).absolute()
 
   def storage_url(self) -> str:
+    """The Optuna storage: --storage, else sqlite:///WORKDIR/study.db."""
     return self.storage or f"sqlite:///{self.path / 'study.db'}"
 
   def study_name(self) -> str:
+    """The study's name: --study, else the workdir's name."""
     return self.study or self.path.name
 
   def n_trials(self) -> int:
+    """Trials to run: the grid's size (or fewer --trials) for the grid
+    sampler, else --trials or 20."""
     if self.sampler == "grid":
       return min(self.trials or self.space.grid_size(), self.space.grid_size())
     return self.trials or 20

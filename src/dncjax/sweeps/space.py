@@ -76,6 +76,7 @@ def settings() -> dict[str, tuple[type, bool, bool]]:
 
 
 def canonical(name: str) -> str:
+  """The sweepable name that `name` spells (dashes as underscores, aliases); else SpaceError."""
   known = settings()
   key = name.strip().replace("-", "_")
   key = ALIASES.get(key, ALIASES.get(key.lower(), key))
@@ -87,6 +88,7 @@ def canonical(name: str) -> str:
 
 
 def parse_value(name: str, text: str) -> Any:
+  """`text` read as setting `name`'s type ('none' for an optional one); else SpaceError."""
   typ, optional, _ = settings()[name]
   text = text.strip()
   if text.lower() == "none":
@@ -153,6 +155,7 @@ class Param:
     return cls(name, choices=choices)
 
   def suggest(self, trial) -> Any:
+    """This setting's value for an Optuna `trial`: a choice, an int or a float."""
     if self.choices is not None:
       return trial.suggest_categorical(self.name, list(self.choices))
     if isinstance(self.low, int):
@@ -160,6 +163,7 @@ class Param:
     return trial.suggest_float(self.name, self.low, self.high, log=self.log)
 
   def text(self) -> str:
+    """The setting as `parse` reads it: `name=a,b,c` or `name=low:high[:log]`."""
     if self.choices is not None:
       return f"{self.name}={','.join(str(c) for c in self.choices)}"
     return f"{self.name}={self.low}:{self.high}" + (":log" if self.log else "")
@@ -178,6 +182,7 @@ def parse_fixed(text: str) -> tuple[str, Any]:
 
 @dataclasses.dataclass(frozen=True)
 class Space:
+  """A search space: swept params, sorted (name, value) fixed settings, base config."""
   params: tuple[Param, ...]
   fixed: tuple[tuple[str, Any], ...]  # sorted (name, value)
   base: RunConfig = RunConfig()  # alice.py's defaults
@@ -199,12 +204,14 @@ class Space:
         raise SpaceError(f"{name} is not a hyperparameter of {' or '.join(chosen)}")
 
   def models(self) -> list[str]:
+    """The models trials may use: the swept choices, else the fixed or base one."""
     for p in self.params:
       if p.name == "model":
         return list(p.choices or ())
     return [dict(self.fixed).get("model", self.base.model_name)]
 
   def is_grid(self) -> bool:
+    """Whether every swept setting is a list (none a range)."""
     return all(p.choices is not None for p in self.params)
 
   def grid(self) -> dict[str, list]:
@@ -221,6 +228,7 @@ class Space:
     return {p.name: list(p.choices) for p in self.params}
 
   def grid_size(self) -> int:
+    """The number of grid points: the product of the lists' lengths."""
     return math.prod(len(p.choices) for p in self.params)
 
   def grid_points(self) -> list[dict[str, Any]]:

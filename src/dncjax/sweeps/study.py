@@ -29,6 +29,8 @@ def make_sampler(sweep: Sweep, seed: int) -> optuna.samplers.BaseSampler:
 
 
 def make_pruner(sweep: Sweep) -> optuna.pruners.BasePruner:
+  """The sweep's Optuna pruner: median (after 2 trials, from the second
+  evaluation on), successive halving, or none."""
   if sweep.pruner == "median":  # from the second evaluation on: early BPC says little
     return optuna.pruners.MedianPruner(n_startup_trials=2,
                                        n_warmup_steps=sweep.budget.eval_every)

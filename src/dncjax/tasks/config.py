@@ -26,6 +26,8 @@ TASK_DEFAULTS = {  # per task, for the task flags left unset
 
 
 def default_model():
+  """The task job's default model config: the paper's DNC with H = 64,
+  N = 32, W = 16, R = 1 (its sizes set by the task)."""
   return configs.model_config(MODEL, MODEL_DEFAULTS)
 
 

@@ -83,6 +83,8 @@ class TaskConfig:
 
 
 class Sequences(NamedTuple):
+  """A batch of task sequences: inputs [B, T, I] and targets [B, T, O], float32;
+  mask [B, T] float32, 1 on the answer phase (the steps scored)."""
   inputs: np.ndarray   # [B, T, I] float32
   targets: np.ndarray  # [B, T, O] float32
   mask: np.ndarray     # [B, T] float32, 1 on the answer phase

@@ -69,9 +69,11 @@ class Checkpoints:
       getattr(self._manager, "_maybe_await_cleanup_tmp_directory", lambda: None)()
 
   def latest_step(self) -> int | None:
+    """The newest saved step, or None when the folder holds none."""
     return self._manager.latest_step()
 
   def all_steps(self) -> list[int]:
+    """The saved steps."""
     return list(self._manager.all_steps())
 
   def save(self, step: int, state: Any, meta: dict) -> None:
@@ -176,10 +178,12 @@ class Checkpoints:
     return target
 
   def wait(self) -> None:
+    """Blocks until background saves finish; a failed one is a CheckpointError."""
     with self._saving():
       self._manager.wait_until_finished()
 
   def close(self) -> None:
+    """Waits for background saves (as `wait`), then closes the manager."""
     with self._saving():
       self._manager.wait_until_finished()
     self._manager.close()
@@ -211,6 +215,7 @@ def _spread(leaf: Any) -> bool:
 
 
 def holds_checkpoints(folder: pathlib.Path) -> bool:
+  """Whether `folder` is a checkpoint folder holding at least one step."""
   return folder.is_dir() and Checkpoints(folder, create=False).latest_step() is not None
 
 
@@ -271,4 +276,5 @@ def key_to_array(key: jax.Array) -> np.ndarray:
 
 
 def array_to_key(data) -> jax.Array:
+  """Inverse of `key_to_array`: the typed PRNG key of raw uint32 key data."""
   return jax.random.wrap_key_data(np.asarray(data, np.uint32))

@@ -74,6 +74,8 @@ class DiskFull(logging.Filter):
 
   @staticmethod
   def names(e: BaseException | None) -> bool:
+    """Whether `e` or an exception in its chain (cause or context) names a full
+    disk (ENOSPC, or 'No space left')."""
     while e is not None:
       if (isinstance(e, OSError) and e.errno == errno.ENOSPC) or "No space left" in str(e):
         return True
@@ -81,11 +83,14 @@ class DiskFull(logging.Filter):
     return False
 
   def filter(self, record: logging.LogRecord) -> bool:
+    """False (drop the record) when it is about, or carries, a full disk."""
     error = record.exc_info[1] if record.exc_info else None
     return not ("No space left" in str(record.msg) or self.names(error))
 
 
 def mute_disk_full() -> None:
+  """Adds a `DiskFull` filter (once) to absl's logger, where orbax logs its
+  failed saves."""
   logger = logging.getLogger("absl")
   if not any(isinstance(f, DiskFull) for f in logger.filters):
     logger.addFilter(DiskFull())

@@ -37,11 +37,14 @@ RULES = DYNAMIC_RULES
 
 
 def check_rule(rule: str) -> None:
+  """ValueError unless `rule` is a dynamic evaluation rule ('adagrad' or 'rms')."""
   if rule not in RULES:
     raise ValueError(f"dynamic evaluation rule must be one of {', '.join(RULES)}, got {rule!r}")
 
 
 class RMSState(NamedTuple):
+  """State of `rms_rule`: ms, MS_g, and anchor, theta_g; pytrees shaped like the
+  params."""
   ms: optax.Params      # MS_g, the training text's mean squared window gradient
   anchor: optax.Params  # theta_g, the trained parameters the decay pulls back to
 
@@ -93,6 +96,8 @@ def mean_squared_gradients(model: core.Model, params, windows: pytrees.Batch):
 
 
 def rms_state(model: core.Model, params, train_windows: pytrees.Batch) -> RMSState:
+  """The `rms_rule` state for `params`: MS_g over `train_windows` ([K, b, S]
+  leaves, see `mean_squared_gradients`), anchored at `params`."""
   return RMSState(mean_squared_gradients(model, params, train_windows), params)
 
 

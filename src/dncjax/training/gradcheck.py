@@ -32,6 +32,7 @@ from dncjax.training import losses, train
 
 
 class GradCheckRow(NamedTuple):
+  """One parameter array's check: gradient ranges, relative errors, counts."""
   name: str
   numerical: tuple[float, float]   # (min, max) of the numerical gradients checked
   analytic: tuple[float, float]    # (min, max) of jax.grad at the same entries

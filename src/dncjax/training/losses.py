@@ -24,6 +24,7 @@ def softmax_cross_entropy(logits_BxSxV: jax.Array, targets_BxS: jax.Array) -> ja
 
 
 def bits_per_char(loss_sum, num_chars: int):
+  """BPC: a loss summed over `num_chars` characters, in nats, over ln 2 * num_chars."""
   return loss_sum / (math.log(2) * num_chars)
 
 

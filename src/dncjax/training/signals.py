@@ -30,6 +30,7 @@ class StopSignals:
 
   @property
   def requested(self) -> bool:
+    """Whether a first signal has asked the loop to stop."""
     return self.signum is not None
 
   def __enter__(self):

@@ -67,6 +67,9 @@ def window_loss(model: core.Model, loss_fn: Callable, params, states, batch: Bat
 
 
 def init_train_state(model: core.Model, optimizer, key, batch_size: int) -> TrainState:
+  """A fresh TrainState: params from fold_in(key, 0), the optimiser's state,
+  `batch_size` initial model states, and fold_in(key, 1)'s data as the
+  dropout key."""
   params = model.init(jax.random.fold_in(key, 0))
   return TrainState(params, optimizer.init(params), core.batch_initial_state(model, batch_size),
                     jax.random.key_data(jax.random.fold_in(key, 1)))
@@ -90,6 +93,8 @@ def check_fits(model: core.Model, copies: int = 4) -> None:
 
 
 def check_dropout(model: core.Model, dropout: float, weight_drop: float = 0.0) -> None:
+  """ValueError unless dropout and weight_drop are in [0, 1) and, with
+  dropout, the model has a recur/readout split."""
   checks.check_number("dropout", dropout, 0, 1, high_open=True)
   checks.check_number("weight_drop", weight_drop, 0, 1, high_open=True)
   if dropout and model.readout is None:
