@@ -15,9 +15,10 @@ import optuna
 from optuna.trial import TrialState
 
 from dncjax import configs
-from dncjax.charlm import job as charlm
+from dncjax.charlm import batches, data, job as charlm
 from dncjax.charlm.config import Options
-from dncjax.sweeps import population, study as sweep_lib, trials
+from dncjax.sweeps import population, space as space_lib, study as sweep_lib, trials
+from dncjax.sweeps.space import Space
 from dncjax.training import checkpoint, loop, run
 
 Say = Callable[[str], None]  # where a worker's progress lines go
@@ -150,3 +151,27 @@ def run_population(sweep: sweep_lib.Sweep, study: optuna.Study, asked: list, say
           f"the loss became NaN/Inf at iter {summary['step'] + 1}"), say)
     else:
       _finish(study, trial, summary, say)
+
+
+def check_space(space: Space, path: str | None = None) -> None:
+  """SpaceError unless every trial in `space.corners()` passes the checks its run makes on
+  the text at `path`, the model, the optimiser and the batches, before it trains."""
+  data.load_corpus(path)  # the text itself: its own errors, as they are
+  corpora = {}
+  for values in space.corners():
+    try:
+      config = space.config({**values, "fp64": False})  # x64 stays as it is
+      key = (config.data.val_fraction, config.data.seq_length)
+      if key not in corpora:
+        corpora[key] = data.load_corpus(path, *key)
+      corpus = corpora[key]
+      if not corpus.val_ids.size:
+        raise ValueError("trials are scored on validation BPC: val_fraction must leave a "
+                         "validation split")
+      charlm.build_model(config, corpus.vocab.size)
+      d = config.data
+      batches.lane_batcher(corpus.train_ids, d.batch_size, d.seq_length, d.overlap)
+    except ValueError as e:
+      text = str(e).strip().splitlines() or [type(e).__name__]
+      shown = ", ".join(f"{k}={v}" for k, v in values.items())
+      raise space_lib.SpaceError(f"a trial with {shown} cannot run: {text[0]}") from None

@@ -6,10 +6,8 @@ model hyperparameter (hidden, memory_size, word_size, read_heads, init_scale, ..
 under the short names of alice.py's flags and the paper's symbols (lr, batchsize,
 seqlength, N, W, R). On the command line:
 
-  lr=0.01:1:log        a float range, sampled on a log scale
-  hidden=32:256        an int range (the setting's type decides), uniform
-  eps=1e-8,1e-6        a list: categorical (the grid sampler needs lists only)
-  clip_norm=none,1,5   `none` for an optional setting left off
+  lr=0.01:1:log   a float range, log scale    hidden=32:256      an int range, uniform
+  eps=1e-8,1e-6   a list (grid: lists only)   clip_norm=none,1,5 `none`: an optional one off
 
 Model hyperparameters are conditional: a trial only draws those its model takes, so
 `model=lstm,seed_dnc` may sweep `memory_size` for the seed DNC trials alone. """
@@ -30,9 +28,8 @@ from dncjax.training.config import HYPERPARAMETERS
 ALIASES = {"lr": "learning_rate", "batchsize": "batch_size", "batch": "batch_size",
            "seqlength": "seq_length", "N": "memory_size", "W": "word_size", "R": "read_heads"}
 NOT_SWEPT = models.NOT_HYPERPARAMETERS  # set by the data and --set fp64
-VMAPPABLE = {  # the settings that keep array shapes (a population's members may differ in)
-    **{name: f"optim.{name}" for name in HYPERPARAMETERS},
-    "seed": "seed", "init_scale": "model.init_scale"}
+VMAPPABLE = {"seed": "seed", "init_scale": "model.init_scale",  # settings that keep shapes
+             **{name: f"optim.{name}" for name in HYPERPARAMETERS}}
 RUN_PATHS = {  # the run settings a sweep may vary, by name, and where they live in RunConfig
     "model": "model", "fp64": "model.dtype",
     **{name: f"data.{name}" for name in ("batch_size", "seq_length", "overlap", "val_fraction")},
@@ -276,30 +273,6 @@ class Space:
         ends = p.choices[1:] if p.choices is not None else (p.high,)
         out.extend({**first, p.name: v} for v in ends)
     return out
-
-  def check(self, path: str | None = None) -> None:
-    """SpaceError unless every trial in `corners` passes the checks its run makes on the
-    text at `path`, the model, the optimiser and the batches, before it trains."""
-    from dncjax.charlm import batches, data, job  # pylint: disable=import-outside-toplevel
-    data.load_corpus(path)  # the text itself: its own errors, as they are
-    corpora = {}
-    for values in self.corners():
-      try:
-        config = self.config({**values, "fp64": False})  # x64 stays as it is
-        key = (config.data.val_fraction, config.data.seq_length)
-        if key not in corpora:
-          corpora[key] = data.load_corpus(path, *key)
-        corpus = corpora[key]
-        if not corpus.val_ids.size:
-          raise ValueError("trials are scored on validation BPC: val_fraction must leave a "
-                           "validation split")
-        job.build_model(config, corpus.vocab.size)
-        d = config.data
-        batches.lane_batcher(corpus.train_ids, d.batch_size, d.seq_length, d.overlap)
-      except ValueError as e:
-        text = str(e).strip().splitlines() or [type(e).__name__]
-        shown = ", ".join(f"{k}={v}" for k, v in values.items())
-        raise SpaceError(f"a trial with {shown} cannot run: {text[0]}") from None
 
   def signature(self) -> dict:
     """What makes two sweeps the same search (stored with the study)."""

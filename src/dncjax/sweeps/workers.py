@@ -101,7 +101,7 @@ def run(sweep: sweep_lib.Sweep, workers: int = 1,
   """Runs (or resumes) the sweep with `workers` processes here; returns the study."""
   if workers < 1:
     raise ValueError(f"workers must be >= 1, got {workers}")
-  sweep.space.check(sweep.data)  # every setting and range end: fail before any trial
+  runs.check_space(sweep.space, sweep.data)  # every setting and range end: fail before any trial
   sweep.path.mkdir(parents=True, exist_ok=True)
   optuna.logging.set_verbosity(optuna.logging.WARNING)
   study = sweep_lib.open_study(sweep)

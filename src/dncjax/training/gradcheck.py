@@ -9,8 +9,7 @@ eps |L| / delta), then among the rest. An entry where the loss jumps within +-2 
 (differences with steps delta and 2 delta disagree; the DNC's allocation sorts usage)
 is passed over for another. A check is valid (carries signal) when both gradients are
 finite and one is above the floor. One more check per parameter compares the derivative
-along a random unit direction d with <jax.grad, d>, so a wrong gradient also shows at
-entries that were not drawn.
+along a random unit direction d with <jax.grad, d> (a wrong gradient shows off the draws).
 
 A check that cannot fail proves nothing: `verdict` fails on any NaN or Inf (loss or
 either gradient), on a relative error above the tolerance, and on a parameter with fewer
