@@ -52,10 +52,12 @@ class ArgumentParser(argparse.ArgumentParser):
     self.typed: list[str] = []
 
   def parse_known_args(self, args=None, namespace=None):
+    """argparse's, keeping the arguments in `typed`."""
     self.typed = list(sys.argv[1:] if args is None else args)
     return super().parse_known_args(args, namespace)
 
   def error(self, message):
+    """One line on stderr, `(see PROG --help)`, exit status 2."""
     self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
@@ -149,6 +151,7 @@ def add_fp64_flag(group) -> None:
 
 
 def repr_default(value) -> str:
+  """How --help shows a default ('none' for None)."""
   return "none" if value is None else str(value)
 
 

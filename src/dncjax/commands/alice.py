@@ -31,6 +31,7 @@ def _preset(argv: list[str]) -> config.Preset:
 
 
 def parser(preset: config.Preset) -> cli.ArgumentParser:
+  """The program's flags, built from the config dataclasses (nothing heavy loads)."""
   p = cli.ArgumentParser(description=__doc__)
   p.add_argument("--preset", choices=sorted(config.PRESETS), default=DEFAULT_PRESET,
                  help="the defaults to start from: " + "; ".join(
@@ -46,6 +47,7 @@ def parser(preset: config.Preset) -> cli.ArgumentParser:
 
 
 def main(argv=None) -> int:
+  """Runs the program on `argv` (default: the command line); returns the exit status."""
   argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
   preset = _preset(argv)
   p = parser(preset)
@@ -62,9 +64,11 @@ def main(argv=None) -> int:
 
 
 def errors():
+  """The job's errors that end the program with a one-line message (loads the job)."""
   from dncjax.charlm import job  # pylint: disable=import-outside-toplevel
   return job.error_types()
 
 
 def console() -> None:
+  """The console command: `main` with one-line errors and exit statuses."""
   cli.run(main, errors)

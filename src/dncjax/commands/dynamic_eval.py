@@ -21,6 +21,7 @@ from dncjax.training.config import DYNAMIC_RULES
 
 
 def parser() -> cli.ArgumentParser:
+  """The program's flags, built from the config dataclasses (nothing heavy loads)."""
   p = cli.ArgumentParser(description=__doc__)
   p.add_argument("--workdir", required=True, help="the run's folder (as given to alice.py)")
   p.add_argument("--best", action="store_true",
@@ -55,6 +56,7 @@ def checked(args: argparse.Namespace) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
+  """Runs the program on `argv` (default: the command line); returns the exit status."""
   args = checked(parser().parse_args(None if argv is None else [str(a) for a in argv]))
   from dncjax.charlm import data, dynamic_grid, restore  # pylint: disable=import-outside-toplevel
   config, model, ts, vocab, meta = restore.restore_trained(args.workdir, best=args.best)
@@ -76,9 +78,11 @@ def main(argv=None) -> int:
 
 
 def errors():
+  """The job's errors that end the program with a one-line message (loads the job)."""
   from dncjax.charlm import job  # pylint: disable=import-outside-toplevel
   return job.error_types()
 
 
 def console() -> None:
+  """The console command: `main` with one-line errors and exit statuses."""
   cli.run(main, errors)

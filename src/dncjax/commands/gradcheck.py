@@ -21,12 +21,14 @@ from dncjax.cli import gradcheck as gradcheck_cli
 
 
 def parser() -> cli.ArgumentParser:
+  """The program's flags, built from the config dataclasses (nothing heavy loads)."""
   p = cli.ArgumentParser(description=__doc__)
   gradcheck_cli.add_flags(p)
   return p
 
 
 def main(argv=None) -> int:
+  """Runs the program on `argv` (default: the command line); returns the exit status."""
   p = parser()
   args = p.parse_args(None if argv is None else [str(a) for a in argv])
   name, fields = gradcheck_cli.model_fields(args, p)
@@ -46,4 +48,5 @@ def main(argv=None) -> int:
 
 
 def console() -> None:
+  """The console command: `main` with one-line errors and exit statuses."""
   cli.run(main)

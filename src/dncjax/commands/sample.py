@@ -12,6 +12,7 @@ from dncjax import checks, cli
 
 
 def parser() -> cli.ArgumentParser:
+  """The program's flags, built from the config dataclasses (nothing heavy loads)."""
   p = cli.ArgumentParser(description=__doc__)
   p.add_argument("--workdir", required=True, help="the run's folder (as given to alice.py)")
   p.add_argument("--length", type=int, default=500, help="characters to generate")
@@ -24,6 +25,7 @@ def parser() -> cli.ArgumentParser:
 
 
 def main(argv=None) -> int:
+  """Runs the program on `argv` (default: the command line); returns the exit status."""
   args = parser().parse_args(None if argv is None else [str(a) for a in argv])
   if args.length <= 0:
     raise cli.UsageError(f"--length must be positive, got {args.length}")
@@ -47,9 +49,11 @@ def main(argv=None) -> int:
 
 
 def errors():
+  """The job's errors that end the program with a one-line message (loads the job)."""
   from dncjax.charlm import job  # pylint: disable=import-outside-toplevel
   return job.error_types()
 
 
 def console() -> None:
+  """The console command: `main` with one-line errors and exit statuses."""
   cli.run(main, errors)

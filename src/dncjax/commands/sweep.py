@@ -39,6 +39,7 @@ from dncjax.sweeps.config import Budget, Sweep
 
 
 def parser() -> cli.ArgumentParser:
+  """The program's flags, built from the config dataclasses (nothing heavy loads)."""
   p = cli.ArgumentParser(description=__doc__)
   p.add_argument("--workdir", default="runs/sweep", help="the sweep's folder")
   what = p.add_argument_group("what to sweep")
@@ -57,6 +58,7 @@ def parser() -> cli.ArgumentParser:
 
 
 def make_sweep(args: argparse.Namespace) -> Sweep:
+  """The `Sweep` the flags describe, checked (UsageError, SpaceError on nonsense)."""
   if args.workers < 1:
     raise cli.UsageError(f"--workers must be >= 1, got {args.workers}")
   fixed = tuple(sorted(space.parse_fixed(t) for t in args.fixed or ()))
@@ -67,6 +69,7 @@ def make_sweep(args: argparse.Namespace) -> Sweep:
 
 
 def main(argv=None) -> int:
+  """Runs the program on `argv` (default: the command line); returns the exit status."""
   args = parser().parse_args(None if argv is None else [str(a) for a in argv])
   spec = None if args.report else make_sweep(args)  # checked before optuna and JAX load
   from dncjax.sweeps import command  # pylint: disable=import-outside-toplevel
@@ -74,10 +77,12 @@ def main(argv=None) -> int:
 
 
 def errors():
+  """The job's errors that end the program with a one-line message (loads the job)."""
   # pylint: disable=import-outside-toplevel
   from dncjax.sweeps import errors as sweep_errors, runs
   return runs.trial_errors() + (sweep_errors.SweepError,)
 
 
 def console() -> None:
+  """The console command: `main` with one-line errors and exit statuses."""
   cli.run(main, errors)

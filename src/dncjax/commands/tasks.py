@@ -23,6 +23,7 @@ RUN = RunOptions(None, schedule=Schedule(
 
 
 def parser() -> cli.ArgumentParser:
+  """The program's flags, built from the config dataclasses (nothing heavy loads)."""
   p = cli.ArgumentParser(description=__doc__)
   cli.add_fp64_flag(cli.add_config_flags(
       p, config.RunConfig(), "run (a resumed run must agree with its checkpoint; task sizes "
@@ -33,6 +34,7 @@ def parser() -> cli.ArgumentParser:
 
 
 def main(argv=None) -> int:
+  """Runs the program on `argv` (default: the command line); returns the exit status."""
   p = parser()
   args = p.parse_args(None if argv is None else [str(a) for a in argv])
   given = cli.given(args, p)
@@ -48,9 +50,11 @@ def main(argv=None) -> int:
 
 
 def errors():
+  """The job's errors that end the program with a one-line message (loads the job)."""
   from dncjax.tasks import job  # pylint: disable=import-outside-toplevel
   return job.error_types()
 
 
 def console() -> None:
+  """The console command: `main` with one-line errors and exit statuses."""
   cli.run(main, errors)

@@ -16,6 +16,7 @@ from dncjax import cli
 
 
 def parser() -> cli.ArgumentParser:
+  """The program's flags, built from the config dataclasses (nothing heavy loads)."""
   p = cli.ArgumentParser(description=__doc__)
   p.add_argument("workdirs", nargs="+", metavar="WORKDIR", help="task runs' folders")
   p.add_argument("--length", type=int, default=None,
@@ -29,6 +30,7 @@ def parser() -> cli.ArgumentParser:
 
 
 def main(argv=None) -> int:
+  """Runs the program on `argv` (default: the command line); returns the exit status."""
   args = parser().parse_args(None if argv is None else [str(a) for a in argv])
   if args.length is not None and args.length <= 0:
     raise cli.UsageError(f"--length must be positive, got {args.length}")
@@ -39,9 +41,11 @@ def main(argv=None) -> int:
 
 
 def errors():
+  """The job's errors that end the program with a one-line message (loads the job)."""
   from dncjax.tasks import report  # pylint: disable=import-outside-toplevel
   return (report.ReportError,)
 
 
 def console() -> None:
+  """The console command: `main` with one-line errors and exit statuses."""
   cli.run(main, errors)

@@ -61,6 +61,7 @@ COLUMNS = ("rank", "trial", "state", "val_bpc", "best_step", "steps", "time_s")
 
 
 def markdown(table: list[dict], names: list[str], top: int | None = None) -> str:
+  """The ranked trials as a Markdown table: the columns, each swept setting, the folder."""
   cols = list(COLUMNS) + names + ["workdir"]
   lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
   for r in table[:top]:
@@ -154,6 +155,7 @@ def log_x(ax, low: float, high: float) -> None:
 
 def plot_curves(table: list[dict], sweep: sweep_lib.Sweep, path: pathlib.Path,
                 top: int = 5) -> None:
+  """curves.png: validation (and training) BPC against iteration, the `top` trials."""
   fig = Figure(figsize=(8, 4.5), layout="constrained")
   ax = fig.subplots()
   for r in [r for r in table if r["state"] in ("complete", "pruned")][:top]:
