@@ -46,12 +46,17 @@ def parser(preset: config.Preset) -> cli.ArgumentParser:
   return p
 
 
+def parse(argv: list[str]):
+  """(parser, parsed flags, preset) of `argv`: the preset's defaults under the flags."""
+  preset = _preset(argv)
+  p = parser(preset)
+  return p, p.parse_args(argv), preset
+
+
 def main(argv=None) -> int:
   """Runs the program on `argv` (default: the command line); returns the exit status."""
   argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
-  preset = _preset(argv)
-  p = parser(preset)
-  args = p.parse_args(argv)
+  p, args, preset = parse(argv)
   options = cli.options(args, config.Options)  # checked here, before anything loads
   run_options = cli.run_options(args, RunOptions("runs/alice", schedule=preset.schedule))
   given = cli.given(args, p)
