@@ -11,6 +11,8 @@ import math
 import os
 import signal
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -253,6 +255,23 @@ def test_compilation_does_not_count_against_the_time_limit(tmp_path, clock):
   assert progress(rec.lines)[0] == " 0: 2.000 s, iter 2, 1.5000 BPC, 10.00 char/s"
 
 
+def test_a_jitted_step_compiled_ahead_is_not_traced_again(tmp_path, clock):
+  traces = []
+
+  def step(state, batch):
+    traces.append(1)
+    return {"w": state["w"] + batch}, {"loss": jnp.sum(state["w"]) + 1.0}
+
+  step_fn, lines = jax.jit(step), []
+  result = loop.run(step_fn=step_fn, state={"w": jnp.zeros(3, jnp.float32)},
+                    next_batch=lambda: np.ones(3, np.float32), start_step=0,
+                    config=loop.Schedule(steps=3), items_per_step=ITEMS,
+                    log=records.MetricsLog(tmp_path / "metrics.jsonl"),
+                    save=lambda *args: None, print_fn=lines.append, progress_bar=False)
+  assert len(traces) == 1 and lines[0] == "compiling the training step..."
+  np.testing.assert_array_equal(result.state["w"], [3.0, 3.0, 3.0])
+
+
 def test_a_time_limit_counts_no_evaluation(tmp_path, clock):
   config = loop.Schedule(timelimit=5.5, report_interval=100, eval_every=1)
   result, rec = train(tmp_path, clock, config, Recorder(clock, eval_seconds=100.0))
@@ -309,13 +328,6 @@ def test_under_a_step_budget_the_bar_counts_iterations(tmp_path, clock, bars):
   train(tmp_path, clock, config, start_step=3, progress_bar=True)
   (bar,) = bars
   assert (bar.bar.total, bar.bar.unit, bar.bar.n) == (8, "step", 8)
-
-
-def test_the_bar_stays_off_without_a_terminal_or_when_not_asked(tmp_path):
-  schedule = loop.Schedule(timelimit=5.0)
-  assert timing.ProgressBar(schedule, 0, 0.0, True, file=io.StringIO()).bar.disable
-  assert timing.ProgressBar(schedule, 0, 0.0, False, file=TTY()).bar.disable
-  assert not timing.ProgressBar(schedule, 0, 0.0, True, file=TTY()).bar.disable
 
 
 def test_a_resumed_run_counts_its_steps_and_time_from_the_checkpoint(tmp_path, clock):
