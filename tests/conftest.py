@@ -3,8 +3,10 @@
 float64 is switched on for the whole session (gradient and oracle checks need it; the
 float32 models keep their explicit dtype). The corpus is found through DNCJAX_DATA_DIR,
 as CI sets it; when unset, the shared folder beside the checkout is used if present.
-The CPU shows itself as two devices (for tests/training/test_parallel.py; subprocesses
-inherit it); everything else still runs on the first one, as before.
+JAX's compilation cache goes to a temporary folder of the session ($DNCJAX_CACHE_DIR, which
+subprocesses inherit), never to the user's cache. The CPU shows itself as two devices (for
+tests/training/test_parallel.py; subprocesses inherit it); everything else still runs on
+the first one, as before.
 
 The tests mirror the package: tests/models, tests/training, tests/charlm, tests/tasks and
 tests/sweeps hold one test_<module>.py per module; the end-to-end files stay here at the
@@ -12,10 +14,17 @@ top. Helpers that several test files use are the fixtures below; test files neve
 from one another (each finds the repository root from its own __file__).
 """
 
+import atexit
 import hashlib
 import json
 import os
 import pathlib
+import shutil
+import tempfile
+
+_compile_cache = tempfile.mkdtemp(prefix="dncjax-test-compile-cache-")
+atexit.register(shutil.rmtree, _compile_cache, ignore_errors=True)
+os.environ["DNCJAX_CACHE_DIR"] = _compile_cache
 
 _flags = os.environ.get("XLA_FLAGS", "")
 if "xla_force_host_platform_device_count" not in _flags:  # read when the backend starts

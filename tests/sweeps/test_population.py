@@ -188,6 +188,11 @@ def test_on_eval_sees_every_live_member_and_progress_is_printed(pop):
                                   sorted(records(workdir, "val_bpc").items()))
   assert summaries == [results(w) for w in workdirs]
   assert any("mean over 4 members" in line and "char/s" in line for line in lines)
+  # compiled before the clock starts, so the first line's seconds are training alone
+  at = lines.index("compiling the population's training step...")
+  assert lines[at + 2] == "compiling the population's evaluation..."
+  assert lines[at + 1].startswith("compiled in") and lines[at + 3].startswith("compiled in")
+  assert not any(", iter " in line for line in lines[:at])
 
 
 def test_member_checkpoint_resumes_and_samples(configs, pop, alone):

@@ -5,22 +5,27 @@ stop signals, and the metrics files.
 The steps are tiny Python functions on a dict of numpy arrays and the clock is a fake one
 that each step moves on by one second, so every line and record is exact."""
 
+import io
 import json
 import math
 import os
 import signal
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from dncjax.training import loop, records, signals
+from dncjax.training import progress as timing
 
 ITEMS = 10                             # characters per step
 LOSS = 1.5 * math.log(2) * ITEMS       # a step loss of exactly 1.5 BPC
 
 
 class Clock:
-  """Stands in for the `time` module in dncjax.training.loop: it only moves when told to."""
+  """Stands in for the `time` module in dncjax.training.loop and .progress: it only moves
+  when told to."""
 
   def __init__(self):
     self.now = 1000.0
@@ -33,6 +38,7 @@ class Clock:
 def clock(monkeypatch):
   fake = Clock()
   monkeypatch.setattr(loop, "time", fake)
+  monkeypatch.setattr(timing, "time", fake)
   return fake
 
 
@@ -90,12 +96,13 @@ def train(tmp_path, clock, config, rec=None, step_fn=None, start_step=0, resume_
           state=None, **kwargs):
   rec = rec or Recorder(clock)
   kwargs.setdefault("evaluate", rec.evaluate)
+  kwargs.setdefault("progress_bar", False)
   result = loop.run(
       step_fn=step_fn or stepper(clock),
       state=state or {"w": np.zeros(3), "n": np.int32(start_step)},
       next_batch=lambda: "batch", start_step=start_step, config=config,
       items_per_step=ITEMS, log=records.MetricsLog(tmp_path / "metrics.jsonl", resume_step),
-      save=rec.save, print_fn=rec.lines.append, progress_bar=False, **kwargs)
+      save=rec.save, print_fn=rec.lines.append, **kwargs)
   return result, rec
 
 
@@ -158,12 +165,26 @@ def test_without_evaluate_a_step_just_saved_is_not_saved_again(tmp_path, clock):
 
 
 def test_evaluation_and_saving_do_not_count_as_training_time(tmp_path, clock):
-  rec = Recorder(clock, eval_seconds=100.0)
-  config = loop.Schedule(steps=4, report_interval=4, eval_every=2)
+  rec = Recorder(clock, eval_seconds=100.0, after_save=lambda step: setattr(
+      clock, "now", clock.now + 50.0))
+  config = loop.Schedule(steps=4, report_interval=4, eval_every=2, checkpoint_every=2)
   result, rec = train(tmp_path, clock, config, rec)
-  # the clock of the line runs on through the evaluation; the rate does not see it
-  assert progress(rec.lines) == [" 0: 104.000 s, iter 4, 1.5000 BPC, 10.00 char/s"]
-  assert result.elapsed == 204.0
+  assert clock.now == 1000.0 + 4 + 2 * 100.0 + 2 * 50.0  # the wall clock saw them all
+  assert progress(rec.lines) == [" 0: 4.000 s, iter 4, 1.5000 BPC, 10.00 char/s"]
+  assert result.elapsed == 4.0
+  assert [elapsed for _, _, elapsed in rec.saves] == [2.0, 4.0]
+  assert [r["time"] for r in records.read_metrics(tmp_path / "metrics.jsonl")
+          if "val_bpc" in r] == [2.0, 4.0]
+
+
+def test_the_first_evaluation_says_it_compiles(tmp_path, clock):
+  config = loop.Schedule(steps=4, report_interval=4, eval_every=2)
+  _, rec = train(tmp_path, clock, config, Recorder(clock, eval_seconds=3.0))
+  assert [line for line in rec.lines if "evaluation" in line] == [
+      "compiling the evaluation (the first one compiles it)...",
+      "first evaluation in 3.0 s, compilation included"]
+  assert rec.lines.index("first evaluation in 3.0 s, compilation included") < rec.lines.index(
+      "  eval at iter 2: val_bpc 2.0000")
 
 
 def test_extra_metrics_are_averaged_over_each_interval(tmp_path, clock):
@@ -201,6 +222,112 @@ def test_a_time_limit_stops_the_run(tmp_path, clock):
   result, rec = train(tmp_path, clock, config)
   assert (result.reason, result.step) == ("timelimit", 6)
   assert rec.saved_steps == [6]
+
+
+class Jitted:
+  """A step function as `jax.jit` gives it: `lower(*args).compile()` compiles it ahead of
+  time, here taking `seconds` on the clock; `calls` counts the steps it ran."""
+
+  def __init__(self, clock, seconds):
+    self.clock, self.seconds, self.step_fn, self.compiled = clock, seconds, stepper(clock), []
+
+  def __call__(self, state, batch):
+    assert self.compiled, "the step ran before it was compiled"
+    return self.step_fn(state, batch)
+
+  def lower(self, state, batch):
+    assert batch == "batch" and int(state["n"]) == 0
+    return self
+
+  def compile(self):
+    self.clock.now += self.seconds
+    self.compiled.append(self.clock.now)
+    return self
+
+
+def test_compilation_does_not_count_against_the_time_limit(tmp_path, clock):
+  step_fn = Jitted(clock, seconds=100.0)
+  config = loop.Schedule(timelimit=5.5, report_interval=2)
+  result, rec = train(tmp_path, clock, config, step_fn=step_fn, evaluate=None)
+  assert (result.reason, result.step, result.elapsed) == ("timelimit", 6, 6.0)
+  assert step_fn.compiled == [1100.0]  # once, before the first step
+  assert rec.lines[:2] == ["compiling the training step...", "compiled in 100.0 s"]
+  assert progress(rec.lines)[0] == " 0: 2.000 s, iter 2, 1.5000 BPC, 10.00 char/s"
+
+
+def test_a_jitted_step_compiled_ahead_is_not_traced_again(tmp_path, clock):
+  traces = []
+
+  def step(state, batch):
+    traces.append(1)
+    return {"w": state["w"] + batch}, {"loss": jnp.sum(state["w"]) + 1.0}
+
+  step_fn, lines = jax.jit(step), []
+  result = loop.run(step_fn=step_fn, state={"w": jnp.zeros(3, jnp.float32)},
+                    next_batch=lambda: np.ones(3, np.float32), start_step=0,
+                    config=loop.Schedule(steps=3), items_per_step=ITEMS,
+                    log=records.MetricsLog(tmp_path / "metrics.jsonl"),
+                    save=lambda *args: None, print_fn=lines.append, progress_bar=False)
+  assert len(traces) == 1 and lines[0] == "compiling the training step..."
+  np.testing.assert_array_equal(result.state["w"], [3.0, 3.0, 3.0])
+
+
+def test_a_time_limit_counts_no_evaluation(tmp_path, clock):
+  config = loop.Schedule(timelimit=5.5, report_interval=100, eval_every=1)
+  result, rec = train(tmp_path, clock, config, Recorder(clock, eval_seconds=100.0))
+  assert (result.reason, result.step, result.elapsed) == ("timelimit", 6, 6.0)
+  assert rec.evals == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_spent_budget_compiles_nothing(tmp_path, clock):
+  step_fn = Jitted(clock, seconds=100.0)
+  config = loop.Schedule(timelimit=60.0, report_interval=1)
+  result, rec = train(tmp_path, clock, config, step_fn=step_fn, elapsed=60.0)
+  assert step_fn.compiled == [] and result.step == 0 and rec.lines == []
+
+
+def test_a_signal_during_compilation_stops_before_the_first_step(tmp_path, clock):
+  step_fn = Jitted(clock, seconds=10.0)
+  compile_ = step_fn.compile
+  step_fn.compile = lambda: (os.kill(os.getpid(), signal.SIGINT), compile_())[1]
+  config = loop.Schedule(steps=5, report_interval=1)
+  result, rec = train(tmp_path, clock, config, step_fn=step_fn)
+  assert (result.reason, result.step) == ("interrupted", 0) and rec.saves == []
+
+
+class TTY(io.StringIO):
+  def isatty(self):
+    return True
+
+
+@pytest.fixture
+def bars(monkeypatch):
+  """The progress bars `loop.run` makes, drawn into a fake terminal."""
+  made = []
+
+  def make(*args, **kwargs):
+    made.append(timing.ProgressBar(*args, **kwargs, file=TTY()))
+    return made[-1]
+
+  monkeypatch.setattr(loop, "ProgressBar", make)
+  return made
+
+
+def test_under_a_time_limit_the_bar_counts_seconds_of_training(tmp_path, clock, bars):
+  config = loop.Schedule(timelimit=5.5, report_interval=100)
+  train(tmp_path, clock, config, Recorder(clock, eval_seconds=100.0), elapsed=1.0,
+        progress_bar=True)
+  (bar,) = bars
+  assert (bar.bar.total, bar.bar.unit, bar.bar.n) == (5.5, "s", 5.5)  # 6.0 s, shown to 5.5
+  assert bar.bar.postfix == "iter 5"
+  assert "| 1/5.5 s of training [" in bar.bar.fp.getvalue()  # drawn at the start
+
+
+def test_under_a_step_budget_the_bar_counts_iterations(tmp_path, clock, bars):
+  config = loop.Schedule(steps=8, timelimit=None, report_interval=100)
+  train(tmp_path, clock, config, start_step=3, progress_bar=True)
+  (bar,) = bars
+  assert (bar.bar.total, bar.bar.unit, bar.bar.n) == (8, "step", 8)
 
 
 def test_a_resumed_run_counts_its_steps_and_time_from_the_checkpoint(tmp_path, clock):

@@ -104,3 +104,20 @@ def test_split_models_compose_recur_and_readout(lstm):
 
 def test_bits_per_char():
   assert losses.bits_per_char(np.log(2) * 64, 64) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", dncjax.models.model_names())
+def test_the_compiled_init_gives_the_eager_init_bit_for_bit(name, dtype):
+  """init_train_state runs `model.init` as one jitted call; its parameters are exactly
+  the eager ones (a scale XLA folded into the sampler's constants would round apart)."""
+  small = {k: v for k, v in dict(hidden=H, memory_size=4, word_size=3).items()
+           if k in dncjax.models.takes(name)}
+  model = dncjax.make_model(name, V, V, init_scale=0.1, dtype=dtype, **small)
+  key = jax.random.key(3)
+  state = train.init_train_state(model, optim.make(optim.OptimizerConfig()), key, B)
+  eager = model.init(jax.random.fold_in(key, 0))
+  assert jax.tree.structure(state.params) == jax.tree.structure(eager)
+  for got, want in zip(jax.tree.leaves(state.params), jax.tree.leaves(eager)):
+    assert got.dtype == want.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(want))

@@ -31,6 +31,8 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
+from dncjax.training import compile_cache
+
 
 ALICE = "alice29.txt"
 ALICE_URL = "https://corpus.canterbury.ac.nz/resources/cantrbry.tar.gz"
@@ -75,9 +77,8 @@ def read_text(path: str | os.PathLike) -> str:
 
 
 def cache_dir() -> Path:
-  """$XDG_CACHE_HOME/dncjax, or ~/.cache/dncjax."""
-  base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-  return Path(base) / "dncjax"
+  """$XDG_CACHE_HOME/dncjax, or ~/.cache/dncjax (the compilation cache's home too)."""
+  return compile_cache.user_cache()
 
 
 def download_alice(dest: str | os.PathLike, url: str = ALICE_URL,

@@ -54,8 +54,11 @@ def input_projection(W_xh: jax.Array, x: jax.Array) -> jax.Array:
 
 
 def normal(key: jax.Array, shape: tuple[int, ...], scale: float, dtype) -> jax.Array:
-  """Gaussian initialisation N(0, scale^2), as the seed's `randn(...) * scale`."""
-  return scale * jax.random.normal(key, shape, dtype)
+  """Gaussian initialisation N(0, scale^2), as the seed's `randn(...) * scale`.
+
+  The same values eagerly and under `jax.jit` (the jobs jit `init`): the barrier keeps
+  XLA from folding `scale` into the sampler's own constants, which rounds differently."""
+  return scale * jax.lax.optimization_barrier(jax.random.normal(key, shape, dtype))
 
 
 def unroll_features(model: Model, params: Params, state: State, xs: jax.Array):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import pathlib
-import time
 from typing import Any, Callable
 
 import jax
@@ -17,7 +16,7 @@ import numpy as np
 from dncjax import pytrees
 from dncjax.charlm import batches, data, job
 from dncjax.charlm.config import RunConfig
-from dncjax.training import checkpoint, records, run
+from dncjax.training import checkpoint, progress, records, run
 
 
 def stack(trees):
@@ -58,21 +57,33 @@ class Member:
 
 class PopulationSession:
   """The `loop.Session` of a population: one vmapped step for every member, each member
-  frozen at its last good state once its loss or state is NaN/Inf or `on_eval` stops it."""
+  frozen at its last good state once its loss or state is NaN/Inf or `on_eval` stops it.
+  Its times (records, checkpoints' `elapsed`) are seconds of training on `clock`."""
 
   def __init__(self, members: list[Member], state, batcher, step_fn, eval_fn, windows,
                chars: int, on_eval: Callable[[int, int, float], str | None] | None,
-               out: Callable[[str], None], begin: float):
+               out: Callable[[str], None], clock: progress.Stopwatch):
     self.members, self.state, self.batcher = members, state, batcher
     self.step_fn, self.eval_fn, self.windows, self.chars = step_fn, eval_fn, windows, chars
     self.n_val = float(windows.targets[1].sum()) if windows is not None else 0.0
-    self.on_eval, self.out, self.begin, self.step = on_eval, out, begin, 0
+    self.on_eval, self.out, self.clock, self.step = on_eval, out, clock, 0
 
   def alive(self) -> list[Member]:
     return [m for m in self.members if m.stopped_by is None]
 
   def _stop(self, m: Member, reason: str) -> None:
-    m.stopped_by, m.stopped_at = reason, time.monotonic() - self.begin
+    m.stopped_by, m.stopped_at = reason, self.clock.seconds()
+
+  def prepare(self) -> None:
+    """Compiles the vmapped step (for the first batches, which `train` draws again) and
+    the evaluation, before the clock starts."""
+    batch = stack_batches([self.batcher.next(m.lanes)[1] for m in self.members])
+    alive = np.array([m.stopped_by is None for m in self.members])
+    progress.compile_ahead(self.step_fn, (self.state, batch, alive),
+                           "the population's training step", self.out)
+    if self.windows is not None:
+      progress.compile_ahead(self.eval_fn, (self.state.params, self.windows),
+                             "the population's evaluation", self.out)
 
   def train(self) -> str | None:
     moved = [self.batcher.next(m.lanes) for m in self.members]
@@ -123,7 +134,7 @@ class PopulationSession:
     for m in which:
       i = self.members.index(m)
       shown[i] = bpc = float(bpcs[i])
-      m.log.write({"step": step, "time": time.monotonic() - self.begin, "val_bpc": bpc})
+      m.log.write({"step": step, "time": self.clock.seconds(), "val_bpc": bpc})
       m.last_eval = step
       if not math.isfinite(bpc):
         self._stop(m, "nan")
@@ -141,7 +152,7 @@ class PopulationSession:
     return None
 
   def _save(self, m: Member, ckpts: checkpoint.Checkpoints) -> None:
-    elapsed = m.stopped_at if m.stopped_at is not None else time.monotonic() - self.begin
+    elapsed = m.stopped_at if m.stopped_at is not None else self.clock.seconds()
     meta = run.checkpoint_meta(job.KIND, m.config, m.model.config, m.step, elapsed,
                                **job.meta_extra(m.vocab, m.lanes, m.best))
     ckpts.save(m.step, {"train": member(self.state, self.members.index(m)), "rng": m.rng}, meta)
@@ -159,7 +170,7 @@ class PopulationSession:
 
   def close(self, reason: str) -> list[dict]:
     """Each member's last save (a diverged member: its last good state) and results.json."""
-    summaries, end = [], time.monotonic() - self.begin
+    summaries, end = [], self.clock.seconds()
     for i, m in enumerate(self.members):
       if m.stopped_by is None:
         m.stopped_by, m.stopped_at = reason, end

@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import json
 import pathlib
-import time
 from typing import Callable
 
 import jax
@@ -35,8 +34,8 @@ from dncjax.charlm import batches, data, evaluate, job
 from dncjax.charlm.config import RunConfig
 from dncjax.sweeps.members import Member, PopulationSession, stack
 from dncjax.sweeps.space import VMAPPABLE
-from dncjax.training import (checkpoint, finite, loop, optim, plots, records, signals, train,
-                             workdir)
+from dncjax.training import (checkpoint, compile_cache, finite, loop, optim, plots, progress,
+                             records, signals, train, workdir)
 
 
 
@@ -112,7 +111,8 @@ def train_population(configs_: list[RunConfig], workdirs: list, steps: int | Non
   Every `eval_every` steps and at the end each member's validation BPC is computed and
   `on_eval(member_index, step, val_bpc)` called (a string it returns stops that member
   with that reason, e.g. a pruner's 'pruned'; members stopped or diverged are no longer
-  reported). The run ends at `steps`, at `timelimit` seconds, or when no member trains."""
+  reported). The run ends at `steps`, at `timelimit` seconds of training (compilation and
+  evaluation not counted), or when no member trains."""
   workdirs = [pathlib.Path(w) for w in workdirs]
   if len(workdirs) != len(configs_):
     raise ValueError(f"{len(configs_)} configs but {len(workdirs)} workdirs")
@@ -127,6 +127,7 @@ def train_population(configs_: list[RunConfig], workdirs: list, steps: int | Non
 
 
 def _train(configs_, workdirs, schedule, on_eval, out, keep, eval_lanes, plot) -> list[dict]:
+  compile_cache.enable(out)
   for folder in workdirs:
     checkpoint.refuse_existing(folder / "checkpoints", folder / "best")
   first = configs_[0]
@@ -139,12 +140,12 @@ def _train(configs_, workdirs, schedule, on_eval, out, keep, eval_lanes, plot) -
   session = PopulationSession(
       members, state, batcher, make_step(model, optimizer, first.dropout, first.weight_drop),
       make_eval(model), windows, first.data.batch_size * first.data.seq_length, on_eval, out,
-      time.monotonic())
-  step, reason, signum = loop.drive(schedule, session, 0, session.begin)
+      progress.Stopwatch())
+  step, reason, signum = loop.drive(schedule, session, 0, session.clock)
   summaries = session.close(reason)
   reasons = [s["stopped_by"] for s in summaries]
   best = min(range(len(members)), key=lambda i: summaries[i]["best_val_bpc"])
-  out(f"population stopped at iter {step} after {time.monotonic() - session.begin:.1f} s ("
+  out(f"population stopped at iter {step} after {session.clock.seconds():.1f} s of training ("
       + ", ".join(f"{reasons.count(r)} {r}" for r in sorted(set(reasons)))
       + f"); best validation {summaries[best]['best_val_bpc']:.4f} BPC: member {best} at iter "
       f"{summaries[best]['best_step']}, {members[best].workdir}")

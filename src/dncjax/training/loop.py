@@ -1,22 +1,29 @@
 """The one training schedule: progress, evaluation, checkpoints, budgets and stops.
 
-`drive(schedule, session, ...)` is the schedule. It asks a session for one update at a
-time and, on the schedule's steps, for a progress report, an evaluation and a checkpoint;
-it stops at the step budget, at the time limit, on Ctrl-C or SIGTERM (after saving),
-when a session's evaluation asks it to (a sweep's pruner), or when the session itself
-says so. At the end it asks
-for the final evaluation and checkpoint. The single run (`Trainer`, below) and a
-vmapped population (`dncjax.sweeps.population`) are its two sessions.
+`drive(schedule, session, ...)` is the schedule. It asks a session to compile its
+step, then for one update at a time and, on the schedule's steps, for a progress report,
+an evaluation and a checkpoint; it stops at the step budget, at the time limit, on Ctrl-C
+or SIGTERM (after saving), when a session's evaluation asks it to (a sweep's pruner), or
+when the session itself says so. At the end it asks for the final evaluation and
+checkpoint. The single run (`Trainer`, below) and a vmapped population
+(`dncjax.sweeps.population`) are its two sessions.
+
+Time is training time: a `Stopwatch` runs only while the session trains, so the time
+limit, the T of the progress line, its rate and a checkpoint's `elapsed` leave out
+compilation (the step is compiled ahead of time, before the clock starts), evaluation,
+sampling and saving; a resumed run goes on from the seconds its checkpoint had trained.
 
 `run(...)` trains one model with a jitted `step_fn(state, batch) -> (state, {'loss'})`
 and prints the seed's progress line every `report_interval` steps
 
   I: T s, iter N, X BPC, Y char/s
 
-(I the report number, T seconds since the run began (resumes included), X the mean BPC
-over the interval, Y the characters trained on per second). On a terminal a tqdm bar
-runs below it. It stops WITHOUT saving the bad state when the loss, an evaluation metric
-or the state about to be saved (parameters, optimiser state) is NaN/Inf.
+(I the report number, T seconds of training since the run began (resumes included), X
+the mean BPC over the interval, Y the characters trained on per second of training). On
+a terminal a tqdm bar runs below it: seconds of training out of the time limit, with the
+time left, under `--timelimit`; otherwise iterations out of `--steps`. It stops WITHOUT
+saving the bad state when the loss, an evaluation metric or the state about to be saved
+(parameters, optimiser state) is NaN/Inf.
 """
 
 from __future__ import annotations
@@ -24,14 +31,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import signal
-import sys
 import time
 from typing import Any, Callable, Protocol
 
-import tqdm
-
 from dncjax.training import finite
 from dncjax.training.config import Schedule  # noqa: F401  (the schedule's home)
+from dncjax.training.progress import ProgressBar, Stopwatch, compile_ahead
 from dncjax.training.records import MetricsLog
 from dncjax.training.signals import Interrupted, StopSignals
 
@@ -43,6 +48,7 @@ class TrainingError(RuntimeError):
 class Session(Protocol):
   """What `drive` asks of a run; a returned reason ('nan', 'pruned', ...) stops it."""
 
+  def prepare(self) -> None: ...                  # compile the step: before the clock runs
   def train(self) -> str | None: ...
   def report(self, index: int, step: int, seconds: float, interval_s: float) -> None: ...
   def evaluate(self, step: int) -> str | None: ...
@@ -51,35 +57,43 @@ class Session(Protocol):
   def finish(self, step: int, reason: str) -> str: ...  # the final evaluation and save
 
 
-def drive(schedule: Schedule, session: Session, start_step: int, begin: float,
-          on_step: Callable[[], Any] = lambda: None) -> tuple[int, str, int | None]:
-  """Runs `session` on `schedule` from `start_step`, time counted from `begin` (a
-  `time.monotonic()`); returns (step, reason, the signal that stopped it or None)."""
+def drive(schedule: Schedule, session: Session, start_step: int, clock: Stopwatch,
+          on_step: Callable[[int, float], Any] = lambda step, seconds: None
+          ) -> tuple[int, str, int | None]:
+  """Runs `session` on `schedule` from `start_step`, the time limit counted on `clock`,
+  which runs only while the session trains; `on_step(step, seconds)` follows each step.
+  Returns (step, reason, the signal that stopped it or None)."""
   step, stop, reports = start_step, None, start_step // schedule.report_interval
-  interval_start = time.monotonic()
+  interval_start, prepared = clock.seconds(), False
   with StopSignals() as signals:
     while True:
-      reason = stop or schedule.spent(step, time.monotonic() - begin) or session.stopped()
+      reason = stop or schedule.spent(step, clock.seconds()) or session.stopped()
       if reason:
         break
       if signals.requested:
         reason = "interrupted"
         break
-      reason = session.train()
+      if not prepared:  # compiled before the first step, then the budgets are seen again
+        session.prepare()
+        prepared = True
+        continue
+      clock.start()
+      try:
+        reason = session.train()
+      finally:
+        clock.stop()
       if reason:
         break
       step += 1
-      on_step()
+      on_step(step, clock.seconds())
       if step % schedule.report_interval == 0:
-        now = time.monotonic()
-        session.report(reports, step, now - begin, now - interval_start)
+        now = clock.seconds()
+        session.report(reports, step, now, now - interval_start)
         reports, interval_start = reports + 1, now
-      paused = time.monotonic()  # evaluation and saving do not count as training time
       if schedule.eval_every and step % schedule.eval_every == 0:
         stop = session.evaluate(step)
       if stop != "nan" and schedule.checkpoint_every and step % schedule.checkpoint_every == 0:
         stop = stop if session.save(step) else "nan"
-      interval_start += time.monotonic() - paused
     if reason != "nan" and step > start_step:
       reason = session.finish(step, reason)
   return step, reason, signals.signum
@@ -90,7 +104,7 @@ class LoopResult:
   step: int
   state: Any
   reason: str       # 'steps', 'timelimit', 'interrupted', 'nan' or a reason from on_eval
-  elapsed: float
+  elapsed: float    # seconds of training, resumes included (see Stopwatch)
   last_saved: int | None
   detail: str = ""  # what went wrong, for reason 'nan'
   signum: int | None = None  # the signal that interrupted the run
@@ -107,14 +121,15 @@ class Trainer:
 
   def __init__(self, step_fn, state, next_batch, log: MetricsLog, save, evaluate, on_eval,
                items_per_step: int, unit: str, bpc_scale: float, metric: str,
-               extra: tuple[str, ...], out: Callable[[str], None], begin: float,
+               extra: tuple[str, ...], out: Callable[[str], None], clock: Stopwatch,
                start_step: int = 0):
     self.step_fn, self.state, self.next_batch, self.log = step_fn, state, next_batch, log
     self._save, self._evaluate, self.on_eval = save, evaluate, on_eval
     self.items, self.unit, self.scale, self.metric, self.extra = (items_per_step, unit,
                                                                   bpc_scale, metric, extra)
-    self.out, self.begin = out, begin
+    self.out, self.clock = out, clock
     self.step, self.last_saved, self.last_eval = start_step, None, None
+    self.pending = None  # the first batch, drawn to compile the step
     self.diverged: list[str] = []  # what became NaN/Inf, once it did
     self._clear()
 
@@ -122,8 +137,13 @@ class Trainer:
     self.interval_loss, self.interval_steps = 0.0, 0
     self.interval_extra = dict.fromkeys(self.extra, 0.0)
 
+  def prepare(self) -> None:
+    self.pending = self.next_batch()
+    compile_ahead(self.step_fn, (self.state, self.pending), "the training step", self.out)
+
   def train(self) -> str | None:
-    new_state, metrics = self.step_fn(self.state, self.next_batch())
+    batch, self.pending = self.pending if self.pending is not None else self.next_batch(), None
+    new_state, metrics = self.step_fn(self.state, batch)
     loss = float(metrics["loss"])
     if not math.isfinite(loss):
       self.diverged.append(f"the loss became {loss} at iter {self.step + 1}")
@@ -149,8 +169,13 @@ class Trainer:
   def evaluate(self, step: int) -> str | None:
     if self._evaluate is None:
       return None
+    first, start = self.last_eval is None, time.monotonic()
+    if first:
+      self.out("compiling the evaluation (the first one compiles it)...")
     metrics = self._evaluate(self.state, step)
-    self.log.write({"step": step, "time": time.monotonic() - self.begin, **metrics})
+    if first:
+      self.out(f"first evaluation in {time.monotonic() - start:.1f} s, compilation included")
+    self.log.write({"step": step, "time": self.clock.seconds(), **metrics})
     self.out("  eval at iter %d: %s" % (step, ", ".join(f"{k} {v:.4f}"
                                                          for k, v in metrics.items())))
     self.last_eval = step
@@ -164,7 +189,7 @@ class Trainer:
     if not finite.all_finite(self.state):
       self.diverged.append(f"the parameters or optimiser state became NaN/Inf by iter {step}")
       return False
-    self._save(step, self.state, time.monotonic() - self.begin)
+    self._save(step, self.state, self.clock.seconds())
     self.last_saved = step
     return True
 
@@ -194,7 +219,8 @@ def run(*, step_fn: Callable, state: Any, next_batch: Callable[[], Any], start_s
   stopped.
 
   `next_batch()` gives the next batch (the caller owns the data position, so its `save`
-  callback can store it); `save(step, state, elapsed)` writes a checkpoint;
+  callback can store it); `save(step, state, elapsed)` writes a checkpoint, `elapsed` the
+  seconds of training (`elapsed` here: those before this run);
   `evaluate(state, step) -> dict` returns metrics to log and print (e.g. val_bpc);
   the training metric printed is loss * bpc_scale (default 1 / (ln 2 * items_per_step)),
   named `metric` in the line and `train_<metric>` (lower case) in the log; each step
@@ -208,24 +234,21 @@ def run(*, step_fn: Callable, state: Any, next_batch: Callable[[], Any], start_s
   so the checkpoint's record of the best evaluation matches what the caller kept of it.
   """
   scale = bpc_scale if bpc_scale is not None else 1.0 / (math.log(2) * items_per_step)
-  begin = time.monotonic() - elapsed
-  bar = tqdm.tqdm(total=config.steps, initial=start_step, unit="step", dynamic_ncols=True,
-                  disable=not (progress_bar and sys.stderr.isatty()), leave=False)
-  out = print_fn or (lambda line: bar.write(line) if not bar.disable else print(line, flush=True))
+  clock = Stopwatch(elapsed)
+  bar = ProgressBar(config, start_step, elapsed, progress_bar)
+  out = print_fn or bar.write
   trainer = Trainer(step_fn, state, next_batch, log, save, evaluate, on_eval, items_per_step,
-                    unit, scale, metric, extra, out, begin, start_step)
+                    unit, scale, metric, extra, out, clock, start_step)
   if not finite.all_finite(state):  # (also compiles the check before the first save)
     raise TrainingError(f"the state training starts from at iter {start_step} holds NaN/Inf")
   try:
-    step, reason, signum = drive(config, trainer, start_step, begin,
-                                 on_step=lambda: bar.update(1))
+    step, reason, signum = drive(config, trainer, start_step, clock, on_step=bar.update)
   finally:
     bar.close()
   if reason == "nan":
     out(f"{trainer.diverged[0]}: stopping; the bad state is not saved")
-  return LoopResult(step, trainer.state, reason, time.monotonic() - trainer.begin,
-                    trainer.last_saved, detail=trainer.diverged[0] if trainer.diverged else "",
-                    signum=signum)
+  return LoopResult(step, trainer.state, reason, clock.seconds(), trainer.last_saved,
+                    detail=trainer.diverged[0] if trainer.diverged else "", signum=signum)
 
 
 def raise_if_diverged(result: LoopResult, latest_checkpoint: int | None, directory) -> None:

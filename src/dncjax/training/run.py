@@ -19,7 +19,7 @@ import sys
 from typing import Any, Callable
 
 from dncjax import configs
-from dncjax.training import checkpoint, console, loop, records, workdir
+from dncjax.training import checkpoint, compile_cache, console, loop, records, workdir
 from dncjax.training.config import RunOptions  # noqa: F401  (the options' home)
 
 FORMAT = 2  # checkpoint layout: bump when it changes (1: before the one optimiser chain)
@@ -115,6 +115,7 @@ def run(job: Job, defaults, given: configs.Given, options: RunOptions,
 
 def _run(job: Job, defaults, given, options: RunOptions, on_eval, folder) -> dict:
   out = job.out
+  compile_cache.enable(out)  # before anything compiles
   config, ckpts, meta = resolve(job, defaults, given, folder, options.resume)
   job.config, job.workdir, job.run_options = config, folder, options
   job.build(config, meta)

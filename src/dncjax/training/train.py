@@ -67,10 +67,9 @@ def window_loss(model: core.Model, loss_fn: Callable, params, states, batch: Bat
 
 
 def init_train_state(model: core.Model, optimizer, key, batch_size: int) -> TrainState:
-  """A fresh TrainState: params from fold_in(key, 0), the optimiser's state,
-  `batch_size` initial model states, and fold_in(key, 1)'s data as the
-  dropout key."""
-  params = model.init(jax.random.fold_in(key, 0))
+  """A fresh run's state; `model.init` runs as ONE compiled call (eagerly, its many small
+  random draws each cost a dispatch), to the same values (`core.normal`)."""
+  params = jax.jit(model.init)(jax.random.fold_in(key, 0))
   return TrainState(params, optimizer.init(params), core.batch_initial_state(model, batch_size),
                     jax.random.key_data(jax.random.fold_in(key, 1)))
 
