@@ -10,7 +10,8 @@
 Y char/s), evaluates on the held-out tail of the text, samples text, and keeps
 checkpoints, metrics.jsonl, samples.txt, metrics.png, log.txt and results.json in
 --workdir. Ctrl-C saves and stops; --resume continues exactly where the last checkpoint
-left off. --preset picks the defaults every other flag then changes.
+left off. --preset picks the defaults every other flag then changes. Compiled programs
+are cached in $DNCJAX_CACHE_DIR or ~/.cache/dncjax/jax (DNCJAX_COMPILE_CACHE=0: off).
 """
 
 from __future__ import annotations

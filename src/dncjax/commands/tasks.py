@@ -9,7 +9,8 @@ Y bit_errors, Z seq/s; loss in nats and bit errors per sequence, both on the tra
 batches), evaluates on fixed sequences never trained on (and at each --eval_length, to
 test generalisation), and keeps checkpoints, metrics.jsonl, loss.png, bit_errors.png,
 log.txt and results.json in --workdir. Ctrl-C saves and stops; --resume continues
-exactly where the last checkpoint left off.
+exactly where the last checkpoint left off. Compiled programs are cached in
+$DNCJAX_CACHE_DIR or ~/.cache/dncjax/jax (DNCJAX_COMPILE_CACHE=0: off).
 """
 
 from __future__ import annotations
