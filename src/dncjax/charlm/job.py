@@ -66,14 +66,18 @@ class CharLM(run.Job):
     self.best_ckpts = None
 
   def agreement(self, saved: RunConfig, given: configs.Given):
+    """As `Job.agreement`, but --data.path may differ from the checkpoint's (the text may move)."""
     return given.without("data.path").disagreements(saved)  # the text may move
 
   def on_resume(self, saved: RunConfig, given: configs.Given) -> RunConfig:
+    """The checkpoint's config, with --data.path if given (`build` checks its vocabulary)."""
     if given.value("data.path"):  # its vocabulary is checked once it is read
       return configs.replace(saved, "data.path", given.value("data.path"))
     return saved
 
   def build(self, config: RunConfig, meta: dict | None) -> None:
+    """Builds the device mesh, corpus, vocabulary, model, optimiser, lane batcher and train
+    step; checks the options against the text and, on a resume, its vocabulary."""
     self.mesh = parallel.make_mesh(self.devices, config.data.batch_size)
     if jax.process_count() > 1 and (self.run_options.schedule.steps is None
                                     or self.run_options.schedule.timelimit is not None):
@@ -105,6 +109,7 @@ class CharLM(run.Job):
       evaluate.stack_validation(val_ids, o.dynamic_seq_length, o.eval_lanes)
 
   def fresh(self) -> dict:
+    """The TrainState (sharded on a mesh) and sampling key of a fresh run; sets the lanes."""
     ts, self.lanes, self.rng = initial_run_state(self.model, self.optimizer, self.batcher,
                                                  self.config)
     if self.mesh is not None:
@@ -112,12 +117,15 @@ class CharLM(run.Job):
     return {"train": ts, "rng": self.rng}
 
   def restored(self, items: dict, meta: dict) -> dict:
+    """Takes up the sampling key, lane positions and best record of the checkpoint."""
     self.rng = np.asarray(items["rng"])
     self.lanes = batches.LaneState.from_dict(meta["data"])
     self.best = meta["best"]
     return {**items, "rng": self.rng}
 
   def begin(self, items: dict, step: int, resume: bool) -> None:
+    """Opens best/ (its record wins on a resume), clears a fresh run's samples.txt, prints
+    the data and model, prepares the validation and runs --gradcheck if asked."""
     folder, config = self.workdir, self.config
     self.best_ckpts = checkpoint.Checkpoints(folder / "best", keep=1)
     if resume and self.best_ckpts.latest_step() is not None:
@@ -144,13 +152,16 @@ class CharLM(run.Job):
       evaluate.run_gradcheck(self.model, host, self.batcher.next(self.lanes)[1], self.out)
 
   def meta(self, step: int) -> dict:
+    """The char-LM metadata of a checkpoint: vocabulary, lane positions, best record."""
     return meta_extra(self.vocab, self.lanes, self.best)
 
   def next_batch(self):
+    """The next window of every lane (sharded on a mesh); advances the lanes."""
     self.lanes, batch = self.batcher.next(self.lanes)
     return batch if self.mesh is None else parallel.shard_batch(batch, self.mesh)
 
   def evaluate(self, state, step: int) -> dict:
+    """Validation BPC (a new best is saved in best/) and, if asked, a sample printed."""
     metrics = {}
     params = state.params if self.mesh is None else parallel.to_host(state.params)
     if self.val_windows is not None:
@@ -166,6 +177,8 @@ class CharLM(run.Job):
     return metrics
 
   def sample_text(self, params, step: int) -> str:
+    """The prime and `sample_length` characters sampled after it (the key: the run's, folded
+    with `step`), also appended to samples.txt."""
     o = self.options
     key = jax.random.fold_in(checkpoint.array_to_key(self.rng), step)
     ids, _ = sampling.sample(self.model, params, self.model.initial_state(),
@@ -176,6 +189,8 @@ class CharLM(run.Job):
     return text
 
   def summarise(self, result: loop.LoopResult, logged: list[dict]) -> dict:
+    """results.json: the stop, the best validation BPC, the last train BPC, when it reached the
+    target BPC and, after a run that ended on its budget, dynamic evaluation."""
     self.best_ckpts.wait()
     summary = {"step": result.step, "elapsed_s": result.elapsed, "stopped_by": result.reason,
                "best_val_bpc": self.best["val_bpc"], "best_step": self.best["step"]}
@@ -217,6 +232,8 @@ class CharLM(run.Job):
     return out
 
   def finish(self, result: loop.LoopResult, summary: dict, logged: list[dict]) -> None:
+    """Closes best/, plots metrics.png and prints the closing line; a TrainingError if
+    dynamic evaluation diverged."""
     self.best_ckpts.close()
     if self.primary:
       plots.plot_metrics(logged, self.workdir / "metrics.png", title=f"{self.config.model_name}"
@@ -230,6 +247,7 @@ class CharLM(run.Job):
              f"{self.workdir}")
 
   def close(self) -> None:
+    """Closes best/'s checkpoints, if open."""
     if self.best_ckpts is not None:
       self.best_ckpts.close()
 
@@ -250,5 +268,6 @@ def train_and_evaluate(config: RunConfig, options: Options, run_options: run.Run
 
 
 def error_types() -> tuple[type[BaseException], ...]:
+  """The errors of a char-LM run that end the program with a one-line message."""
   return (data.DataError, checkpoint.CheckpointError, loop.TrainingError)
 

@@ -24,6 +24,17 @@ State = Any
 
 
 class Model(NamedTuple):
+  """A core: pure functions for ONE example (see the module's docstring) and its config.
+
+  init: key -> params, a flat dict of arrays (seed names, (out, in) matrices).
+  initial_state: () -> the state at t = 0, a pytree (NamedTuple) of arrays.
+  step: (params, state, x) -> (state, y), one time step; x a float vector [I] or a token id.
+  truncate: state -> the state handed to the next window under truncated BPTT.
+  config: the model's frozen hyperparameter dataclass (hashable, so static under jit).
+  recur, readout: None, or `step` split as readout o recur (`split_model`): recur
+    (params, state, x) -> (state, features) inside the scan, readout (params, features) -> y
+    outside it, time-parallel.
+  """
   init: Callable[[jax.Array], Params]
   initial_state: Callable[[], State]
   step: Callable[[Params, State, jax.Array], tuple[State, jax.Array]]

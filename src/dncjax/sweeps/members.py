@@ -30,6 +30,7 @@ def member(tree, i: int):
 
 
 def stack_batches(batches: list[pytrees.Batch]) -> pytrees.Batch:
+  """The members' batches stacked on a leading member axis: Batch [P, B, ...]."""
   return pytrees.Batch(*(np.stack(parts) for parts in zip(*batches)))
 
 
@@ -69,6 +70,7 @@ class PopulationSession:
     self.on_eval, self.out, self.clock, self.step = on_eval, out, clock, 0
 
   def alive(self) -> list[Member]:
+    """The members still training (not stopped)."""
     return [m for m in self.members if m.stopped_by is None]
 
   def _stop(self, m: Member, reason: str) -> None:
@@ -86,6 +88,8 @@ class PopulationSession:
                              "the population's evaluation", self.out)
 
   def train(self) -> str | None:
+    """One vmapped update of every live member; a member whose loss or state turns NaN/Inf
+    keeps its last good state and stops. None: the run goes on (see `stopped`)."""
     moved = [self.batcher.next(m.lanes) for m in self.members]
     mask = np.array([m.stopped_by is None for m in self.members])
     self.state, metrics = self.step_fn(self.state, stack_batches([b for _, b in moved]), mask)
@@ -105,6 +109,7 @@ class PopulationSession:
     return None
 
   def stopped(self) -> str | None:
+    """'stopped' once no member is alive, else None."""
     return None if self.alive() else "stopped"
 
   def report(self, index: int, step: int, seconds: float, interval_s: float) -> None:
@@ -158,12 +163,15 @@ class PopulationSession:
     ckpts.save(m.step, {"train": member(self.state, self.members.index(m)), "rng": m.rng}, meta)
 
   def save(self, step: int) -> bool:
+    """Checkpoints each live member; True (a NaN member is frozen, never saved)."""
     for m in self.alive():
       self._save(m, m.ckpts)
       m.last_saved = m.step
     return True
 
   def finish(self, step: int, reason: str) -> str:
+    """The final evaluation of each live member not evaluated at its last step; returns
+    `reason` (the final saves and results.json are `close`'s)."""
     self.evaluate(step, [m for m in self.alive() if m.last_eval != m.step and m.step > 0],
                   final=True)
     return reason

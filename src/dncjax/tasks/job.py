@@ -71,6 +71,8 @@ class TaskJob(run.Job):
     self.options = options
 
   def build(self, config: RunConfig, meta: dict | None) -> None:
+    """Takes the config's compiled model, optimiser, train step and evaluation (`compiled`)
+    and draws the evaluation sets."""
     self.model, self.optimizer, self.train_step, self.evaluate_fn = compiled(config)
     self.dtype = config.model.dtype
     self.items_per_step = config.batch_size
@@ -78,11 +80,13 @@ class TaskJob(run.Job):
                  for name, seqs in eval_sets(config, self.options).items()}
 
   def fresh(self) -> dict:
+    """The TrainState of a fresh run, initialised from the config's seed."""
     return {"train": train.init_train_state(self.model, self.optimizer,
                                             jax.random.key(self.config.seed),
                                             self.config.batch_size)}
 
   def begin(self, items: dict, step: int, resume: bool) -> None:
+    """Sets the batch position to `step`; prints the task and the model."""
     self.position = step
     n_params = sum(p.size for p in jax.tree.leaves(items["train"].params))
     self.out(f"task {self.config.task}; T = {self.config.task.time_steps}")
@@ -90,17 +94,21 @@ class TaskJob(run.Job):
              f"workdir {self.workdir}")
 
   def next_batch(self):
+    """The batch at the current position (`batch_at`); advances the position."""
     self.position += 1
     return metrics.to_batch(batch_at(self.config, self.position - 1), self.dtype)
 
   def evaluate(self, state, step: int) -> dict:
+    """The metrics (loss, bit_errors, perfect) of each evaluation set, as '<set>_<metric>'."""
     return {f"{name}_{key}": float(value) for name, batch in self.sets.items()
             for key, value in self.evaluate_fn(state.params, batch).items()}
 
   def summarise(self, result: loop.LoopResult, logged: list[dict]) -> dict:
+    """results.json: the last metrics and when eval bit errors fell below the target."""
     return summarize(logged, result, self.options.target)
 
   def finish(self, result: loop.LoopResult, summary: dict, logged: list[dict]) -> None:
+    """Plots loss.png and bit_errors.png and prints the final bit errors."""
     title = f"{self.config.model_name} on {self.config.task.name}"
     for metric, ylabel in (("loss", "nats per sequence"),
                            ("bit_errors", "bit errors per sequence")):
@@ -151,4 +159,5 @@ def restore(workdir: str | pathlib.Path):
 
 
 def error_types() -> tuple[type[BaseException], ...]:
+  """The errors of a task run that end the program with a one-line message."""
   return (checkpoint.CheckpointError, loop.TrainingError)

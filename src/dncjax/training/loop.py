@@ -48,13 +48,21 @@ class TrainingError(RuntimeError):
 class Session(Protocol):
   """What `drive` asks of a run; a returned reason ('nan', 'pruned', ...) stops it."""
 
-  def prepare(self) -> None: ...                  # compile the step: before the clock runs
-  def train(self) -> str | None: ...
-  def report(self, index: int, step: int, seconds: float, interval_s: float) -> None: ...
-  def evaluate(self, step: int) -> str | None: ...
-  def save(self, step: int) -> bool: ...          # False: the state was not fit to save
-  def stopped(self) -> str | None: ...            # a reason to stop before the next step
-  def finish(self, step: int, reason: str) -> str: ...  # the final evaluation and save
+  def prepare(self) -> None:
+    """Compiles the step (the clock does not run yet)."""
+  def train(self) -> str | None:
+    """One update (the clock runs); a reason to stop (e.g. 'nan') or None."""
+  def report(self, index: int, step: int, seconds: float, interval_s: float) -> None:
+    """Report `index` at `step`: `seconds` of training, `interval_s` since the last one."""
+  def evaluate(self, step: int) -> str | None:
+    """Evaluates at `step`; a reason to stop (e.g. 'nan', 'pruned') or None."""
+  def save(self, step: int) -> bool:
+    """Checkpoints at `step`; False: the state was not fit to save (the run stops: 'nan')."""
+  def stopped(self) -> str | None:
+    """A reason to stop before the next step, or None."""
+  def finish(self, step: int, reason: str) -> str:
+    """The final evaluation and save at `step`; the reason the run stopped ('nan' if they
+    failed, else `reason`)."""
 
 
 def drive(schedule: Schedule, session: Session, start_step: int, clock: Stopwatch,
@@ -101,6 +109,8 @@ def drive(schedule: Schedule, session: Session, start_step: int, clock: Stopwatc
 
 @dataclasses.dataclass
 class LoopResult:
+  """Where and why `run` stopped: the step and state there, the reason, the seconds of
+  training, the last step checkpointed, what went wrong (for 'nan') and the signal."""
   step: int
   state: Any
   reason: str       # 'steps', 'timelimit', 'interrupted', 'nan' or a reason from on_eval
@@ -138,10 +148,13 @@ class Trainer:
     self.interval_extra = dict.fromkeys(self.extra, 0.0)
 
   def prepare(self) -> None:
+    """Draws the first batch (trained on first) and compiles the step for it."""
     self.pending = self.next_batch()
     compile_ahead(self.step_fn, (self.state, self.pending), "the training step", self.out)
 
   def train(self) -> str | None:
+    """One update on the next batch, added to the interval's means; 'nan' (the state kept)
+    if the loss is NaN/Inf."""
     batch, self.pending = self.pending if self.pending is not None else self.next_batch(), None
     new_state, metrics = self.step_fn(self.state, batch)
     loss = float(metrics["loss"])
@@ -155,6 +168,7 @@ class Trainer:
     return None
 
   def report(self, index: int, step: int, seconds: float, interval_s: float) -> None:
+    """Prints and logs the progress line: the interval's mean metric(s) and rate."""
     value = self.interval_loss / self.interval_steps * self.scale
     rate = self.items * self.interval_steps / max(interval_s, 1e-9)
     means = {name: total / self.interval_steps for name, total in self.interval_extra.items()}
@@ -167,6 +181,8 @@ class Trainer:
     self._clear()
 
   def evaluate(self, step: int) -> str | None:
+    """Logs and prints the job's evaluation; 'nan' if a metric is NaN/Inf, else `on_eval`'s
+    reason."""
     if self._evaluate is None:
       return None
     first, start = self.last_eval is None, time.monotonic()
@@ -186,6 +202,7 @@ class Trainer:
     return self.on_eval(step, metrics) if self.on_eval is not None else None
 
   def save(self, step: int) -> bool:
+    """Checkpoints the state, unless it holds NaN/Inf (then False)."""
     if not finite.all_finite(self.state):
       self.diverged.append(f"the parameters or optimiser state became NaN/Inf by iter {step}")
       return False
@@ -194,6 +211,7 @@ class Trainer:
     return True
 
   def stopped(self) -> str | None:
+    """None: one model stops on its schedule, a NaN or an evaluation's reason."""
     return None
 
   def finish(self, step: int, reason: str) -> str:

@@ -25,13 +25,16 @@ class Stopwatch:
     self.counted, self.started = elapsed, None
 
   def start(self) -> None:
+    """Starts counting: training begins."""
     self.started = time.monotonic()
 
   def stop(self) -> None:
+    """Stops counting, adding the time since `start()`."""
     self.counted += time.monotonic() - self.started
     self.started = None
 
   def seconds(self) -> float:
+    """Seconds of training so far, a running interval included."""
     running = 0.0 if self.started is None else time.monotonic() - self.started
     return self.counted + running
 
@@ -65,6 +68,8 @@ class ProgressBar:
       self.bar = tqdm.tqdm(total=schedule.steps, initial=step, unit="step", **common)
 
   def update(self, step: int, seconds: float) -> None:
+    """Advances the bar after iteration `step`: to `seconds` of training under a time
+    limit, else by one iteration."""
     if self.limit is None:
       self.bar.update(1)
       return
@@ -72,10 +77,12 @@ class ProgressBar:
     self.bar.update(min(seconds, self.limit) - self.bar.n)
 
   def write(self, line: str) -> None:
+    """Prints `line` above the bar (plainly if the bar is off)."""
     if self.bar.disable:
       print(line, flush=True)
     else:
       self.bar.write(line)
 
   def close(self) -> None:
+    """Closes the bar (it leaves no line behind)."""
     self.bar.close()

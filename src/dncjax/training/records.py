@@ -39,10 +39,12 @@ class MetricsLog:
       self.path.unlink()
 
   def write(self, record: dict) -> None:
+    """Appends `record` as one JSON line."""
     with self.path.open("a") as f:
       f.write(json.dumps(record) + "\n")
 
   def read(self) -> list[dict]:
+    """The records written so far (see `read_metrics`)."""
     return read_metrics(self.path)
 
 
@@ -50,7 +52,9 @@ class NullLog:
   """What a non-primary process logs metrics to: nothing (see MetricsLog)."""
 
   def write(self, record: dict) -> None:
+    """Drops `record`."""
     pass
 
   def read(self) -> list[dict]:
+    """No records."""
     return []

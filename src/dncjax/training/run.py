@@ -31,6 +31,7 @@ def is_kind(meta: dict, kind: str) -> bool:
 
 
 def describe_kind(kind: str) -> str:
+  """The name of a `kind` job's checkpoints in messages: '<kind> checkpoint of format N'."""
   return f"{kind} checkpoint of format {FORMAT}"
 
 
@@ -57,9 +58,11 @@ class Job:
 
   @property
   def what(self) -> str:
+    """The name of this job's checkpoints in messages (see `describe_kind`)."""
     return describe_kind(self.kind)
 
   def is_ours(self, meta: dict) -> bool:
+    """Whether checkpoint metadata `meta` is of this job's kind, in this version's format."""
     return is_kind(meta, self.kind)
 
   def agreement(self, saved, given: configs.Given) -> list[tuple[str, Any, Any]]:
@@ -70,16 +73,32 @@ class Job:
     """The config a resumed run goes on with (the checkpoint's)."""
     return saved
 
-  def build(self, config, meta: dict | None) -> None: ...
-  def fresh(self) -> dict: ...
-  def restored(self, items: dict, meta: dict) -> dict: return items
-  def begin(self, items: dict, step: int, resume: bool) -> None: ...
-  def meta(self, step: int) -> dict: return {}
-  def next_batch(self): ...
-  def evaluate(self, state, step: int) -> dict: return {}
-  def summarise(self, result: loop.LoopResult, logged: list[dict]) -> dict: ...
-  def finish(self, result: loop.LoopResult, summary: dict, logged: list[dict]) -> None: ...
-  def close(self) -> None: ...
+  def build(self, config, meta: dict | None) -> None:
+    """Builds what the run needs from `config`: model, optimiser, data, `train_step`,
+    `items_per_step`; `meta` (the checkpoint's, on a resume; else None) to check against."""
+  def fresh(self) -> dict:
+    """The checkpointed items of a fresh run ({'train': TrainState, ...}), seeded from the
+    config; the job sets its own starting state (e.g. the data position) too."""
+  def restored(self, items: dict, meta: dict) -> dict:
+    """On a resume: takes up the restored `items` and their checkpoint's `meta` (e.g. the data
+    position); returns the items to train on (by default, as restored)."""
+    return items
+  def begin(self, items: dict, step: int, resume: bool) -> None:
+    """Before training from `step`: prints what runs and prepares outputs and evaluation."""
+  def meta(self, step: int) -> dict:
+    """The job's own metadata for a checkpoint at `step` (by default, none)."""
+    return {}
+  def next_batch(self):
+    """The next training batch; the job keeps the data position (`meta` can save it)."""
+  def evaluate(self, state, step: int) -> dict:
+    """Metrics of `state` at `step` to log and print (e.g. val_bpc); by default, none."""
+    return {}
+  def summarise(self, result: loop.LoopResult, logged: list[dict]) -> dict:
+    """The summary for results.json, from where the run stopped and the records logged."""
+  def finish(self, result: loop.LoopResult, summary: dict, logged: list[dict]) -> None:
+    """After results.json is written: the job's last outputs (e.g. plots) and lines."""
+  def close(self) -> None:
+    """Releases what the job holds (e.g. checkpoint managers), however the run ended."""
 
 
 def resolve(job: Job, defaults, given: configs.Given, folder: pathlib.Path, resume: bool):
