@@ -1,5 +1,6 @@
 """The core interface: scan == loop, vmap == per-example loop, jit == no jit, no recompiles,
-token ids == one-hot, episode resets inside the scan, finite outputs for zero memory and large inputs, clear config errors."""
+token ids == one-hot, episode resets inside the scan, finite outputs for zero memory and
+large inputs, clear config errors."""
 
 import jax
 import jax.numpy as jnp
