@@ -105,12 +105,15 @@ def main(argv=None):
     new = {"params": optax.apply_updates(state["params"], updates), "opt_state": opt_state}
     return new, loss, metrics.bit_errors(logits, (seqs.targets, seqs.mask))
 
-  manager, began = checkpoints(args.workdir), time.time()
+  manager, began, window = checkpoints(args.workdir), time.time(), []
   for step in range(start + 1, args.steps + 1):
     state, loss, errors = train_step(state, generators.sample(task, rng, args.batch_size))
+    window.append((loss, errors))
     if step % args.report_every == 0 or step == args.steps:
-      print(f"step {step}: loss {float(loss):.4f} bit errors {float(errors):.3f} "
+      loss, errors = np.mean(np.asarray(window), axis=0)  # means since the last line
+      print(f"step {step}: loss {loss:.4f} bit errors {errors:.3f} "
             f"({time.time() - began:.1f} s)", flush=True)
+      window = []
     if step % args.checkpoint_every == 0 or step == args.steps:
       manager.save(step, args=ocp.args.StandardSave(state))
   manager.wait_until_finished()
