@@ -9,6 +9,7 @@ SRC = REPO / "src"
 LAYERS = [  # lowest first; a module may import its own layer and those below
     {"dncjax.checks", "dncjax.pytrees", "dncjax.fields"},
     {"dncjax.models"},
+    {"dncjax.flax"},
     {"dncjax.configs"},
     {"dncjax.training"},
     {"dncjax.cli"},

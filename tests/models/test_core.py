@@ -1,5 +1,6 @@
 """The core interface: scan == loop, vmap == per-example loop, jit == no jit, no recompiles,
-token ids == one-hot, finite outputs for zero memory and large inputs, clear config errors."""
+token ids == one-hot, episode resets inside the scan, finite outputs for zero memory and
+large inputs, clear config errors."""
 
 import jax
 import jax.numpy as jnp
@@ -155,3 +156,62 @@ def test_parameter_names_and_shapes_follow_the_seed():
 def test_bad_configs_raise_clear_errors(name, hyper, message):
   with pytest.raises(ValueError, match=message):
     dncjax.make_model(name, V, V, **hyper)
+
+
+def _close(a, b):
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+    np.testing.assert_allclose(x, y, rtol=1e-12, atol=1e-14)
+
+
+def test_reset_all_false_equals_no_reset(setup):
+  model, params, tokens, states = setup
+  finals, ys = core.batch_unroll(model, params, states, tokens)
+  finals_r, ys_r = core.batch_unroll(model, params, states, tokens, jnp.zeros((B, S), bool))
+  _close((finals, ys), (finals_r, ys_r))
+
+
+def test_packed_episodes_equal_each_episode_run_alone(setup):
+  # Given lanes holding episode A (from a random state) then episode B, reset at B's start
+  model, params, tokens, states = setup
+  cut = jnp.array([2, 3, 1])
+  reset = jnp.arange(S)[None, :] == cut[:, None]
+  finals, ys = core.batch_unroll(model, params, states, tokens, reset)
+  features_final, _ = core.batch_unroll_features(model, params, states, tokens, reset)
+  _close(finals, features_final)
+  for b in range(B):
+    k = int(cut[b])
+    state_b = jax.tree.map(lambda a: a[b], states)
+    _, ys_a = core.unroll(model, params, state_b, tokens[b, :k])
+    final_b, ys_b = core.unroll(model, params, model.initial_state(), tokens[b, k:])
+    _close(ys[b, :k], ys_a)
+    _close(ys[b, k:], ys_b)
+    _close(jax.tree.map(lambda a: a[b], finals), final_b)
+
+
+def test_the_state_after_a_reset_is_the_initial_state(setup):
+  model, params, tokens, states = setup
+  state0 = jax.tree.map(lambda a: a[0], states)
+  reset = jnp.zeros((S,), bool).at[S - 1].set(True)
+  # the last step runs from initial_state(): its result is one step from there
+  final, ys = core.unroll(model, params, state0, tokens[0], reset)
+  expected, y = model.step(params, model.initial_state(), tokens[0, S - 1])
+  _close((final, ys[-1]), (expected, y))
+  _close(core.reset_where(model, jnp.asarray(True), state0), model.initial_state())
+  _close(core.reset_where(model, jnp.asarray(False), state0), state0)
+
+
+@pytest.mark.parametrize("reset, message", [
+    (np.zeros((B, S + 1), bool), r"reset must have shape \(3, 5\)"),
+    (np.zeros((S,), bool), r"reset must have shape \(3, 5\)"),
+    (np.zeros((B, S), np.int32), "reset must be a bool array"),
+    ([[False] * S] * B, "reset must be a bool array of shape"),
+])
+def test_a_bad_reset_raises_a_clear_error(reset, message):
+  model = build("rnn")
+  params = model.init(jax.random.key(0))
+  tokens = jnp.zeros((B, S), jnp.int32)
+  states = core.batch_initial_state(model, B)
+  with pytest.raises(ValueError, match=message):
+    core.batch_unroll(model, params, states, tokens, reset)
+  with pytest.raises(ValueError, match="reset must"):
+    core.unroll(model, params, model.initial_state(), tokens[0], np.zeros((S, 1), bool))

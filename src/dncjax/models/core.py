@@ -9,7 +9,9 @@ A core is a `Model`: a NamedTuple of pure functions written for ONE example.
                                         truncated BPTT (e.g. the seed DNC wipes its memory)
 
 Time is one `jax.lax.scan` over `step` (`unroll`); the batch is one `jax.vmap`
-(`batch_unroll`). The registry of models is `dncjax.models` (`make_model`, `build`).
+(`batch_unroll`). Packed episodes: an optional `reset` flag per step (`[T]`, batched
+`[B, T]`, bool) returns the state to `initial_state()` before the steps it marks, inside
+the scan. The registry of models is `dncjax.models` (`make_model`, `build`).
 """
 
 from __future__ import annotations
@@ -72,13 +74,35 @@ def normal(key: jax.Array, shape: tuple[int, ...], scale: float, dtype) -> jax.A
   return scale * jax.lax.optimization_barrier(jax.random.normal(key, shape, dtype))
 
 
-def unroll_features(model: Model, params: Params, state: State, xs: jax.Array):
+def check_reset(reset, shape: tuple[int, ...]) -> None:
+  """ValueError naming `reset` unless it is a bool array of `shape` ([T] or [B, T])."""
+  if not hasattr(reset, "shape") or not hasattr(reset, "dtype"):
+    raise ValueError(f"reset must be a bool array of shape {shape}, got {type(reset).__name__}")
+  if tuple(reset.shape) != tuple(shape):
+    raise ValueError(f"reset must have shape {tuple(shape)} (one flag per lane and step), "
+                     f"got {tuple(reset.shape)}")
+  if reset.dtype != jnp.bool_:
+    raise ValueError(f"reset must be a bool array, got dtype {reset.dtype}")
+
+
+def reset_where(model: Model, reset: jax.Array, state: State) -> State:
+  """`initial_state()` where the scalar flag `reset` is true, else `state` (a select)."""
+  initial = model.initial_state()
+  return jax.tree.map(lambda s0, s: jnp.where(reset, s0.astype(s.dtype), s), initial, state)
+
+
+def unroll_features(model: Model, params: Params, state: State, xs: jax.Array,
+                    reset: jax.Array | None = None):
   """The recurrence alone over time for one example: (final state, features [T, ...]).
 
-  For a model without a recur/readout split the features are its outputs y."""
-  if model.recur is None:
-    return jax.lax.scan(lambda s, x: model.step(params, s, x), state, xs)
-  return jax.lax.scan(lambda s, x: model.recur(params, s, x), state, xs)
+  For a model without a recur/readout split the features are its outputs y. With `reset`
+  [T] bool, the state is returned to `initial_state()` before each step t it marks."""
+  fn = model.step if model.recur is None else model.recur
+  if reset is None:
+    return jax.lax.scan(lambda s, x: fn(params, s, x), state, xs)
+  check_reset(reset, xs.shape[:1])
+  return jax.lax.scan(lambda s, xr: fn(params, reset_where(model, xr[1], s), xr[0]), state,
+                      (xs, reset))
 
 
 def readout(model: Model, params: Params, features, time_axes: int = 1):
@@ -91,23 +115,35 @@ def readout(model: Model, params: Params, features, time_axes: int = 1):
   return fn(features)
 
 
-def unroll(model: Model, params: Params, state: State, xs: jax.Array):
+def unroll(model: Model, params: Params, state: State, xs: jax.Array,
+           reset: jax.Array | None = None):
   """Runs `step` over time for one example: xs [T, ...] -> (final state, ys [T, O]).
 
   With a recur/readout split, the scan runs `recur` and the readout is applied to all
-  T features at once after it; the values are those of a scan over `step`."""
-  state, features = unroll_features(model, params, state, xs)
+  T features at once after it; the values are those of a scan over `step`. `reset` [T]
+  bool (optional) restarts the state from `initial_state()` before the steps it marks."""
+  state, features = unroll_features(model, params, state, xs, reset)
   return state, readout(model, params, features)
 
 
-def batch_unroll(model: Model, params: Params, states: State, xs_B: jax.Array):
-  """`unroll` vmapped over a batch: states and xs carry a leading B axis."""
-  return jax.vmap(lambda s, xs: unroll(model, params, s, xs))(states, xs_B)
+def batch_unroll(model: Model, params: Params, states: State, xs_B: jax.Array,
+                 reset: jax.Array | None = None):
+  """`unroll` vmapped over a batch: states and xs carry a leading B axis; `reset`, if
+  given, is [B, T] bool (lane b restarts before step t where reset[b, t])."""
+  if reset is None:
+    return jax.vmap(lambda s, xs: unroll(model, params, s, xs))(states, xs_B)
+  check_reset(reset, xs_B.shape[:2])
+  return jax.vmap(lambda s, xs, r: unroll(model, params, s, xs, r))(states, xs_B, reset)
 
 
-def batch_unroll_features(model: Model, params: Params, states: State, xs_B: jax.Array):
-  """`unroll_features` vmapped over a batch."""
-  return jax.vmap(lambda s, xs: unroll_features(model, params, s, xs))(states, xs_B)
+def batch_unroll_features(model: Model, params: Params, states: State, xs_B: jax.Array,
+                          reset: jax.Array | None = None):
+  """`unroll_features` vmapped over a batch (`reset` as in `batch_unroll`)."""
+  if reset is None:
+    return jax.vmap(lambda s, xs: unroll_features(model, params, s, xs))(states, xs_B)
+  check_reset(reset, xs_B.shape[:2])
+  return jax.vmap(lambda s, xs, r: unroll_features(model, params, s, xs, r))(
+      states, xs_B, reset)
 
 
 def batch_initial_state(model: Model, batch_size: int) -> State:
