@@ -67,7 +67,7 @@ def test_readme_relative_links_point_to_files():
 
 def test_readme_library_example_runs():
   # In a process of its own, as a reader runs it: the tests' conftest turns on float64.
-  (example,) = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+  example, *others = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), re.S)
   check = ("\nassert set(grads) == set(params)\n"
            "assert all(g.shape == params[k].shape for k, g in grads.items())\n"
            "assert all(bool(jax.numpy.isfinite(g).all()) for g in grads.values())\n")
@@ -75,4 +75,8 @@ def test_readme_library_example_runs():
   env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), env.get("PYTHONPATH")]))
   done = subprocess.run([sys.executable, "-c", example + check], cwd=REPO, env=env,
                         capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0, done.stderr
+  (flax_example,) = others  # "Use the DNC in your own Flax model"
+  done = subprocess.run([sys.executable, "-c", flax_example + "\nassert variables['params']\n"],
+                        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
   assert done.returncode == 0, done.stderr
