@@ -142,9 +142,9 @@ def test_a_jobs_default_is_shown_and_is_what_an_unset_flag_takes(monkeypatch):
 
 def test_given_holds_only_flags_with_a_value():
   assert given() == configs.Given()
-  assert given("--hidden", "8", "--no-remat") == configs.Given((
-      configs.Setting("model.hidden", "--hidden", 8),
-      configs.Setting("model.remat", "--remat", False)))
+  assert given("--hidden", "8", "--no-remat") == configs.Given((  # flags as typed
+      configs.Setting("model.hidden", "--hidden", 8, ("--hidden",)),
+      configs.Setting("model.remat", "--no-remat", False, ("--remat", "--no-remat"))))
   defaults = Job(configs.model_config("lstm", {"hidden": 16}))  # a job's default is no
   assert given(defaults=defaults) == configs.Given()             # setting, but reaches
   assert given(defaults=defaults).apply(defaults).model.hidden == 16  # the model
@@ -157,7 +157,8 @@ def test_model_hyperparameters_are_checked_against_the_model():
   with pytest.raises(cli.UsageError) as info:
     given("--hidden", "8", "--memory_size", "4").apply(Job())  # the default model: lstm
   takes = ", ".join(sorted(models.takes("lstm") - SKIPPED))
-  assert str(info.value) == f"--memory_size does not apply to model 'lstm' (it takes: {takes})"
+  flags = ", ".join("--" + t for t in sorted(models.takes("lstm") - SKIPPED))
+  assert str(info.value) == f"--memory_size does not apply to model 'lstm' (its flags: {flags})"
   assert "memory_size" not in takes and "dtype" not in takes and "hidden" in takes
   assert isinstance(info.value, ValueError)  # so cli.run makes it one line
   assert cli.UsageError is configs.UsageError

@@ -37,7 +37,7 @@ def test_json_of_another_version_is_refused():
     charlm_config.RunConfig.from_json({**data, "hyper": {"hidden": 8}})
   with pytest.raises(ValueError, match="written as a dict with its name"):
     charlm_config.RunConfig.from_json({**data, "model": "lstm"})
-  with pytest.raises(ValueError, match="not settings of model 'seed_dnc': bogus"):
+  with pytest.raises(ValueError, match="not settings of model 'lstm': bogus"):
     charlm_config.RunConfig.from_json({**data, "model": {**data["model"], "bogus": 1}})
 
 
@@ -64,16 +64,16 @@ def test_a_flag_the_model_lacks_is_a_usage_error():
 
 def test_disagreements_name_the_flags():
   saved = charlm_config.RunConfig()
-  assert given(model__hidden=128, optim__learning_rate=0.2).disagreements(saved) == []
+  assert given(model__hidden=128, optim__learning_rate=0.124).disagreements(saved) == []
   assert given(model__hidden=64, seed=3).disagreements(saved) == [
       ("--model__hidden", 64, 128), ("--seed", 3, 0)]
   assert given(model__link_sharpness=True).disagreements(saved) == [
-      ("--model__link_sharpness", True, "not a setting of model 'seed_dnc'")]
+      ("--model__link_sharpness", True, "not a setting of model 'lstm'")]
 
 
 def test_get_and_replace_follow_paths():
   config = charlm_config.RunConfig()
-  assert configs.get(config, "model") == "seed_dnc"
+  assert configs.get(config, "model") == "lstm"
   assert configs.get(config, "data.seq_length") == 32
   assert configs.replace(config, "data.seq_length", 8).data.seq_length == 8
   with pytest.raises(ValueError, match="--seqlength must be positive"):

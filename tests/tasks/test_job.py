@@ -86,7 +86,7 @@ def test_one_line_error_and_exit_status(tmp_path):
   done = subprocess.run([sys.executable, str(REPO / "experiments" / "tasks.py"), "--workdir",
                          str(tmp_path), "--batchsize", "0"], capture_output=True, text=True)
   assert done.returncode == 2
-  assert done.stderr.strip().splitlines() == ["error: batch_size must be a positive integer, "
+  assert done.stderr.strip().splitlines() == ["error: --batchsize must be a positive integer, "
                                               "got 0"]
 
 

@@ -78,6 +78,8 @@ class CharLM(run.Job):
   def build(self, config: RunConfig, meta: dict | None) -> None:
     """Builds the device mesh, corpus, vocabulary, model, optimiser, lane batcher and train
     step; checks the options against the text and, on a resume, its vocabulary."""
+    if models.enable_x64_for(config.model):
+      self.out(models.X64_NOTICE)
     self.mesh = parallel.make_mesh(self.devices, config.data.batch_size)
     if jax.process_count() > 1 and (self.run_options.schedule.steps is None
                                     or self.run_options.schedule.timelimit is not None):

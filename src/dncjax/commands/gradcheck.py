@@ -36,7 +36,8 @@ def main(argv=None) -> int:
   import dncjax
   from dncjax.training import gradcheck
   config = dncjax.make_config(name, args.vocab, args.vocab, **fields)
-  dncjax.models.enable_x64_for(config)
+  if dncjax.models.enable_x64_for(config):
+    print(dncjax.models.X64_NOTICE)
   model = dncjax.build(config)
   rows = gradcheck.check_model(model, batch_size=args.batchsize, seq_length=args.seqlength,
                                seed=args.seed, num_checks=args.num_checks, delta=args.delta)

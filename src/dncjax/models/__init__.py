@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import sys
 
 from dncjax.models import hparams
 
@@ -78,13 +77,18 @@ def build(config):
   return importlib.import_module(REGISTRY[name][1]).make(config)
 
 
-def enable_x64_for(config) -> None:
+X64_NOTICE = "float64 model: jax_enable_x64 is switched on for this process"
+
+
+def enable_x64_for(config) -> bool:
   """Switches on `jax_enable_x64` for this process when `config` is a float64 model (the
-  jobs and scripts call this; a library caller does it themselves), saying so on stderr."""
+  jobs and scripts call this, and print `X64_NOTICE` when it returns True; a library
+  caller asks for 64-bit JAX themselves). True when it switched it on."""
   import jax  # pylint: disable=import-outside-toplevel
   if config.dtype == "float64" and not jax.config.jax_enable_x64:
     jax.config.update("jax_enable_x64", True)
-    print("float64 model: jax_enable_x64 is on for this process", file=sys.stderr)
+    return True
+  return False
 
 
 def make_model(name: str, input_size: int, output_size: int, **hyperparameters):

@@ -73,6 +73,8 @@ class TaskJob(run.Job):
   def build(self, config: RunConfig, meta: dict | None) -> None:
     """Takes the config's compiled model, optimiser, train step and evaluation (`compiled`)
     and draws the evaluation sets."""
+    if models.enable_x64_for(config.model):
+      self.out(models.X64_NOTICE)
     self.model, self.optimizer, self.train_step, self.evaluate_fn = compiled(config)
     self.dtype = config.model.dtype
     self.items_per_step = config.batch_size
