@@ -389,10 +389,10 @@ def _through(forward, backward):
 def _plant(monkeypatch, wrap_output):
   """Every model the CLI builds runs `step` with its output y through `wrap_output` (its
   recur/readout split dropped, so the window loss runs `step` itself)."""
-  make = dncjax.make_model
+  build = dncjax.build
 
-  def planted_model(*args, **kwargs):
-    model = make(*args, **kwargs)
+  def planted_model(config):
+    model = build(config)
 
     def step(params, state, x):
       state, y = model.step(params, state, x)
@@ -400,7 +400,7 @@ def _plant(monkeypatch, wrap_output):
 
     return model._replace(step=step, recur=None, readout=None)
 
-  monkeypatch.setattr(GRADCHECK.dncjax, "make_model", planted_model)
+  monkeypatch.setattr(dncjax, "build", planted_model)  # what the gradcheck command builds with
 
 
 def _verdict(capsys, argv):
