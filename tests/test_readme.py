@@ -2,6 +2,7 @@
 show is one the programs accept."""
 
 import importlib
+import importlib.util
 import pathlib
 import re
 import shlex
@@ -38,6 +39,14 @@ def _documented_commands():
   return out
 
 
+def _example(name: str):
+  spec = importlib.util.spec_from_file_location(f"example_{name}",
+                                                REPO / "experiments" / f"{name}.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
 def test_every_documented_command_parses_and_checks():
   """Each command of the README and docs/ is accepted by its program's parser and its
   settings pass the checks a run makes before it loads JAX."""
@@ -48,6 +57,13 @@ def test_every_documented_command_parses_and_checks():
   commands = _documented_commands()
   assert len(commands) > 20 and {c[0] for c in commands} >= {"alice", "tasks", "sweep"}
   for script, argv, where in commands:
+    if not (REPO / "src" / "dncjax" / "commands" / f"{script}.py").exists():
+      module = _example(script)  # an example script with a parser() of its own
+      try:
+        module.parser().parse_args(argv)
+      except SystemExit as e:
+        raise AssertionError(f"{where}: {e!r}") from None
+      continue
     module = importlib.import_module(f"dncjax.commands.{script}")
     try:
       if script == "alice":
