@@ -207,30 +207,52 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(text_file, tmp_path):
   assert 0 < step < 20 and meta["step"] == step
 
 
+def _steps_on_disk(folder):
+  """(complete steps, steps being saved) in a checkpoint folder: orbax writes a step into
+  `<step>.orbax-checkpoint-tmp*` and renames it to `<step>` once complete."""
+  names = [p.name for p in folder.iterdir()] if folder.is_dir() else []
+  done = {int(n) for n in names if n.isdigit()}
+  saving = {int(n.split(".")[0]) for n in names
+            if ".orbax-checkpoint-tmp" in n and n.split(".")[0].isdigit()}
+  return done, saving
+
+
+def _poll(proc, log, condition, what, deadline=300.0):
+  """Waits (up to `deadline` seconds) until `condition()` holds while `proc` runs."""
+  end = time.monotonic() + deadline
+  while not condition():
+    assert proc.poll() is None, f"alice.py ended before {what}:\n{log.read_text()}"
+    assert time.monotonic() < end, f"no {what} in {deadline} s:\n{log.read_text()}"
+    time.sleep(0.002)
+
+
 def test_sigkill_while_saving_leaves_a_restorable_checkpoint(text_file, tmp_path):
+  folder = tmp_path / "checkpoints"
   cmd = [sys.executable, "experiments/alice.py", "--data", str(text_file), "--workdir",
          str(tmp_path), *TINY, "--steps", "100000", "--checkpoint_every", "1", "--keep", "2",
          "--eval_every", "0", "--sample_length", "0"]
   rng = np.random.default_rng(0)
   for attempt in range(3):
-    proc = subprocess.Popen(cmd + (["--resume"] if attempt else []), cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    line = ""
-    while "iter" not in line:  # training (and saving every step) has begun
-      line = proc.stdout.readline()
-      assert line or proc.poll() is None, "alice.py ended before training"
-    saved = {p.name for p in (tmp_path / "checkpoints").glob("[0-9]*") if p.name.isdigit()}
-    while not {p.name for p in (tmp_path / "checkpoints").glob("[0-9]*")
-               if p.name.isdigit()} - saved:  # this leg's first complete save, however late
-      assert proc.poll() is None, "alice.py ended before saving"
-      time.sleep(0.01)
-    time.sleep(rng.uniform(0.05, 0.6))  # then kill it during one of its later saves
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    ckpts = checkpoint.Checkpoints(tmp_path / "checkpoints", create=False)
+    start = max(_steps_on_disk(folder)[0], default=0)
+    log = tmp_path / f"leg{attempt}.log"
+    with log.open("w") as out:
+      proc = subprocess.Popen(cmd + (["--resume"] if attempt else []), cwd=REPO, stdout=out,
+                              stderr=subprocess.STDOUT)
+    try:
+      # this leg's first complete save, however late it comes
+      _poll(proc, log, lambda: max(_steps_on_disk(folder)[0], default=0) > start,
+            "complete checkpoint")
+      # then kill it while one of its next few saves is under way
+      saved = max(_steps_on_disk(folder)[0]) + int(rng.integers(0, 3))
+      _poll(proc, log, lambda: max(_steps_on_disk(folder)[1], default=0) > saved,
+            "later save")
+    finally:
+      proc.send_signal(signal.SIGKILL)
+      proc.wait()
+    ckpts = checkpoint.Checkpoints(folder, create=False)
     step, _ = ckpts.restore_meta()
     _, params, _, _ = restore.restore_for_sampling(tmp_path)
-    assert step > 0 and all(np.isfinite(v).all() for v in params.values())
+    assert step > start and all(np.isfinite(v).all() for v in params.values())
 
 
 def test_ctrl_c_saves_a_checkpoint_and_exits_130(text_file, tmp_path):
