@@ -265,7 +265,7 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130(text_file, tmp_path):
     line = proc.stdout.readline()
     assert line or proc.poll() is None, "alice.py ended before training"
   proc.send_signal(signal.SIGINT)
-  output = proc.communicate(timeout=120)[0]
+  output = proc.communicate(timeout=300)[0]
   assert proc.returncode == 130 and "--resume" in output
   step, meta = checkpoint.Checkpoints(tmp_path / "checkpoints", create=False).restore_meta()
   assert step >= 2 and meta["step"] == step

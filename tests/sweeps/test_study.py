@@ -109,7 +109,7 @@ def test_unreachable_storage_is_one_line(tmp_path, url):
   assert "\n" not in str(e.value) and "secret" not in str(e.value)
 
 
-def _wait_for_checkpoint(folder, proc, timeout=120):
+def _wait_for_checkpoint(folder, proc, timeout=600):
   end = time.monotonic() + timeout
   while time.monotonic() < end and proc.poll() is None:
     ckpts = folder / "checkpoints"
@@ -153,7 +153,7 @@ def test_ctrl_c_keeps_finished_trials_and_resumes(tmp_path):
                           start_new_session=True)
   _wait_for_checkpoint(workdir / "trials" / "0001", proc)
   os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
-  out, err = proc.communicate(timeout=120)
+  out, err = proc.communicate(timeout=300)
   assert proc.returncode == 130, err
   assert "run the same command again to resume" in err
   states = [t.state.name for t in trials_of(workdir)]

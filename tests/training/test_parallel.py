@@ -141,7 +141,7 @@ def test_two_processes_resume_a_one_device_run(text_file, one, tmp_path, bpcs,
   procs = [subprocess.Popen(cmd + ["--process_id", str(i)], cwd=REPO, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for i in (0, 1)]
   try:
-    outputs = [p.communicate(timeout=150)[0] for p in procs]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
   finally:
     for p in procs:  # jax.distributed catches SIGTERM: kill
       if p.poll() is None:
