@@ -48,6 +48,7 @@ def straight(text_file, tmp_path_factory):
   return workdir
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(text_file, straight, tmp_path, bpcs):
   run(text_file, tmp_path, "--steps", "4", "--checkpoint_every", "4")
   assert checkpoint.Checkpoints(tmp_path / "checkpoints", create=False).latest_step() == 4
@@ -61,6 +62,7 @@ def test_resume_continues_exactly(text_file, straight, tmp_path, bpcs):
   assert all(np.array_equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_run_writes_its_outputs(straight, bpcs):
   names = {p.name for p in straight.iterdir()}
   assert {"checkpoints", "best", "metrics.jsonl", "samples.txt", "metrics.png", "results.json",
@@ -74,12 +76,14 @@ def test_run_writes_its_outputs(straight, bpcs):
   assert "---- iter 3" in (straight / "samples.txt").read_text()
 
 
+@pytest.mark.slow
 def test_sample_script_restores_and_generates(straight, capsys):
   assert sample.main(["--workdir", str(straight), "--length", "40", "--prime", "Al"]) == 0
   text = capsys.readouterr().out.rstrip("\n")
   assert text.startswith("Al") and len(text) == 42
 
 
+@pytest.mark.slow
 def test_dynamic_evaluation_scores_before_learning(text_file, tmp_path):
   run(text_file, tmp_path, "--steps", "3", "--dynamic_eval", "--dynamic_lr", "1e-12")
   results = json.loads((tmp_path / "results.json").read_text())
@@ -90,6 +94,7 @@ def test_dynamic_evaluation_scores_before_learning(text_file, tmp_path):
   assert adapted < results["dynamic_val_bpc"]
 
 
+@pytest.mark.slow
 def test_dynamic_eval_script_grid(straight, capsys, tmp_path, folder_digest):
   before = folder_digest(straight)
   table = tmp_path / "grid.csv"
@@ -114,6 +119,7 @@ def test_dynamic_eval_script_grid(straight, capsys, tmp_path, folder_digest):
   assert folder_digest(straight) == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flags, message", [
     (["--lr", "0"], "--lr must be positive"),
     (["--decay", "-1"], "--decay must be >= 0"),
@@ -148,6 +154,7 @@ BAD = [  # (flags, message, resume into the finished run?)
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flags, message, resume", BAD)
 def test_bad_input_is_one_line_and_leaves_checkpoints_alone(text_file, straight, tmp_path,
                                                            flags, message, resume,
@@ -172,6 +179,7 @@ def test_bad_input_is_one_line_and_leaves_checkpoints_alone(text_file, straight,
   assert not (tmp_path / "fresh" / "checkpoints").exists()
 
 
+@pytest.mark.slow
 def test_resume_without_checkpoint_and_corrupt_checkpoint(text_file, straight, tmp_path,
                                                            folder_digest):
   with pytest.raises(checkpoint.CheckpointError, match="no checkpoint"):
@@ -197,6 +205,7 @@ def test_cli_errors_exit_nonzero_with_one_line(tmp_path):
   assert not (tmp_path / "w" / "checkpoints").exists()
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(text_file, tmp_path):
   with pytest.raises(loop.TrainingError, match="NaN"):
     alice.main(["--data", str(text_file), "--workdir", str(tmp_path), "--model", "rnn",
@@ -226,6 +235,7 @@ def _poll(proc, log, condition, what, deadline=300.0):
     time.sleep(0.002)
 
 
+@pytest.mark.slow
 def test_sigkill_while_saving_leaves_a_restorable_checkpoint(text_file, tmp_path):
   folder = tmp_path / "checkpoints"
   cmd = [sys.executable, "experiments/alice.py", "--data", str(text_file), "--workdir",
@@ -255,6 +265,7 @@ def test_sigkill_while_saving_leaves_a_restorable_checkpoint(text_file, tmp_path
     assert step > start and all(np.isfinite(v).all() for v in params.values())
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_a_checkpoint_and_exits_130(text_file, tmp_path):
   proc = subprocess.Popen([sys.executable, "experiments/alice.py", "--data", str(text_file),
                            "--workdir", str(tmp_path), *TINY, "--steps", "100000",

@@ -29,6 +29,8 @@ TINY = ["--model", "lstm", "--hidden", "8", "--batchsize", "4", "--seqlength", "
         "--checkpoint_every", "3", "--dropout", "0.1"]  # float32: rtol 1e-5 is float32 rounding
 RTOL = 1e-5
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(autouse=True)
 def two_devices():
