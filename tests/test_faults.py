@@ -82,6 +82,7 @@ def records(workdir, key):
 # ---------------------------------------------------------------- 1. the NaN guard
 
 
+@pytest.mark.slow
 def test_nan_guard_saves_only_finite_parameters(text_file, tmp_path):
   with pytest.raises(loop.TrainingError, match="NaN") as info:
     alice_main(["--data", text_file, "--workdir", tmp_path, *DIVERGING, "--steps", "300",
@@ -116,6 +117,7 @@ def test_nonfinite_validation_stops_the_run(tmp_path):
   assert saved == [2]  # the step whose evaluation was NaN is not saved
 
 
+@pytest.mark.slow
 def test_sample_refuses_nonfinite_parameters(text_file, tmp_path, capsys):
   alice_main(["--data", text_file, "--workdir", tmp_path, *TINY, "--steps", "2"])
   ckpts = checkpoint.Checkpoints(tmp_path / "checkpoints")
@@ -133,6 +135,7 @@ def test_sample_refuses_nonfinite_parameters(text_file, tmp_path, capsys):
 # ---------------------------------------------------------------- 2. one run per workdir
 
 
+@pytest.mark.slow
 def test_a_second_run_in_a_busy_workdir_is_refused(text_file, tmp_path):
   first = script("alice", "--data", text_file, "--workdir", tmp_path, *TINY,
                  "--steps", "100000", "--eval_every", "0", "--checkpoint_every", "2")
@@ -155,6 +158,7 @@ def test_a_second_run_in_a_busy_workdir_is_refused(text_file, tmp_path):
 # ---------------------------------------------------------------- 3. Ctrl-C after a checkpoint
 
 
+@pytest.mark.slow
 def test_ctrl_c_right_after_a_checkpoint_keeps_the_best_record(text_file, tmp_path, monkeypatch):
   save, pressed = checkpoint.Checkpoints.save, []
 
@@ -222,12 +226,14 @@ def test_bad_values_are_refused_before_any_compile(text_file, tmp_path, monkeypa
   assert not (tmp_path / "w" / "checkpoints").exists()
 
 
+@pytest.mark.slow
 def test_bad_seed_is_one_line_naming_the_flag(tmp_path):
   proc = script("alice", "--workdir", tmp_path, "--seed", "-1", "--steps", "1")
   _, err = proc.communicate(timeout=300)
   assert proc.returncode == 2 and err.count("\n") == 1 and "--seed" in err, err
 
 
+@pytest.mark.slow
 def test_no_validation_writes_strict_json(text_file, tmp_path):
   alice_main(["--data", text_file, "--workdir", tmp_path, *TINY, "--steps", "2",
               "--val_fraction", "0"])
@@ -239,6 +245,7 @@ def test_no_validation_writes_strict_json(text_file, tmp_path):
 # ---------------------------------------------------------------- 7. faults as one line
 
 
+@pytest.mark.slow
 def test_sigterm_saves_and_exits_143(text_file, tmp_path):
   proc = script("alice", "--data", text_file, "--workdir", tmp_path, *TINY, "--steps", "100000",
                 "--eval_every", "0")
@@ -250,6 +257,7 @@ def test_sigterm_saves_and_exits_143(text_file, tmp_path):
   assert step >= 2 and meta["step"] == step and "--resume" in out
 
 
+@pytest.mark.slow
 def test_two_ctrl_c_abort_quietly_and_keep_the_last_checkpoint(text_file, tmp_path):
   proc = script("alice", "--data", text_file, "--workdir", tmp_path, *TINY, "--steps", "100000",
                 "--eval_every", "0", "--checkpoint_every", "1")
@@ -262,6 +270,7 @@ def test_two_ctrl_c_abort_quietly_and_keep_the_last_checkpoint(text_file, tmp_pa
   assert step >= 1
 
 
+@pytest.mark.slow
 def test_out_of_memory_model_is_refused_in_one_line(tmp_path):
   proc = script("alice", "--workdir", tmp_path, "--model", "lstm", "--hidden", "100000",
                 "--steps", "1")
@@ -278,6 +287,7 @@ def test_data_that_is_not_a_file_is_refused(tmp_path, kind):
     alice_main(["--data", path, "--workdir", tmp_path / "w", *TINY, "--steps", "1"])
 
 
+@pytest.mark.slow
 def test_corrupt_latest_checkpoint_falls_back_and_is_kept(text_file, tmp_path, capsys,
                                                           folder_digest):
   alice_main(["--data", text_file, "--workdir", tmp_path, *TINY, "--steps", "8",
@@ -310,6 +320,7 @@ def test_ctrl_c_while_loading_is_quiet(tmp_path):
   assert not (tmp_path / "checkpoints").exists()
 
 
+@pytest.mark.slow
 def test_deleted_metrics_log_is_warned_about_on_resume(text_file, tmp_path, capsys):
   alice_main(["--data", text_file, "--workdir", tmp_path, *TINY, "--steps", "2"])
   (tmp_path / "metrics.jsonl").unlink()
@@ -318,6 +329,7 @@ def test_deleted_metrics_log_is_warned_about_on_resume(text_file, tmp_path, caps
   assert "metrics.jsonl is missing" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_disk_full_is_one_line_and_keeps_the_last_checkpoint(text_file, tmp_path):
   disk = tmp_path / "disk"
   disk.mkdir()
@@ -339,6 +351,7 @@ def test_disk_full_is_one_line_and_keeps_the_last_checkpoint(text_file, tmp_path
 # ---------------------------------------------------------------- 8. defaults agree
 
 
+@pytest.mark.slow
 def test_resume_accepts_a_flag_equal_to_the_model_default(text_file, tmp_path):
   lstm = ["--model", "lstm", "--hidden", "8", "--batchsize", "2", "--seqlength", "8",
           "--sample_length", "0", "--no-dynamic_eval"]
@@ -416,6 +429,7 @@ PLANTS = {
 }  # without a plant every model passes: tests/training/test_gradcheck.py
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("plant", PLANTS)
 @pytest.mark.parametrize("name", dncjax.model_names())
 def test_gradcheck_fails_a_planted_fault(name, plant, capsys, monkeypatch):
@@ -464,6 +478,7 @@ def counted(workdir, storage=None, name=None):
 # ------------------------------------------------------------------------ grid sweeps
 
 
+@pytest.mark.slow
 def test_sweep_grid_two_workers_run_each_point_once(tmp_path, text_file):
   workdir = tmp_path / "grid2"
   r = subprocess.run(sweep_command(workdir, text_file, *GRID, "--workers", "2"),
@@ -476,6 +491,7 @@ def test_sweep_grid_two_workers_run_each_point_once(tmp_path, text_file):
   assert len((workdir / "results.csv").read_text().splitlines()) == 4
 
 
+@pytest.mark.slow
 def test_sweep_grid_one_worker_finishes_cleanly(tmp_path, text_file):
   workdir = tmp_path / "grid1"
   argv = sweep_command(workdir, text_file, "--param", "lr=0.05,0.1", "--sampler", "grid",
@@ -489,6 +505,7 @@ def test_sweep_grid_one_worker_finishes_cleanly(tmp_path, text_file):
   assert len(counted(workdir)) == 2
 
 
+@pytest.mark.slow
 def test_sweep_grid_queued_twice_by_two_machines_runs_once(tmp_path):
   """Two folders on one storage, as two machines: both queue the grid, both ask; a worker
   that dies has its point retried; every point runs exactly once all the same."""
@@ -546,6 +563,7 @@ BAD_URLS = [
 ]
 
 
+@pytest.mark.slow
 def test_sweep_storage_errors_hide_passwords(tmp_path, text_file):
   procs = []
   for i, (url, _) in enumerate(BAD_URLS):
@@ -617,6 +635,7 @@ def test_sweep_bad_settings_fail_before_any_trial(tmp_path, text_file, params, f
   assert not (tmp_path / "bad").exists()
 
 
+@pytest.mark.slow
 def test_sweep_bad_setting_exits_2_in_one_line(tmp_path, text_file):
   r = subprocess.run(sweep_command(tmp_path / "bad", text_file, "--param", "lr=0.05,0.1",
                                    "--set", "dropout=2"),

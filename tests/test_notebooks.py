@@ -9,6 +9,8 @@ from nbclient import NotebookClient
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.parametrize("name", ["quickstart", "dnc_memory"])
 def test_notebook_executes(name, tmp_path, monkeypatch):

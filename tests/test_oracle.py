@@ -153,6 +153,7 @@ def test_adagrad_is_the_seeds_update():
 # JAX == oracle
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scale", [0.01, 1.0, 2.0])
 @pytest.mark.parametrize("name", oracle.MODELS)
 def test_jax_loss_gradients_and_state_match_oracle(name, scale):
@@ -181,6 +182,7 @@ TRAIN_CASES = [("rnn", True), ("lstm", True), ("seed_dnc_location", True),
                ("seed_dnc_content", True), ("seed_dnc_content", False)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,reset_memory", TRAIN_CASES)
 def test_adagrad_training_matches_oracle(name, reset_memory):
   """20 jitted train steps == 20 oracle steps with the seed's Adagrad, state carried across

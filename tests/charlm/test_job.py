@@ -48,6 +48,7 @@ def straight(text_file, tmp_path_factory):
   return workdir
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(text_file, straight, tmp_path, bpcs):
   run(text_file, tmp_path, "--steps", "4", "--checkpoint_every", "4")
   assert checkpoint.Checkpoints(tmp_path / "checkpoints", create=False).latest_step() == 4
@@ -61,6 +62,7 @@ def test_resume_continues_exactly(text_file, straight, tmp_path, bpcs):
   assert all(np.array_equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_run_writes_its_outputs(straight, bpcs):
   names = {p.name for p in straight.iterdir()}
   assert {"checkpoints", "best", "metrics.jsonl", "samples.txt", "metrics.png", "results.json",
@@ -74,12 +76,14 @@ def test_run_writes_its_outputs(straight, bpcs):
   assert "---- iter 3" in (straight / "samples.txt").read_text()
 
 
+@pytest.mark.slow
 def test_sample_script_restores_and_generates(straight, capsys):
   assert sample.main(["--workdir", str(straight), "--length", "40", "--prime", "Al"]) == 0
   text = capsys.readouterr().out.rstrip("\n")
   assert text.startswith("Al") and len(text) == 42
 
 
+@pytest.mark.slow
 def test_dynamic_evaluation_scores_before_learning(text_file, tmp_path):
   adagrad = ("--dynamic_rule", "adagrad", "--dynamic_seq_length", "none")  # training's windows
   run(text_file, tmp_path, "--steps", "3", "--dynamic_eval", "--dynamic_lr", "1e-12", *adagrad)
@@ -92,6 +96,7 @@ def test_dynamic_evaluation_scores_before_learning(text_file, tmp_path):
   assert adapted < results["dynamic_val_bpc"]
 
 
+@pytest.mark.slow
 def test_dynamic_eval_script_grid(straight, capsys, tmp_path, folder_digest):
   before = folder_digest(straight)
   table = tmp_path / "grid.csv"
@@ -116,6 +121,7 @@ def test_dynamic_eval_script_grid(straight, capsys, tmp_path, folder_digest):
   assert folder_digest(straight) == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flags, message", [
     (["--lr", "0"], "--lr must be positive"),
     (["--decay", "-1"], "--decay must be >= 0"),
@@ -150,6 +156,7 @@ BAD = [  # (flags, message, resume into the finished run?)
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flags, message, resume", BAD)
 def test_bad_input_is_one_line_and_leaves_checkpoints_alone(text_file, straight, tmp_path,
                                                            flags, message, resume,
@@ -174,6 +181,7 @@ def test_bad_input_is_one_line_and_leaves_checkpoints_alone(text_file, straight,
   assert not (tmp_path / "fresh" / "checkpoints").exists()
 
 
+@pytest.mark.slow
 def test_resume_without_checkpoint_and_corrupt_checkpoint(text_file, straight, tmp_path,
                                                            folder_digest):
   with pytest.raises(checkpoint.CheckpointError, match="no checkpoint"):
@@ -199,6 +207,7 @@ def test_cli_errors_exit_nonzero_with_one_line(tmp_path):
   assert not (tmp_path / "w" / "checkpoints").exists()
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(text_file, tmp_path):
   with pytest.raises(loop.TrainingError, match="NaN"):
     alice.main(["--data", str(text_file), "--workdir", str(tmp_path), "--model", "rnn",
@@ -209,32 +218,56 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(text_file, tmp_path):
   assert 0 < step < 20 and meta["step"] == step
 
 
+def _steps_on_disk(folder):
+  """(complete steps, steps being saved) in a checkpoint folder: orbax writes a step into
+  `<step>.orbax-checkpoint-tmp*` and renames it to `<step>` once complete."""
+  names = [p.name for p in folder.iterdir()] if folder.is_dir() else []
+  done = {int(n) for n in names if n.isdigit()}
+  saving = {int(n.split(".")[0]) for n in names
+            if ".orbax-checkpoint-tmp" in n and n.split(".")[0].isdigit()}
+  return done, saving
+
+
+def _poll(proc, log, condition, what, deadline=300.0):
+  """Waits (up to `deadline` seconds) until `condition()` holds while `proc` runs."""
+  end = time.monotonic() + deadline
+  while not condition():
+    assert proc.poll() is None, f"alice.py ended before {what}:\n{log.read_text()}"
+    assert time.monotonic() < end, f"no {what} in {deadline} s:\n{log.read_text()}"
+    time.sleep(0.002)
+
+
+@pytest.mark.slow
 def test_sigkill_while_saving_leaves_a_restorable_checkpoint(text_file, tmp_path):
+  folder = tmp_path / "checkpoints"
   cmd = [sys.executable, "experiments/alice.py", "--data", str(text_file), "--workdir",
          str(tmp_path), *TINY, "--steps", "100000", "--checkpoint_every", "1", "--keep", "2",
          "--eval_every", "0", "--sample_length", "0"]
   rng = np.random.default_rng(0)
   for attempt in range(3):
-    proc = subprocess.Popen(cmd + (["--resume"] if attempt else []), cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    line = ""
-    while "iter" not in line:  # training (and saving every step) has begun
-      line = proc.stdout.readline()
-      assert line or proc.poll() is None, "alice.py ended before training"
-    saved = {p.name for p in (tmp_path / "checkpoints").glob("[0-9]*") if p.name.isdigit()}
-    while not {p.name for p in (tmp_path / "checkpoints").glob("[0-9]*")
-               if p.name.isdigit()} - saved:  # this leg's first complete save, however late
-      assert proc.poll() is None, "alice.py ended before saving"
-      time.sleep(0.01)
-    time.sleep(rng.uniform(0.05, 0.6))  # then kill it during one of its later saves
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    ckpts = checkpoint.Checkpoints(tmp_path / "checkpoints", create=False)
+    start = max(_steps_on_disk(folder)[0], default=0)
+    log = tmp_path / f"leg{attempt}.log"
+    with log.open("w") as out:
+      proc = subprocess.Popen(cmd + (["--resume"] if attempt else []), cwd=REPO, stdout=out,
+                              stderr=subprocess.STDOUT)
+    try:
+      # this leg's first complete save, however late it comes
+      _poll(proc, log, lambda: max(_steps_on_disk(folder)[0], default=0) > start,
+            "complete checkpoint")
+      # then kill it while one of its next few saves is under way
+      saved = max(_steps_on_disk(folder)[0]) + int(rng.integers(0, 3))
+      _poll(proc, log, lambda: max(_steps_on_disk(folder)[1], default=0) > saved,
+            "later save")
+    finally:
+      proc.send_signal(signal.SIGKILL)
+      proc.wait()
+    ckpts = checkpoint.Checkpoints(folder, create=False)
     step, _ = ckpts.restore_meta()
     _, params, _, _ = restore.restore_for_sampling(tmp_path)
-    assert step > 0 and all(np.isfinite(v).all() for v in params.values())
+    assert step > start and all(np.isfinite(v).all() for v in params.values())
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_a_checkpoint_and_exits_130(text_file, tmp_path):
   proc = subprocess.Popen([sys.executable, "experiments/alice.py", "--data", str(text_file),
                            "--workdir", str(tmp_path), *TINY, "--steps", "100000",
@@ -245,7 +278,7 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130(text_file, tmp_path):
     line = proc.stdout.readline()
     assert line or proc.poll() is None, "alice.py ended before training"
   proc.send_signal(signal.SIGINT)
-  output = proc.communicate(timeout=120)[0]
+  output = proc.communicate(timeout=300)[0]
   assert proc.returncode == 130 and "--resume" in output
   step, meta = checkpoint.Checkpoints(tmp_path / "checkpoints", create=False).restore_meta()
   assert step >= 2 and meta["step"] == step

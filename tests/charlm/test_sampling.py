@@ -86,6 +86,7 @@ def test_a_low_temperature_follows_the_argmax(lstm):
   assert len(set(greedy)) > 1  # the path is not one id repeated
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("temperature", [1.0, 0.5])
 def test_draw_frequencies_follow_the_softmax_of_y_over_temperature(lstm, temperature):
   model, params = lstm
@@ -114,6 +115,7 @@ def test_check_temperature_returns_a_float():
   assert sampling.check_temperature(0.8) == 0.8
 
 
+@pytest.mark.slow
 def test_a_second_call_with_the_same_shapes_does_not_recompile(lstm):
   model, params = lstm
   traces = []

@@ -147,6 +147,7 @@ def test_access_step_matches_numpy_over_several_steps(deallocate, sharpness, mas
       np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12, err_msg=name)
 
 
+@pytest.mark.slow
 def test_deallocation_wipes_a_freed_slot_by_hand():
   """Slot 0 full and read at t-1; free gate 1, no write: the paper's DNC only marks it
   unused, de-allocation also empties it, so content look-ups no longer find it."""

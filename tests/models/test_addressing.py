@@ -193,6 +193,7 @@ def test_sequential_allocation_writes_and_forward_links():
 
 # ----- no NaN at the degenerate points ------------------------------------------------------
 
+@pytest.mark.slow
 def test_no_nan_gradients_at_zero_memory_and_equal_usage():
   def loss(memory, keys, usage):
     c = ad.content_weights(memory, keys, jnp.full((R,), 2.0))

@@ -78,6 +78,7 @@ def test_token_id_equals_one_hot(setup):
   np.testing.assert_allclose(ys_ids, ys_hot, rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.slow
 def test_jit_equals_no_jit_and_does_not_recompile(setup):
   model, params, tokens, states = setup
   optimizer = optim.make(optim.OptimizerConfig("adagrad", learning_rate=0.1))
@@ -95,6 +96,7 @@ def test_jit_equals_no_jit_and_does_not_recompile(setup):
   assert jitted._cache_size() == 1, "the second call recompiled the training step"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["seed_dnc_location", "seed_dnc_content"])
 def test_zero_memory_and_large_inputs_stay_finite(name):
   model = build(name, init_scale=30.0)

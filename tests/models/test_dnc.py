@@ -61,6 +61,7 @@ def deep():
   return model, params, xs, jax.jit(loss)
 
 
+@pytest.mark.slow
 def test_params_are_flat_named_and_oriented(deep):
   model, params, _, _ = deep
   X = access.interface_size(W, R)
@@ -93,6 +94,7 @@ def check_gradient(loss, params, entries):
   return grads
 
 
+@pytest.mark.slow
 def test_gradient_matches_central_differences(deep):
   """Float64 jax.grad against central differences on sampled entries of every
   parameter, from the all-zero initial memory (cosine at zero rows included)."""
@@ -101,6 +103,7 @@ def test_gradient_matches_central_differences(deep):
                                 for name, v in params.items()})
 
 
+@pytest.mark.slow
 def test_gradient_with_deallocation_sharpness_and_masks():
   """The same check for the DNC with Csordas & Schmidhuber's three changes, at the bias
   of every sharpness s^f, s^b and of sampled key-mask entries, and sampled entries."""
@@ -119,6 +122,7 @@ def test_gradient_with_deallocation_sharpness_and_masks():
   assert np.all(np.abs(grads["bi"][entries["bi"]]) > 1e-8)  # the extras reach the loss
 
 
+@pytest.mark.slow
 def test_scan_equals_python_loop_and_vmap_equals_per_example(deep):
   model, params, xs, _ = deep
   state, ys = jax.jit(lambda p, xs: core.unroll(model, p, model.initial_state(), xs))(params, xs)
@@ -139,6 +143,7 @@ def test_scan_equals_python_loop_and_vmap_equals_per_example(deep):
     np.testing.assert_allclose(ys_B[b], run(params, xs_B[b]), rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_truncate_and_token_inputs():
   kept, wiped = tiny(), tiny(reset_memory=True, controller_clip=0.5)
   params = kept.init(jax.random.key(1))
@@ -153,6 +158,7 @@ def test_truncate_and_token_inputs():
   np.testing.assert_array_equal(cut.controller[0].h, state.controller[0].h)
 
 
+@pytest.mark.slow
 def test_trains_on_a_delayed_copy():
   """Predict the previous step's bits: the summed sigmoid cross-entropy falls from chance
   in 30 Adagrad steps of `make_train_step` (every window starts from the initial state)."""

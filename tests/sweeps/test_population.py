@@ -120,6 +120,7 @@ def alone(configs, tmp_path_factory):
   return workdirs
 
 
+@pytest.mark.slow
 def test_optimizer_matches_each_members_own(configs):
   params = {"w": jnp.asarray([[0.3, -1.2], [2.0, 0.01]], jnp.float32),
             "b": jnp.asarray([0.5, -0.25], jnp.float32)}
@@ -155,6 +156,7 @@ def test_optimizer_matches_each_members_own(configs):
   assert moved[3] == moved[0]  # clipping that does not bind is no clipping
 
 
+@pytest.mark.slow
 def test_members_train_exactly_as_alone(pop, alone):
   workdirs = pop[0]
   for i, mine in enumerate(alone):
@@ -181,6 +183,7 @@ def test_members_train_exactly_as_alone(pop, alone):
             "metrics.png"} <= {p.name for p in workdir.iterdir()}
 
 
+@pytest.mark.slow
 def test_on_eval_sees_every_live_member_and_progress_is_printed(pop):
   workdirs, summaries, calls, lines = pop
   for i, workdir in enumerate(workdirs):
@@ -195,6 +198,7 @@ def test_on_eval_sees_every_live_member_and_progress_is_printed(pop):
   assert not any(", iter " in line for line in lines[:at])
 
 
+@pytest.mark.slow
 def test_member_checkpoint_resumes_and_samples(configs, pop, alone):
   workdir = pop[0][1]
   _, params, vocab, meta = restore.restore_for_sampling(workdir, best=True)
@@ -210,6 +214,7 @@ def test_member_checkpoint_resumes_and_samples(configs, pop, alone):
   assert results(workdir)["step"] == MORE
 
 
+@pytest.mark.slow
 def test_diverged_member_is_frozen_while_the_others_go_on(configs, pop):
   workdirs, summaries, calls, _ = pop
   summary = summaries[3]  # lr 2.7e36: its loss is Inf/NaN at iter 2
@@ -250,6 +255,7 @@ def test_members_may_differ_only_in_vmappable_fields(configs, tmp_path, change, 
       configs[0], {"model.forget_bias": 1.0, "model.hidden": 8})])
 
 
+@pytest.mark.slow
 def test_a_signal_stops_the_population_after_saving_every_member(configs, tmp_path):
   workdirs = [tmp_path / "a", tmp_path / "b"]
 

@@ -44,6 +44,7 @@ def straight(tmp_path_factory):
   return workdir
 
 
+@pytest.mark.slow
 def test_straight_run_outputs(straight):
   assert [s for s, _ in records(straight, "train_loss")] == list(range(1, 7))
   assert [s for s, _ in records(straight, "eval_len4_bit_errors")] == [3, 6]
@@ -56,6 +57,7 @@ def test_straight_run_outputs(straight):
   assert step == 6 and config.task.max_length == 3 and model.config.memory_size == 6
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(straight, tmp_path):
   run(tmp_path, "--steps", "3")
   run(tmp_path, "--steps", "6", "--resume")
@@ -65,6 +67,7 @@ def test_resume_continues_exactly(straight, tmp_path):
   assert all(np.array_equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_errors(straight, tmp_path):
   with pytest.raises(checkpoint.CheckpointError, match="already holds checkpoints"):
     run(straight, "--steps", "7")
@@ -98,6 +101,7 @@ report_script = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(report_script)
 
 
+@pytest.mark.slow
 def test_run_report_summarises_the_metrics_and_only_reads(straight):
   log = (straight / "metrics.jsonl").read_bytes()
   errors = records(straight, "eval_len4_bit_errors")  # at iterations 3 and 6
@@ -128,6 +132,7 @@ def test_options_label_names_what_changed_but_the_seed():
   assert report.options_label(changed, d) == "copy max_length=12 hidden=128 link_sharpness"
 
 
+@pytest.mark.slow
 def test_report_cli_groups_runs_and_fails_in_one_line(straight, tmp_path, capsys):
   copy = tmp_path / "seed5"  # the same run under another seed: one group of two
   copy.mkdir()

@@ -13,6 +13,7 @@ import dncjax
 from dncjax.training import checkpoint, optim, train
 
 
+@pytest.mark.slow
 def test_train_state_round_trip_and_step_replacement(tmp_path):
   model = dncjax.make_model("seed_dnc", 5, 5, hidden=4, memory_size=3, word_size=2)
   opt = optim.make(optim.OptimizerConfig("adagrad", clip_norm=1.0))
@@ -119,6 +120,7 @@ def test_unreadable_meta_is_passed_over_by_open_latest_and_named(tmp_path):
   assert (folder / "3" / "meta" / "metadata").read_text() == "{not json"
 
 
+@pytest.mark.slow
 def test_no_step_restores_is_one_line_naming_the_steps(tmp_path):
   folder = _saved(tmp_path / "c")
   for step in (1, 2, 3):

@@ -50,6 +50,7 @@ def test_rms_rule_state_comes_from_the_training_text():
     dynamic.rms_rule(0.1).init({"w": jnp.zeros(2)})
 
 
+@pytest.mark.slow
 def test_mean_squared_gradients_is_the_mean_of_each_windows_squared_gradient(lstm):
   params = lstm.init(jax.random.key(0))
   ids = np.random.default_rng(1).integers(0, V, 61)
@@ -74,6 +75,7 @@ def corpus(text_file):
   return data.load_corpus(str(text_file), 0.1, 8)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rule", dynamic.RULES)
 def test_dynamic_bpc_scores_each_window_before_learning_from_it(rule, corpus):
   config = RunConfig(model=LSTMConfig(hidden=8, dtype="float64"),

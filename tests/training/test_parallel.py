@@ -29,6 +29,8 @@ TINY = ["--model", "lstm", "--hidden", "8", "--batchsize", "4", "--seqlength", "
         "--checkpoint_every", "3", "--dropout", "0.1"]  # float32: rtol 1e-5 is float32 rounding
 RTOL = 1e-5
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(autouse=True)
 def two_devices():
@@ -141,7 +143,7 @@ def test_two_processes_resume_a_one_device_run(text_file, one, tmp_path, bpcs,
   procs = [subprocess.Popen(cmd + ["--process_id", str(i)], cwd=REPO, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for i in (0, 1)]
   try:
-    outputs = [p.communicate(timeout=150)[0] for p in procs]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
   finally:
     for p in procs:  # jax.distributed catches SIGTERM: kill
       if p.poll() is None:

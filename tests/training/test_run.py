@@ -62,6 +62,7 @@ REFUSED = (r"^checkpoint 2 in {folder} is not a dncjax {kind} checkpoint of form
            r"\(its format is 1\)$")
 
 
+@pytest.mark.slow
 def test_a_format_1_checkpoint_is_refused_on_resume(text_file, old_run, folder_digest):
   before = folder_digest(old_run)
   resume = run.RunOptions(str(old_run), resume=True, schedule=loop.Schedule(steps=4),
@@ -75,6 +76,7 @@ def test_a_format_1_checkpoint_is_refused_on_resume(text_file, old_run, folder_d
   assert folder_digest(old_run) == before
 
 
+@pytest.mark.slow
 def test_alice_refuses_a_format_1_checkpoint_in_one_line(text_file, old_run, folder_digest):
   before = folder_digest(old_run)
   proc = subprocess.run([sys.executable, "experiments/alice.py", "--data", str(text_file),

@@ -24,6 +24,7 @@ def batch(reset, seed=0):
   return pytrees.Batch(tokens[:, :-1], tokens[:, 1:], jnp.asarray(reset))
 
 
+@pytest.mark.slow
 def test_reset_lanes_start_from_the_initial_state(lstm):
   params = lstm.init(jax.random.key(0))
   carried = jax.tree.map(lambda a: a + 0.3, core.batch_initial_state(lstm, B))
@@ -37,6 +38,7 @@ def test_reset_lanes_start_from_the_initial_state(lstm):
   assert loss_mixed != loss_none
 
 
+@pytest.mark.slow
 def test_dropout_masks_change_each_step_and_keep_the_mean(lstm):
   opt = optim.make(optim.OptimizerConfig("adagrad"))
   ts = train.init_train_state(lstm, opt, jax.random.key(1), B)
@@ -76,6 +78,7 @@ def test_weight_drop_masks_only_the_recurrent_matrices():
   assert not np.array_equal(dropped["Whh"], dropped["Whh_1"])  # a mask of its own each
 
 
+@pytest.mark.slow
 def test_weight_drop_shares_one_mask_across_lanes_and_regularises_the_recurrence(lstm):
   opt = optim.make(optim.OptimizerConfig("adagrad"))
   ts = train.init_train_state(lstm, opt, jax.random.key(1), B)

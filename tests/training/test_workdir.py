@@ -61,6 +61,7 @@ def _lock_info(folder: pathlib.Path) -> dict:
   return json.loads((folder / workdir.LOCK_FILE).read_text())
 
 
+@pytest.mark.slow
 def test_second_process_is_refused_in_one_line_and_changes_nothing(tmp_path):
   folder = tmp_path / "run"
   (folder / "checkpoints").mkdir(parents=True)
