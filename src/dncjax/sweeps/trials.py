@@ -91,6 +91,10 @@ def fail_and_retry(study: optuna.Study, number: int, why: str) -> None:
   with warnings.catch_warnings():
     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
     sweep_storage.retry_callback()(study, storage.get_trial(trial_id))
+  for retry in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+    if retry.system_attrs.get("retry_history", [None])[-1] == number:
+      # the inherited lock is the dead worker's: untagged until a worker takes the retry
+      storage.set_trial_user_attr(_trial_id(study, retry.number), "worker_lock", "")
 
 
 def _lock_is_held(path: str) -> bool:
@@ -109,10 +113,12 @@ def _lock_is_held(path: str) -> bool:
 
 def reap_dead_trials(study: optuna.Study) -> list[int]:
   """Fails and retries the RUNNING trials of this host whose worker is gone; also those
-  of any host whose heartbeat stopped. Returns the numbers of this host's ones."""
+  of any host whose heartbeat stopped. Returns the numbers of this host's ones. A trial
+  not yet tagged with its worker's lock is being handed out (by another sweep folder
+  sharing the storage, whose ask lock is not ours): it is left alone."""
   dead = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-          if t.user_attrs.get("host") == HOST
-          and not _lock_is_held(t.user_attrs.get("worker_lock", ""))]
+          if t.user_attrs.get("host") == HOST and t.user_attrs.get("worker_lock")
+          and not _lock_is_held(t.user_attrs["worker_lock"])]
   for number in dead:
     fail_and_retry(study, number, "worker died")
   with warnings.catch_warnings():
