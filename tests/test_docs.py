@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -65,6 +66,7 @@ def test_readme_relative_links_point_to_files():
   assert not missing, f"README.md links to missing files: {missing}"
 
 
+@pytest.mark.slow
 def test_readme_library_example_runs():
   # In a process of its own, as a reader runs it: the tests' conftest turns on float64.
   example, *others = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), re.S)

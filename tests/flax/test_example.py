@@ -5,6 +5,8 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "experiments" / "flax_recall.py"
 TINY = ["--bits", "3", "--max-length", "3", "--batch-size", "2", "--hidden", "4",
@@ -22,6 +24,7 @@ def test_help_answers():
   assert "--workdir" in _run("--help")
 
 
+@pytest.mark.slow
 def test_a_short_run_checkpoints_and_resumes(tmp_path):
   out = _run("--steps", "3", "--workdir", str(tmp_path), *TINY)
   assert "step 3: loss" in out and "final bit errors per sequence" in out

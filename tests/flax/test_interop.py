@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 import dncjax
 from dncjax.charlm import sampling
@@ -39,6 +40,7 @@ def _trained(steps=5):
   return rnn, cell, variables, ids, xs
 
 
+@pytest.mark.slow
 def test_flax_trained_params_run_in_the_core_and_pass_its_gradient_check():
   rnn, cell, variables, ids, xs = _trained()
   params = linen.core_params(cell.config, variables, ("cell",))
@@ -51,6 +53,7 @@ def test_flax_trained_params_run_in_the_core_and_pass_its_gradient_check():
   assert ok, reason
 
 
+@pytest.mark.slow
 def test_flax_trained_params_sample_text_as_a_char_lm_does():
   _, cell, variables, ids, _ = _trained()
   params = linen.core_params(cell.config, variables, ("cell",))

@@ -25,6 +25,8 @@ CORES = {
                                 link_sharpness=True, key_masking=True, variant="seed",
                                 remat=False)),
 }
+NAMES = [pytest.param(n, marks=pytest.mark.slow) if "dnc" in n else n
+         for n in sorted(CORES)]  # the DNCs compile for seconds: not in the fast subset
 TOL = {"float64": dict(rtol=1e-12, atol=1e-12), "float32": dict(rtol=1e-6, atol=1e-6)}
 
 
@@ -50,7 +52,7 @@ def reference(cell, params, xs):
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("name", sorted(CORES))
+@pytest.mark.parametrize("name", NAMES)
 def test_rnn_of_the_cell_equals_batch_unroll(name, dtype):
   cell = make_cell(name, dtype)
   xs = inputs(dtype)
@@ -61,7 +63,7 @@ def test_rnn_of_the_cell_equals_batch_unroll(name, dtype):
   close(rnn.apply(variables, xs), reference(cell, params, xs), TOL[dtype])
 
 
-@pytest.mark.parametrize("name", sorted(CORES))
+@pytest.mark.parametrize("name", NAMES)
 def test_gradients_equal_those_of_batch_unroll(name):
   cell = make_cell(name)
   xs, rnn = inputs(), nn.RNN(cell)
@@ -73,7 +75,7 @@ def test_gradients_equal_those_of_batch_unroll(name):
   close(linen.core_params(cell.config, g_cell, ("cell",)), g_core)
 
 
-@pytest.mark.parametrize("name", ["lstm", "dnc"])
+@pytest.mark.parametrize("name", ["lstm", pytest.param("dnc", marks=pytest.mark.slow)])
 def test_packed_episodes_and_seq_lengths_equal_each_episode_alone(name):
   # Given lane 0: episode A (3 steps) then B (4 steps), a reset flag at B's first step;
   # lane 1: episode C (5 steps) padded to 7, seq_lengths [7, 5]
@@ -95,6 +97,7 @@ def test_packed_episodes_and_seq_lengths_equal_each_episode_alone(name):
       close(jax.tree.map(lambda x, l=lane: x[l], final), state)
 
 
+@pytest.mark.slow
 def test_a_reset_returns_the_state_to_initial_state():
   cell = make_cell("dnc")
   xs = inputs()
@@ -130,6 +133,7 @@ def test_jit_does_not_recompile():
   assert len(traces) == 1 and run._cache_size() == 1
 
 
+@pytest.mark.slow
 def test_params_round_trip_loses_nothing():
   cell = make_cell("dnc_options")
   params = cell.model.init(jax.random.key(7))
@@ -144,6 +148,7 @@ def test_params_round_trip_loses_nothing():
   assert set(bare["params"]) == set(params)
 
 
+@pytest.mark.slow
 def test_bidirectional_runs_the_cell_both_ways():
   cell = make_cell("dnc")
   xs = inputs()
@@ -157,6 +162,7 @@ def test_bidirectional_runs_the_cell_both_ways():
   close(ys[..., O:], reference(cell, backward, xs[:, ::-1])[1][:, ::-1])
 
 
+@pytest.mark.slow
 def test_memory_arrays_follow_the_carries():
   cell = make_cell("dnc")
   xs = inputs()

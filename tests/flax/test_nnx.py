@@ -22,6 +22,8 @@ CORES = {
     "dnc_options": ("dnc", dict(DNC, controller_layers=2, deallocate=True, link_sharpness=True,
                                 key_masking=True)),
 }
+NAMES = [pytest.param(n, marks=pytest.mark.slow) if "dnc" in n else n
+         for n in sorted(CORES)]  # the DNCs compile for seconds: not in the fast subset
 TOL = {"float64": dict(rtol=1e-12, atol=1e-12), "float32": dict(rtol=1e-6, atol=1e-6)}
 
 
@@ -52,14 +54,14 @@ def run_rnn(module, xs):
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("name", sorted(CORES))
+@pytest.mark.parametrize("name", NAMES)
 def test_rnn_of_the_module_equals_batch_unroll(name, dtype):
   module = make_module(name, dtype)
   xs = inputs(dtype)
   close(run_rnn(module, xs), reference(module, module.core_params(), xs), TOL[dtype])
 
 
-@pytest.mark.parametrize("name", sorted(CORES))
+@pytest.mark.parametrize("name", NAMES)
 def test_gradients_equal_those_of_batch_unroll(name):
   module = make_module(name)
   xs = inputs()
@@ -69,6 +71,7 @@ def test_gradients_equal_those_of_batch_unroll(name):
   close({k: v[...] for k, v in grads.items()}, g_core)
 
 
+@pytest.mark.slow
 def test_packed_episodes_and_seq_lengths_equal_each_episode_alone():
   module = make_module("dnc", reset_input=True)
   a, b, c = inputs(shape=(3, I), seed=2), inputs(shape=(4, I), seed=3), inputs(shape=(5, I), seed=4)
@@ -107,6 +110,7 @@ def test_jit_does_not_recompile():
   assert len(traces) == 1
 
 
+@pytest.mark.slow
 def test_params_round_trip_loses_nothing():
   module = make_module("dnc_options")
   params = module.model.init(jax.random.key(7))

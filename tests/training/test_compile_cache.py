@@ -79,6 +79,7 @@ def test_a_folder_that_cannot_be_made_leaves_the_cache_off(env, tmp_path, update
   assert len(lines) == 1 and lines[0].startswith("warning: no compilation cache")
 
 
+@pytest.mark.slow
 def test_a_run_fills_the_folder_dncjax_cache_dir_names(text_file, tmp_path):
   cache = tmp_path / "cache"
   done = subprocess.run(

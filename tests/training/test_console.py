@@ -64,6 +64,7 @@ def test_nothing_is_written_without_commit(tmp_path):
   assert console.ending(KeyboardInterrupt()) == "interrupted"
 
 
+@pytest.mark.slow
 def test_a_run_keeps_its_console_and_a_resume_appends(text_file, tmp_path, capsys):
   train(text_file, tmp_path, 2)
   first = (tmp_path / "log.txt").read_text().splitlines()
@@ -79,6 +80,7 @@ def test_a_run_keeps_its_console_and_a_resume_appends(text_file, tmp_path, capsy
   assert any(", iter 4, " in l for l in resumed) and not any(", iter 2, " in l for l in resumed)
 
 
+@pytest.mark.slow
 def test_a_failing_run_ends_its_log_with_the_one_line_error(text_file, tmp_path):
   with pytest.raises(loop.TrainingError) as info:
     train(text_file, tmp_path, 6, lr=3e38)

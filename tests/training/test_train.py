@@ -110,7 +110,8 @@ def test_bits_per_char():
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("name", dncjax.models.model_names())
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if "dnc" in n else n
+                                  for n in dncjax.models.model_names()])
 def test_the_compiled_init_gives_the_eager_init_bit_for_bit(name, dtype):
   """init_train_state runs `model.init` as one jitted call; its parameters are exactly
   the eager ones (a scale XLA folded into the sampler's constants would round apart)."""
