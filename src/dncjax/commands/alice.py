@@ -36,7 +36,7 @@ def parser(preset: config.Preset) -> cli.ArgumentParser:
   p = cli.ArgumentParser(description=__doc__)
   p.add_argument("--preset", choices=sorted(config.PRESETS), default=DEFAULT_PRESET,
                  help="the defaults to start from: " + "; ".join(
-                     f"{name}: {p.about}" for name, p in sorted(config.PRESETS.items())))
+                     f"{name}: {each.about}" for name, each in sorted(config.PRESETS.items())))
   cli.add_fp64_flag(cli.add_config_flags(
       p, preset.config, "run (a resumed run must agree with its checkpoint)",
       model_defaults=config.MODEL_DEFAULTS))
