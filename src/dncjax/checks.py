@@ -36,13 +36,18 @@ def check_number(name: str, value, low: float | None = None, high: float | None 
     raise ValueError(f"{name} must be {where}, got {value!r}")
 
 
+def check_choice(name: str, value, choices: tuple) -> None:
+  """Raises ValueError naming `name` unless `value` is one of `choices`."""
+  if value not in choices:
+    raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+
+
 DTYPES = ("float32", "float64")
 
 
 def check_dtype(dtype: str) -> None:
   """Validates a config dtype (float64 also needs `jax_enable_x64`: see `models.build`)."""
-  if dtype not in DTYPES:
-    raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+  check_choice("dtype", dtype, DTYPES)
 
 
 def check_seed(seed) -> None:

@@ -103,9 +103,7 @@ class Options:
     checks.check_number("--dynamic_lr", self.dynamic_lr, 0, low_open=True, optional=True)
     checks.check_number("--dynamic_decay", self.dynamic_decay, 0)
     checks.check_number("--target_bpc", self.target_bpc, 0)
-    if self.dynamic_rule not in DYNAMIC_RULES:
-      raise ValueError(f"--dynamic_rule must be one of {', '.join(DYNAMIC_RULES)}, "
-                       f"got {self.dynamic_rule!r}")
+    checks.check_choice("--dynamic_rule", self.dynamic_rule, DYNAMIC_RULES)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -26,11 +26,6 @@ def _sizes():
           field(None, f"O, outputs ({_SIZE})"))
 
 
-def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-  if value not in choices:
-    raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
-
-
 def _dtype():
   return field("float32", "float32 or float64 (float64 needs jax_enable_x64: the "
                "scripts' --fp64 switches it on)", choices=checks.DTYPES)
@@ -70,7 +65,7 @@ class LSTMConfig:
 
   def __post_init__(self):
     checks.check_positive(self, "input_size", "output_size", "hidden")
-    _choice("variant", self.variant, VARIANTS)
+    checks.check_choice("variant", self.variant, VARIANTS)
     checks.check_number("init_scale", self.init_scale, 0, low_open=True)
     checks.check_number("forget_bias", self.forget_bias)
     checks.check_dtype(self.dtype)
@@ -100,8 +95,8 @@ class SeedDNCConfig:
     checks.check_positive(self, "input_size", "output_size", "hidden", "memory_size", "word_size")
     checks.check_number("init_scale", self.init_scale, 0, low_open=True)
     checks.check_number("forget_bias", self.forget_bias)
-    _choice("addressing", self.addressing, ADDRESSING)
-    _choice("variant", self.variant, VARIANTS)
+    checks.check_choice("addressing", self.addressing, ADDRESSING)
+    checks.check_choice("variant", self.variant, VARIANTS)
     checks.check_dtype(self.dtype)
 
 
@@ -139,7 +134,7 @@ class DNCConfig:
   def __post_init__(self):
     checks.check_positive(self, "input_size", "output_size", "hidden", "memory_size",
                           "word_size", "read_heads", "controller_layers")
-    _choice("variant", self.variant, VARIANTS)
+    checks.check_choice("variant", self.variant, VARIANTS)
     checks.check_number("controller_clip", self.controller_clip, 0, low_open=True, optional=True)
     checks.check_number("init_scale", self.init_scale, 0, low_open=True)
     checks.check_number("forget_bias", self.forget_bias)

@@ -41,8 +41,7 @@ class OptimizerConfig:
   weight_decay: float = field(0.0, "L2 weight decay added to the gradient")
 
   def __post_init__(self):
-    if self.name not in RULES:
-      raise ValueError(f"--optimizer must be one of {', '.join(RULES)}, got {self.name!r}")
+    checks.check_choice("--optimizer", self.name, RULES)
     checks.check_number("--lr", self.learning_rate, 0, low_open=True)
     checks.check_number("--eps", self.eps, 0, low_open=True, optional=True)
     checks.check_number("--momentum", self.momentum, 0, 1, high_open=True)

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from dncjax import pytrees
+from dncjax import checks, pytrees
 from dncjax.models import core
 from dncjax.training import losses, train
 from dncjax.training.config import DYNAMIC_RULES
@@ -38,8 +38,7 @@ RULES = DYNAMIC_RULES
 
 def check_rule(rule: str) -> None:
   """ValueError unless `rule` is a dynamic evaluation rule ('adagrad' or 'rms')."""
-  if rule not in RULES:
-    raise ValueError(f"dynamic evaluation rule must be one of {', '.join(RULES)}, got {rule!r}")
+  checks.check_choice("dynamic evaluation rule", rule, RULES)
 
 
 class RMSState(NamedTuple):
