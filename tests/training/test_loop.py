@@ -445,20 +445,39 @@ def test_raise_if_diverged_names_the_last_good_checkpoint(tmp_path, clock):
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_stops_after_the_step_and_saves_it(tmp_path, clock, capsys,
+def test_a_signal_stops_after_the_step_and_saves_it(tmp_path, clock, capfd,
                                                     sentinel_handlers, signum):
   step_fn = stepper(clock, hook=lambda n: n == 3 and os.kill(os.getpid(), signum))
   config = loop.Schedule(steps=100, report_interval=2, checkpoint_every=2)
   result, rec = train(tmp_path, clock, config, step_fn=step_fn)
   assert (result.reason, result.signum, result.step) == ("interrupted", signum, 3)
   assert rec.saved_steps == [2, 3] and rec.evals == [3] and result.last_saved == 3
-  assert "stopping after this step and saving" in capsys.readouterr().err
+  assert "stopping after this step and saving" in capfd.readouterr().err
   for s in (signal.SIGINT, signal.SIGTERM):
     assert signal.getsignal(s) is sentinel_handlers  # restored
   with pytest.raises(signals.Interrupted) as info:
     loop.raise_if_interrupted(result)
   assert info.value.exit_code == 128 + signum
   assert isinstance(info.value, KeyboardInterrupt)
+
+
+class _Busy:
+  """A stream the main thread is writing to when the signal arrives."""
+
+  def write(self, text):
+    raise RuntimeError("reentrant call inside the stream")
+
+  flush = write
+
+
+def test_the_signal_notice_bypasses_the_python_streams(monkeypatch, capfd, sentinel_handlers):
+  # A handler that printed through sys.stderr (tee'd into log.txt) raised "reentrant
+  # call" when the signal came while the main thread was flushing that same stream.
+  monkeypatch.setattr("sys.stderr", _Busy())
+  with signals.StopSignals() as stop:
+    os.kill(os.getpid(), signal.SIGINT)
+    assert stop.requested
+  assert "Ctrl-C: stopping after this step" in capfd.readouterr().err
 
 
 def test_sigterm_gives_exit_code_143_and_sigint_130():

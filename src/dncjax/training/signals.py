@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 
 
 class Interrupted(KeyboardInterrupt):
@@ -40,14 +39,25 @@ class StopSignals:
     return self
 
   def _handle(self, signum, frame):
+    # The handler runs between two bytecodes of the main thread, which may be inside a
+    # write to sys.stderr or to the run's log.txt: writing through those buffered
+    # streams again would raise "reentrant call". The notices go to file descriptor 2.
     if self.requested:
-      print("\naborted without saving", file=sys.stderr, flush=True)
+      _notice("\naborted without saving\n")
       os._exit(128 + signum)  # pylint: disable=protected-access
     self.signum = signum
     name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-    print(f"\n{name}: stopping after this step and saving a checkpoint "
-          "(press Ctrl-C again to abort without saving)", file=sys.stderr, flush=True)
+    _notice(f"\n{name}: stopping after this step and saving a checkpoint "
+            "(press Ctrl-C again to abort without saving)\n")
 
   def __exit__(self, *exc):
     for s, handler in self._old.items():
       signal.signal(s, handler)
+
+
+def _notice(text: str) -> None:
+  """Writes `text` to standard error unbuffered (an os.write, safe inside a handler)."""
+  try:
+    os.write(2, text.encode("utf-8", "replace"))
+  except OSError:  # standard error closed: the notice is lost, the stop still happens
+    pass
