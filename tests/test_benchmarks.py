@@ -1,7 +1,12 @@
 """benchmarks/flops_ceiling.py: the FLOP count by hand, and a run at tiny sizes."""
 
+import bz2
 import importlib.util
 import pathlib
+import shutil
+import sys
+
+import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -22,3 +27,40 @@ def test_prints_rates_and_the_10x_need(capsys):
                              "--oracle_char_s", "100"]) == 0
   out = capsys.readouterr().out
   assert out.count("GFLOP/s") >= 2 and "needs 1,000 char/s" in out
+
+
+spec = importlib.util.spec_from_file_location("compressors", REPO / "benchmarks" / "compressors.py")
+compressors = importlib.util.module_from_spec(spec)
+sys.modules["compressors"] = compressors  # its dataclasses look their module up
+spec.loader.exec_module(compressors)
+
+TEXT = "".join(f"line {i}: the rabbit ran {i * i % 97} times round the tree\n" for i in range(400))
+
+
+def test_the_splits_are_the_char_lms():
+  train, dev, tail = compressors.splits(TEXT, 0.1, 0.2)
+  n = len(TEXT)
+  assert (len(dev), len(tail)) == (int(n * 0.2), int(n * 0.1))
+  assert train + dev + tail == TEXT and len(train) == n - len(dev) - len(tail)
+  with pytest.raises(ValueError, match="leave no training text"):
+    compressors.splits(TEXT, 0.6, 0.5)
+
+
+def test_bzip2_conditional_bits_match_libbz2():
+  # the bzip2 program and Python's bz2 module are the same library at level 9
+  given, coded = TEXT[:15000], TEXT[15000:]
+  expected = 8 * (len(bz2.compress((given + coded).encode(), 9))
+                  - len(bz2.compress(given.encode(), 9))) / len(coded)
+  bzip2 = next(c for c in compressors.COMPRESSORS if c.program == "bzip2")
+  assert compressors.conditional_bpc(bzip2, given, coded) == pytest.approx(expected, abs=1e-12)
+
+
+def test_a_missing_program_is_skipped_with_its_package(monkeypatch):
+  real = shutil.which
+  monkeypatch.setattr(shutil, "which", lambda p: None if p == "zpaq" else real(p))
+  lines = []
+  rows = compressors.measure(TEXT, only=("zpaq", "gzip"), out=lines.append)
+  assert rows[0]["compressor"] == "gzip -9" and rows[0]["tail_bpc"] > 0
+  assert rows[1] == {"compressor": "zpaq -m5",
+                     "skipped": "zpaq is not installed (apt install zpaq)"}
+  assert "skipped: zpaq is not installed" in compressors.markdown(rows, (1, 2, 3))
