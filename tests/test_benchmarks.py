@@ -6,6 +6,7 @@ import pathlib
 import shutil
 import sys
 
+import numpy as np
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -64,3 +65,21 @@ def test_a_missing_program_is_skipped_with_its_package(monkeypatch):
   assert rows[1] == {"compressor": "zpaq -m5",
                      "skipped": "zpaq is not installed (apt install zpaq)"}
   assert "skipped: zpaq is not installed" in compressors.markdown(rows, (1, 2, 3))
+
+
+spec = importlib.util.spec_from_file_location("bandwidth", REPO / "benchmarks" / "bandwidth.py")
+bandwidth = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bandwidth)
+
+
+def test_bandwidth_kernels_compute_stream_and_report_rates(capsys):
+  a, b, c = (np.full(4, v, np.float32) for v in (1.0, 2.0, 0.5))
+  expected = {"copy": a, "scale": 3 * a, "add": a + b, "triad": b + 3 * c}
+  for name, (kernel, arrays) in bandwidth.KERNELS.items():
+    np.testing.assert_array_equal(np.asarray(kernel(a, b, c)), expected[name])
+    assert arrays == (2 if name in ("copy", "scale") else 3)
+  assert bandwidth.main(["--size", "12", "--repeats", "2"]) == 0
+  out = capsys.readouterr().out
+  assert out.count("GB/s") == 5 and "4,096 float32 per array" in out
+  with pytest.raises(SystemExit, match="--size must be in"):
+    bandwidth.main(["--size", "40"])
