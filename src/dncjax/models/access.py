@@ -40,7 +40,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from dncjax.models import addressing
+from dncjax.models import addressing, links
 
 
 class Interface(NamedTuple):
@@ -160,11 +160,13 @@ def access_step(state: AccessState, interface: Interface, *,
   if deallocate:
     kept = kept * addressing.retention(interface.free_gates, state.read_weights)[:, None]
   memory = addressing.write_memory(kept, write_weights, interface.erase, interface.write_vector)
-  # Temporal links: L_t uses p_{t-1}; then p_t.
-  link = addressing.link_update(state.link, state.precedence, write_weights)
+  # Temporal links and the directional weights f_t, b_t (from L_t and w^r_{t-1}) in one
+  # step with a hand-derived backward pass (links.py; the same values as
+  # addressing.link_update then addressing.directional_weights).
+  link, forward, backward = links.link_step(state.link, write_weights, state.precedence,
+                                            state.read_weights)
   precedence = addressing.precedence_update(state.precedence, write_weights)
-  # Read: f_t, b_t from L_t and w^r_{t-1}; content c^r_t on the new M_t; then r_t.
-  forward, backward = addressing.directional_weights(link, state.read_weights)
+  # Read: content c^r_t on the new M_t; then r_t.
   if interface.forward_sharpness is not None:
     forward = addressing.sharpen(forward, interface.forward_sharpness)
     backward = addressing.sharpen(backward, interface.backward_sharpness)
