@@ -160,7 +160,8 @@ class TaskJob(run.Job):
     return {"curriculum_level": level, "curriculum_bit_errors": errors}
 
   def summarise(self, result: loop.LoopResult, logged: list[dict]) -> dict:
-    """results.json: the last metrics and when eval bit errors fell below the target."""
+    """results.json: the last metrics, when eval bit errors fell below the target and the
+    iteration each curriculum level was reached at."""
     summary = summarize(logged, result, self.options.target)
     return summary if self.curriculum is None else {**summary, **self.curriculum.summary()}
 
