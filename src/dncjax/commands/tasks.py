@@ -3,20 +3,24 @@
   python experiments/tasks.py --task copy --timelimit 600 --eval_length 15 20
   python experiments/tasks.py --task repeat_copy --bits 4 --max_length 5 --max_repeats 3
   python experiments/tasks.py --task copy --workdir runs/copy --resume --steps 20000
+  python experiments/tasks.py --task copy --max_length 20 --curriculum --eval_every 500
 
 (`dncjax-tasks` is the same command.) Prints the progress line (I: T s, iter N, X loss,
 Y bit_errors, Z seq/s; loss in nats and bit errors per sequence, both on the training
 batches), evaluates on fixed sequences never trained on (and at each --eval_length, to
 test generalisation), and keeps checkpoints, metrics.jsonl, loss.png, bit_errors.png,
 log.txt and results.json in --workdir. Ctrl-C saves and stops; --resume continues
-exactly where the last checkpoint left off. Compiled programs are cached in
+exactly where the last checkpoint left off. With --curriculum the longest sequence
+trained on (the level) starts at --curriculum_start and grows by --curriculum_increment
+at each evaluation whose bit errors per sequence at the level's length are at most
+--curriculum_threshold, up to --max_length. Compiled programs are cached in
 $DNCJAX_CACHE_DIR or ~/.cache/dncjax/jax (DNCJAX_COMPILE_CACHE=0: off).
 """
 
 from __future__ import annotations
 
 from dncjax import cli
-from dncjax.tasks import config
+from dncjax.tasks import config, curriculum
 from dncjax.training.config import RunOptions, Schedule
 
 RUN = RunOptions(None, schedule=Schedule(
@@ -44,7 +48,8 @@ def main(argv=None) -> int:
   run_options = cli.run_options(args, RUN)
   if not run_options.resume:  # a fresh run's settings, checked before JAX loads
     settings = config.as_run_settings(given)
-    settings.apply(config.defaults_for(settings), config.MODEL_DEFAULTS)
+    run_config = settings.apply(config.defaults_for(settings), config.MODEL_DEFAULTS)
+    curriculum.check_schedule(run_config.curriculum, run_options.schedule.eval_every)
   from dncjax.tasks import job  # pylint: disable=import-outside-toplevel
   job.train_and_evaluate(options, run_options, given)
   return 0

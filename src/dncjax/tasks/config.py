@@ -12,6 +12,7 @@ from typing import Any
 
 from dncjax import checks, configs
 from dncjax.fields import documented
+from dncjax.tasks.curriculum import CurriculumConfig
 from dncjax.tasks.generators import TaskConfig
 from dncjax.training.config import OptimizerConfig
 
@@ -34,8 +35,10 @@ def default_model():
 @documented
 @dataclasses.dataclass(frozen=True)
 class RunConfig(configs.RunConfigBase):
-  """The task, the model (its own config; sizes set by the task), optimiser, batch, seed."""
+  """The task, its curriculum, the model (its own config; sizes set by the task),
+  optimiser, batch, seed."""
   task: TaskConfig = TaskConfig()
+  curriculum: CurriculumConfig = CurriculumConfig()
   model: Any = dataclasses.field(default_factory=default_model)
   optim: OptimizerConfig = OptimizerConfig("rmsprop", learning_rate=3e-4, momentum=0.9,
                                            clip_norm=10.0)
@@ -47,6 +50,7 @@ class RunConfig(configs.RunConfigBase):
   def __post_init__(self):
     checks.check_positive(self, "batch_size")
     checks.check_seed(self.seed)
+    self.curriculum.check_task(self.task)
 
 
 def defaults_for(given: configs.Given) -> RunConfig:

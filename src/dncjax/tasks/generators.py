@@ -135,10 +135,14 @@ def _associative_recall(config, rng, K, x_TxI, y_TxO, mask_T):
 _WRITERS = {"copy": _copy, "repeat_copy": _repeat_copy, "associative_recall": _associative_recall}
 
 
-def sample(config: TaskConfig, rng: np.random.Generator, batch_size: int) -> Sequences:
+def sample(config: TaskConfig, rng: np.random.Generator, batch_size: int,
+           time_steps: int | None = None) -> Sequences:
   """B sequences of the task drawn with `rng` (the same rng state gives the same batch),
-  each of a length drawn uniformly from min_length..max_length, zero-padded to T."""
-  B, T = batch_size, config.time_steps
+  each of a length drawn uniformly from min_length..max_length, zero-padded to T (or to
+  `time_steps`, at least T: e.g. a longer task's T, so shapes stay those of that task)."""
+  B, T = batch_size, config.time_steps if time_steps is None else time_steps
+  if T < config.time_steps:
+    raise ValueError(f"time_steps {T} is shorter than the task's T = {config.time_steps}")
   seqs = Sequences(np.zeros((B, T, config.input_size), np.float32),
                    np.zeros((B, T, config.output_size), np.float32), np.zeros((B, T), np.float32))
   for b in range(B):

@@ -1,10 +1,12 @@
 """The tasks job: any registered model trained on copy, repeat copy or associative recall.
 
 `train_and_evaluate` runs `TaskJob` on the run skeleton (`dncjax.training.run`): batches
-drawn as a function of (seed, step), so a resumed run sees what an uninterrupted one
-would; evaluation on fixed sequences never trained on (and at each of `eval_lengths`, to
-test generalisation); checkpoints, metrics.jsonl, loss.png, bit_errors.png and
-results.json in the workdir. experiments/tasks.py is its command line.
+drawn as a function of (seed, step, curriculum level), so a resumed run sees what an
+uninterrupted one would; evaluation on fixed sequences never trained on (and at each of
+`eval_lengths`, to test generalisation); with `--curriculum`, the level grows at the
+evaluations that meet its threshold (`dncjax.tasks.curriculum`); checkpoints,
+metrics.jsonl, loss.png, bit_errors.png and results.json in the workdir.
+experiments/tasks.py is its command line.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import jax
 import numpy as np
 
 from dncjax import configs, models
-from dncjax.tasks import config as config_lib, generators, metrics
+from dncjax.tasks import config as config_lib, curriculum as curriculum_lib, generators, metrics
 from dncjax.tasks.config import MODEL_DEFAULTS, Options, RunConfig, defaults_for
 from dncjax.training import checkpoint, loop, losses, optim, plots, run, train
 
@@ -43,11 +45,13 @@ def compiled(config: RunConfig):
   return model, optimizer, train_step, metrics.make_evaluate(model)
 
 
-def batch_at(config: RunConfig, step: int) -> generators.Sequences:
-  """The training batch of iteration `step` + 1: a function of (seed, step) alone, so a
-  resumed run draws exactly the batches of an uninterrupted one."""
-  return generators.sample(config.task, np.random.default_rng([config.seed, 0, step]),
-                           config.batch_size)
+def batch_at(config: RunConfig, step: int, level: int | None = None) -> generators.Sequences:
+  """The training batch of iteration `step` + 1 at curriculum `level` (None: the task's
+  `max_length`): a function of (seed, step, level) alone, so a resumed run draws exactly
+  the batches of an uninterrupted one. Whatever the level, it is padded to the task's T."""
+  task = config.task if level is None else curriculum_lib.up_to(config.task, level)
+  return generators.sample(task, np.random.default_rng([config.seed, 0, step]),
+                           config.batch_size, time_steps=config.task.time_steps)
 
 
 def eval_sets(config: RunConfig, options: Options) -> dict[str, generators.Sequences]:
@@ -69,10 +73,13 @@ class TaskJob(run.Job):
   def __init__(self, options: Options = Options(), out=print):
     super().__init__(out)
     self.options = options
+    self.curriculum: curriculum_lib.Curriculum | None = None  # with --curriculum
+    self.level_set = (None, None)  # (level, the batch it is judged on)
 
   def build(self, config: RunConfig, meta: dict | None) -> None:
     """Takes the config's compiled model, optimiser, train step and evaluation (`compiled`)
     and draws the evaluation sets."""
+    curriculum_lib.check_schedule(config.curriculum, self.run_options.schedule.eval_every)
     if models.enable_x64_for(config.model):
       self.out(models.X64_NOTICE)
     self.model, self.optimizer, self.train_step, self.evaluate_fn = compiled(config)
@@ -82,10 +89,32 @@ class TaskJob(run.Job):
                  for name, seqs in eval_sets(config, self.options).items()}
 
   def fresh(self) -> dict:
-    """The TrainState of a fresh run, initialised from the config's seed."""
+    """The TrainState of a fresh run, initialised from the config's seed; the curriculum
+    (if on) at its first level."""
+    if self.config.curriculum.enabled:
+      self.curriculum = curriculum_lib.Curriculum(self.config.curriculum, self.config.task)
     return {"train": train.init_train_state(self.model, self.optimizer,
                                             jax.random.key(self.config.seed),
                                             self.config.batch_size)}
+
+  def restored(self, items: dict, meta: dict) -> dict:
+    """Takes up the checkpoint's curriculum level (and when each level was reached)."""
+    if self.curriculum is not None:
+      if "curriculum" not in meta:
+        raise checkpoint.CheckpointError(f"the checkpoint at iter {meta['step']} keeps no "
+                                         f"curriculum level")
+      self.curriculum = curriculum_lib.Curriculum.from_json(
+          self.config.curriculum, self.config.task, meta["curriculum"])
+    return items
+
+  def meta(self, step: int) -> dict:
+    """A checkpoint's curriculum state (level and when each was reached), if any."""
+    return {} if self.curriculum is None else {"curriculum": self.curriculum.to_json()}
+
+  @property
+  def level(self) -> int | None:
+    """The curriculum's level (the longest sequence trained on), or None without one."""
+    return None if self.curriculum is None else self.curriculum.level
 
   def begin(self, items: dict, step: int, resume: bool) -> None:
     """Sets the batch position to `step`; prints the task and the model."""
@@ -94,28 +123,62 @@ class TaskJob(run.Job):
     self.out(f"task {self.config.task}; T = {self.config.task.time_steps}")
     self.out(f"model {self.config.model_name} {self.model.config}; {n_params:,} parameters; "
              f"workdir {self.workdir}")
+    if self.curriculum is not None:
+      c = self.config.curriculum
+      self.out(f"curriculum: level {self.level} of {self.config.task.max_length}; it grows by "
+               f"{c.increment} at each evaluation with at most {c.threshold:g} bit errors per "
+               f"sequence at its length")
 
   def next_batch(self):
     """The batch at the current position (`batch_at`); advances the position."""
     self.position += 1
-    return metrics.to_batch(batch_at(self.config, self.position - 1), self.dtype)
+    return metrics.to_batch(batch_at(self.config, self.position - 1, self.level), self.dtype)
 
   def evaluate(self, state, step: int) -> dict:
-    """The metrics (loss, bit_errors, perfect) of each evaluation set, as '<set>_<metric>'."""
-    return {f"{name}_{key}": float(value) for name, batch in self.sets.items()
-            for key, value in self.evaluate_fn(state.params, batch).items()}
+    """The metrics (loss, bit_errors, perfect) of each evaluation set, as '<set>_<metric>',
+    and the curriculum's (`judge`)."""
+    out = {f"{name}_{key}": float(value) for name, batch in self.sets.items()
+           for key, value in self.evaluate_fn(state.params, batch).items()}
+    return out if self.curriculum is None else {**out, **self.judge(state, step)}
+
+  def judge(self, state, step: int) -> dict:
+    """The curriculum's part of an evaluation: the level trained at and, until the last
+    level, the bit errors on its fixed sequences; at a scheduled evaluation (every
+    --eval_every iterations, not one a run ends with) that meets the threshold, the level
+    grows for the batches from iteration `step` + 1 on."""
+    level = self.level
+    if self.curriculum.done:
+      return {"curriculum_level": level}
+    if self.level_set[0] != level:
+      self.level_set = (level, metrics.to_batch(curriculum_lib.level_set(
+          self.config.task, self.config.seed, level, self.options.eval_sequences), self.dtype))
+    errors = float(self.evaluate_fn(state.params, self.level_set[1])["bit_errors"])
+    every = self.run_options.schedule.eval_every
+    if every and step % every == 0 and self.curriculum.update(step, errors):
+      self.out(f"  curriculum: level {level} -> {self.level} at iter {step} ({errors:.4f} "
+               f"bit errors per sequence at length {level})")
+    return {"curriculum_level": level, "curriculum_bit_errors": errors}
 
   def summarise(self, result: loop.LoopResult, logged: list[dict]) -> dict:
-    """results.json: the last metrics and when eval bit errors fell below the target."""
-    return summarize(logged, result, self.options.target)
+    """results.json: the last metrics, when eval bit errors fell below the target and the
+    iteration each curriculum level was reached at."""
+    summary = summarize(logged, result, self.options.target)
+    return summary if self.curriculum is None else {**summary, **self.curriculum.summary()}
 
   def finish(self, result: loop.LoopResult, summary: dict, logged: list[dict]) -> None:
-    """Plots loss.png and bit_errors.png and prints the final bit errors."""
+    """Plots loss.png and bit_errors.png (with the curriculum's level, if any) and prints
+    the final bit errors."""
     title = f"{self.config.model_name} on {self.config.task.name}"
     for metric, ylabel in (("loss", "nats per sequence"),
                            ("bit_errors", "bit errors per sequence")):
-      plots.plot_metrics(logged, self.workdir / f"{metric}.png", title, ylabel=ylabel,
-                         keys=(f"train_{metric}", *(f"{name}_{metric}" for name in self.sets)))
+      keys = (f"train_{metric}", *(f"{name}_{metric}" for name in self.sets))
+      if self.curriculum is not None and metric == "bit_errors":
+        keys += ("curriculum_bit_errors",)
+      fig = plots.metrics_figure(logged, title, keys, ylabel)
+      if self.curriculum is not None and metric == "bit_errors":
+        curriculum_lib.draw_levels(fig.axes[0], self.curriculum.reached, result.step,
+                                   self.config.task.max_length)
+      fig.savefig(self.workdir / f"{metric}.png", dpi=110)
     self.out(f"stopped by {result.reason} at iter {result.step}: " + ", ".join(
         f"{k} {v:.4f}" for k, v in summary.items() if k.endswith("bit_errors")))
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from dncjax import configs, models
 from dncjax.tasks.config import MODEL_DEFAULTS, RunConfig
+from dncjax.tasks.curriculum import CurriculumConfig
 from dncjax.tasks.generators import TaskConfig
 from dncjax.training import records
 
@@ -54,12 +55,16 @@ def run_report(workdir: str | pathlib.Path, length: int | None = None, since: in
 
 def options_label(config: RunConfig, defaults: RunConfig) -> str:
   """The task and what a run changed from `defaults`, all but the seed (e.g. 'copy
-  hidden=128 link_sharpness')."""
+  curriculum hidden=128 link_sharpness')."""
   parts = []
   for field in dataclasses.fields(TaskConfig):  # the task: its name, then changed sizes
     value = getattr(config.task, field.name)
     if field.name == "name" or value != getattr(defaults.task, field.name):
       parts.append(f"{field.name}={value}" if field.name != "name" else value)
+  for field in dataclasses.fields(CurriculumConfig):  # --curriculum, then its settings
+    value = getattr(config.curriculum, field.name)
+    if value != getattr(defaults.curriculum, field.name):
+      parts.append("curriculum" if value is True else f"curriculum_{field.name}={value}")
   name = models.name_of(config.model)
   base = (defaults.model if models.name_of(defaults.model) == name
           else configs.model_config(name, MODEL_DEFAULTS))
