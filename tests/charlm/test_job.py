@@ -55,8 +55,8 @@ def test_resume_continues_exactly(text_file, straight, tmp_path, bpcs):
   run(text_file, tmp_path, "--steps", "8", "--resume")
   assert bpcs(tmp_path, "train_bpc") == bpcs(straight, "train_bpc")  # identical in float64
   assert [s for s, _ in bpcs(tmp_path, "train_bpc")] == list(range(1, 9))
-  resumed_dev = dict(bpcs(tmp_path, "dev_bpc"))  # (+ the evaluation that ended the first leg)
-  assert {s: resumed_dev[s] for s, _ in bpcs(straight, "dev_bpc")} == dict(bpcs(straight, "dev_bpc"))
+  resumed = dict(bpcs(tmp_path, "dev_bpc"))  # (+ the evaluation that ended the first leg)
+  assert {s: resumed[s] for s, _ in bpcs(straight, "dev_bpc")} == dict(bpcs(straight, "dev_bpc"))
   a = restore.restore_for_sampling(straight)[1]
   b = restore.restore_for_sampling(tmp_path)[1]
   assert all(np.array_equal(a[k], b[k]) for k in a)

@@ -108,11 +108,11 @@ def train_population(configs_: list[RunConfig], workdirs: list, steps: int | Non
                      plot: bool = True) -> list[dict]:
   """Trains the members together; returns each member's results.json summary.
 
-  Every `eval_every` steps and at the end each member's dev BPC (on the development
-  split) is computed and `on_eval(member_index, step, dev_bpc)` called (a string it returns stops that member
-  with that reason, e.g. a pruner's 'pruned'; members stopped or diverged are no longer
-  reported). The run ends at `steps`, at `timelimit` seconds of training (compilation and
-  evaluation not counted), or when no member trains."""
+  Every `eval_every` steps and at the end each member's dev BPC (on the development split)
+  is computed and `on_eval(member_index, step, dev_bpc)` called (a string it returns stops
+  that member with that reason, e.g. a pruner's 'pruned'; members stopped or diverged are
+  no longer reported). The run ends at `steps`, at `timelimit` seconds of training
+  (compilation and evaluation not counted), or when no member trains."""
   workdirs = [pathlib.Path(w) for w in workdirs]
   if len(workdirs) != len(configs_):
     raise ValueError(f"{len(configs_)} configs but {len(workdirs)} workdirs")
