@@ -104,7 +104,7 @@ def test_nonfinite_validation_stops_the_run(tmp_path):
   state = {"w": np.ones(2)}
 
   def evaluate(state, step):
-    return {"val_bpc": 2.0 if step < 4 else math.nan}
+    return {"dev_bpc": 2.0 if step < 4 else math.nan}
 
   saved = []
   result = loop.run(step_fn=lambda s, b: (s, {"loss": 1.0}), state=state, next_batch=lambda: 0,
@@ -113,7 +113,7 @@ def test_nonfinite_validation_stops_the_run(tmp_path):
                     items_per_step=1, log=MetricsLog(tmp_path / "m.jsonl"),
                     save=lambda step, s, e: saved.append(step), evaluate=evaluate,
                     print_fn=lambda line: None)
-  assert result.reason == "nan" and "val_bpc" in result.detail and result.step == 4
+  assert result.reason == "nan" and "dev_bpc" in result.detail and result.step == 4
   assert saved == [2]  # the step whose evaluation was NaN is not saved
 
 
@@ -175,16 +175,16 @@ def test_ctrl_c_right_after_a_checkpoint_keeps_the_best_record(text_file, tmp_pa
   monkeypatch.undo()
   best_step, best_meta = checkpoint.Checkpoints(tmp_path / "best", create=False).restore_meta()
   step, meta = checkpoint.Checkpoints(tmp_path / "checkpoints", create=False).restore_meta()
-  val = records(tmp_path, "val_bpc")
-  assert step == 4 and 4 in val  # the stop's evaluation at the checkpointed step
-  assert meta["best"] == best_meta["best"] == {"val_bpc": min(val.values()),
+  dev = records(tmp_path, "dev_bpc")
+  assert step == 4 and 4 in dev  # the stop's evaluation at the checkpointed step
+  assert meta["best"] == best_meta["best"] == {"dev_bpc": min(dev.values()),
                                                "step": best_step}
   alice_main(["--data", text_file, "--workdir", tmp_path, *TINY, "--steps", "8", "--resume"])
   results = json.loads((tmp_path / "results.json").read_text())
   best_step, best_meta = checkpoint.Checkpoints(tmp_path / "best", create=False).restore_meta()
-  assert (results["best_step"], results["best_val_bpc"]) == (best_step,
-                                                             best_meta["best"]["val_bpc"])
-  assert results["best_val_bpc"] == min(records(tmp_path, "val_bpc").values())
+  assert (results["best_step"], results["best_dev_bpc"]) == (best_step,
+                                                             best_meta["best"]["dev_bpc"])
+  assert results["best_dev_bpc"] == min(records(tmp_path, "dev_bpc").values())
 
 
 # ---------------------------------------------------------------- 6. bad values, early
@@ -206,6 +206,8 @@ BAD_VALUES = [
     (["--seed", str(2**70)], "--seed"),
     (["--seed", "-1"], "--seed"),
     (["--val_fraction", "1"], "--val_fraction"),
+    (["--dev_fraction", "-0.1"], "--dev_fraction"),
+    (["--dev_fraction", "0.9"], "--dev_fraction 0.9 and --val_fraction 0.1"),
     (["--dropout", "nan"], "--dropout"),
     (["--overlap", "1"], "--overlap"),
     (["--target_bpc", "nan"], "--target_bpc"),
@@ -234,12 +236,12 @@ def test_bad_seed_is_one_line_naming_the_flag(tmp_path):
 
 
 @pytest.mark.slow
-def test_no_validation_writes_strict_json(text_file, tmp_path):
+def test_no_held_out_text_writes_strict_json(text_file, tmp_path):
   alice_main(["--data", text_file, "--workdir", tmp_path, *TINY, "--steps", "2",
-              "--val_fraction", "0"])
+              "--val_fraction", "0", "--dev_fraction", "0"])
   text = (tmp_path / "results.json").read_text()
   results = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
-  assert results["best_val_bpc"] is None
+  assert results["best_dev_bpc"] is None and "tail_bpc" not in results
 
 
 # ---------------------------------------------------------------- 7. faults as one line
@@ -620,7 +622,7 @@ def test_sweep_bad_ranges_are_one_line_errors(text, message):
     (("batch_size=4,0",), (), "(batch_size|--batchsize) must be positive"),
     (("clip_norm=none,0",), (), "clip_norm must be positive"),
     (("seq_length=8,100000",), (), "seq_length"),
-    (("lr=0.05,0.1",), ("val_fraction=0",), "validation split"),
+    (("lr=0.05,0.1",), ("dev_fraction=0",), "development split"),
 ])
 def test_sweep_bad_settings_fail_before_any_trial(tmp_path, text_file, params, fixed,
                                                   message):

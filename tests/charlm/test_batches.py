@@ -1,5 +1,5 @@
 """Tests for dncjax.charlm.batches: the seed's training lanes (windows, resets, stride,
-determinism and resumption) and the validation windows."""
+determinism and resumption) and the windows that score a split."""
 
 import json
 
@@ -55,16 +55,20 @@ def test_lane_windows_resets_and_stride():
     np.testing.assert_array_equal(state.pointers, start + 2)
 
 
-def test_batches_never_read_validation(tmp_path):
-  text = ("the quick brown fox jumps over the lazy dog. " * 8).encode() + b"0123456789" * 4
+def test_batches_never_read_the_development_split_or_the_tail(tmp_path):
+  text = (("the quick brown fox jumps over the lazy dog. " * 8).encode() + b"0123456789" * 4
+          + b"ABCDEFGHIJ" * 4)
   (tmp_path / "t.txt").write_bytes(text)
-  corpus = data.load_corpus(tmp_path / "t.txt", val_fraction=40 / len(text), seq_length=7)
-  assert corpus.vocab.decode(corpus.val_ids) == "0123456789" * 4
-  digits = corpus.vocab.encode("0123456789")
+  fraction = 40 / len(text) + 1e-9
+  corpus = data.load_corpus(tmp_path / "t.txt", val_fraction=fraction, seq_length=7,
+                            dev_fraction=fraction)
+  assert corpus.vocab.decode(corpus.dev_ids) == "0123456789" * 4
+  assert corpus.vocab.decode(corpus.tail_ids()) == "ABCDEFGHIJ" * 4
+  held_out = corpus.vocab.encode("0123456789ABCDEFGHIJ")
   batcher = batches.lane_batcher(corpus.train_ids, 8, 7, overlap=2 / 3)
   _, taken = take(batcher, batcher.init(0), 300)
   seen = np.concatenate([np.concatenate([b.inputs, b.targets]) for b in taken])
-  assert not np.isin(seen, digits).any() and sum(b.reset.sum() for b in taken) > 8
+  assert not np.isin(seen, held_out).any() and sum(b.reset.sum() for b in taken) > 8
 
 
 def test_stride_from_overlap():
@@ -130,9 +134,9 @@ def test_validation_covers_every_transition_once(L, S, lanes):
   assert inputs == ids[:-1].tolist() and targets == ids[1:].tolist()
 
 
-def test_alice_validation_windows(alice_file):
+def test_alice_development_windows(alice_file):
   corpus = data.load_corpus(alice_file)
-  windows = list(batches.validation_windows(corpus.val_ids, 25))
+  windows = list(batches.validation_windows(corpus.dev_ids, 25))
   assert len(windows) == -(-14_847 // 25) == 594
   assert sum(m.sum() for _, m in windows) == 14_847
   assert list(batches.validation_windows(np.zeros(0, np.int32), 25)) == []

@@ -183,26 +183,38 @@ def test_vocab_errors():
 def test_alice_split(alice_file):
   corpus = data.load_corpus(alice_file, seq_length=25)
   text = data.read_text(alice_file)
-  assert len(corpus.val_ids) == 14_848 and len(corpus.train_ids) == 148_481 - 14_848
+  assert corpus.tail_length == len(corpus.dev_ids) == 14_848
+  assert len(corpus.train_ids) == 148_481 - 2 * 14_848
   assert corpus.vocab.chars == "".join(sorted(set(text)))
-  assert corpus.vocab.decode(corpus.train_ids) + corpus.vocab.decode(corpus.val_ids) == text
+  parts = (corpus.train_ids, corpus.dev_ids, corpus.tail_ids())
+  assert "".join(corpus.vocab.decode(ids) for ids in parts) == text
 
 
-def test_split_tail_and_whole_text_vocab(tmp_path):
-  corpus = data.load_corpus(write(tmp_path, b"abcdefghij" * 3 + b"XYZ"), val_fraction=0.1)
-  assert corpus.vocab.decode(corpus.val_ids) == "XYZ"  # int(33 * 0.1) = 3
-  assert set(corpus.vocab.chars) >= set("XYZ")
-  assert data.split_text("abcdef", 0.0) == ("abcdef", "")
-  with pytest.raises(ValueError, match="val_fraction"):
-    data.split_text("abc", 1.0)
+def test_split_in_order_with_the_whole_text_vocab(tmp_path):
+  text = b"abcdefghij" * 3 + b"klmnopqrst" + b"XYZ" * 2 + b"UVWX"  # 50 characters
+  corpus = data.load_corpus(write(tmp_path, text), val_fraction=0.1, dev_fraction=0.2)
+  assert corpus.vocab.decode(corpus.tail_ids()) == "ZUVWX"  # int(50 * 0.1) = 5
+  assert corpus.vocab.decode(corpus.dev_ids) == "pqrstXYZXY"  # int(50 * 0.2) = 10, before it
+  assert corpus.vocab.decode(corpus.train_ids) == text.decode()[:35]
+  assert set(corpus.vocab.chars) >= set("UVWXYZ")
+  assert data.split_text("abcdef", 0.0, 0.0) == ("abcdef", "", "")
+  assert data.split_text("abcdefghij", 0.1, 0.2) == ("abcdefg", "hi", "j")
+  for fractions, flag in (((1.0, 0.0), "--val_fraction"), ((0.1, -0.1), "--dev_fraction"),
+                          ((0.5, 0.5), "--dev_fraction 0.5 and --val_fraction 0.5")):
+    with pytest.raises(ValueError, match=flag):
+      data.split_text("abc", *fractions)
 
 
 def test_text_too_short(tmp_path):
   path = write(tmp_path, b"x" * 30)
-  with pytest.raises(data.DataError, match="training split has 27 characters") as e:
-    data.load_corpus(path, seq_length=26)  # 27 train + 3 validation
+  with pytest.raises(data.DataError, match="training split has 24 characters") as e:
+    data.load_corpus(path, seq_length=23)  # 24 train + 3 development + 3 tail
   assert str(path) in str(e.value)
-  with pytest.raises(data.DataError, match="validation split has 3 characters"):
+  with pytest.raises(data.DataError, match="development split has 3 characters.*--dev_fraction"):
     data.load_corpus(path, seq_length=5)
-  assert len(data.load_corpus(path, seq_length=5, val_fraction=0.0).val_ids) == 0
-  assert len(data.load_corpus(path, seq_length=2).val_ids) == 3
+  with pytest.raises(data.DataError, match="held-out tail has 3 characters.*--val_fraction"):
+    data.load_corpus(path, seq_length=5, dev_fraction=0.0)
+  short = data.load_corpus(path, seq_length=5, val_fraction=0.0, dev_fraction=0.0)
+  assert len(short.dev_ids) == short.tail_length == 0 and len(short.train_ids) == 30
+  corpus = data.load_corpus(path, seq_length=2)
+  assert len(corpus.dev_ids) == corpus.tail_length == 3

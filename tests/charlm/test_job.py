@@ -15,7 +15,7 @@ import time
 import numpy as np
 import pytest
 
-from dncjax.charlm import job as charlm, restore
+from dncjax.charlm import data, evaluate, job as charlm, restore
 from dncjax.training import checkpoint, loop
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -55,8 +55,8 @@ def test_resume_continues_exactly(text_file, straight, tmp_path, bpcs):
   run(text_file, tmp_path, "--steps", "8", "--resume")
   assert bpcs(tmp_path, "train_bpc") == bpcs(straight, "train_bpc")  # identical in float64
   assert [s for s, _ in bpcs(tmp_path, "train_bpc")] == list(range(1, 9))
-  resumed_val = dict(bpcs(tmp_path, "val_bpc"))  # (+ the evaluation that ended the first leg)
-  assert {s: resumed_val[s] for s, _ in bpcs(straight, "val_bpc")} == dict(bpcs(straight, "val_bpc"))
+  resumed = dict(bpcs(tmp_path, "dev_bpc"))  # (+ the evaluation that ended the first leg)
+  assert {s: resumed[s] for s, _ in bpcs(straight, "dev_bpc")} == dict(bpcs(straight, "dev_bpc"))
   a = restore.restore_for_sampling(straight)[1]
   b = restore.restore_for_sampling(tmp_path)[1]
   assert all(np.array_equal(a[k], b[k]) for k in a)
@@ -69,8 +69,11 @@ def test_run_writes_its_outputs(straight, bpcs):
           "config.json"} <= names
   results = json.loads((straight / "results.json").read_text())
   assert results["step"] == 8 and results["stopped_by"] == "steps"
-  best_step, best_bpc = min(bpcs(straight, "val_bpc"), key=lambda r: r[1])
-  assert results["best_step"] == best_step and results["best_val_bpc"] == best_bpc
+  best_step, best_bpc = min(bpcs(straight, "dev_bpc"), key=lambda r: r[1])
+  assert results["best_step"] == best_step and results["best_dev_bpc"] == best_bpc
+  assert (results["scored_step"], results["scored_checkpoint"]) == (best_step, "best/")
+  assert results["dev_bpc"] == pytest.approx(best_bpc, abs=1e-12)  # the state scored is best/'s
+  assert np.isfinite(results["tail_bpc"]) and "dynamic_tail_bpc" not in results
   assert checkpoint.Checkpoints(straight / "best", create=False).latest_step() == best_step
   assert (straight / "metrics.png").read_bytes()[:4] == b"\x89PNG"
   assert "---- iter 3" in (straight / "samples.txt").read_text()
@@ -88,12 +91,14 @@ def test_dynamic_evaluation_scores_before_learning(text_file, tmp_path):
   adagrad = ("--dynamic_rule", "adagrad", "--dynamic_seq_length", "none")  # training's windows
   run(text_file, tmp_path, "--steps", "3", "--dynamic_eval", "--dynamic_lr", "1e-12", *adagrad)
   results = json.loads((tmp_path / "results.json").read_text())
-  # a vanishing learning rate changes nothing: dynamic == static evaluation
-  assert results["dynamic_val_bpc"] == pytest.approx(results["best_val_bpc"], rel=1e-9)
+  # a vanishing learning rate changes nothing: dynamic == static evaluation, on either split
+  for split in ("dev", "tail"):
+    assert results[f"dynamic_{split}_bpc"] == pytest.approx(results[f"{split}_bpc"], rel=1e-9)
   run(text_file, tmp_path / "adapt", "--steps", "3", "--dynamic_eval", "--dynamic_lr", "0.5",
       *adagrad)
-  adapted = json.loads((tmp_path / "adapt" / "results.json").read_text())["dynamic_val_bpc"]
-  assert adapted < results["dynamic_val_bpc"]
+  adapted = json.loads((tmp_path / "adapt" / "results.json").read_text())
+  for split in ("dev", "tail"):
+    assert adapted[f"dynamic_{split}_bpc"] < results[f"dynamic_{split}_bpc"]
 
 
 @pytest.mark.slow
@@ -104,20 +109,32 @@ def test_dynamic_eval_script_grid(straight, capsys, tmp_path, folder_digest):
                             "--lr", "1e-12", "0.05", "--decay", "0.5", "--seq_length", "8", "4",
                             "--csv", str(table)]) == 0
   out = capsys.readouterr().out
-  static = float(re.search(r"static validation ([0-9.]+) BPC", out).group(1))
+  static = float(re.search(r"static dev ([0-9.]+) BPC", out).group(1))
   results = json.loads((straight / "results.json").read_text())
-  assert static == pytest.approx(results["best_val_bpc"], abs=1e-6)  # restored == trained
+  assert static == pytest.approx(results["best_dev_bpc"], abs=1e-6)  # restored == trained
   rows = list(csv.DictReader(table.open()))
   assert len(rows) == 8  # 2 windows x (adagrad x 2 rates + rms x 2 rates x 1 decay)
-  bpc = [float(r["dynamic_val_bpc"]) for r in rows]
+  bpc = [float(r["dynamic_dev_bpc"]) for r in rows]
   assert bpc == sorted(bpc)
-  statics = {r["seq_length"]: float(r["static_val_bpc"]) for r in rows}
+  statics = {r["seq_length"]: float(r["static_dev_bpc"]) for r in rows}
   assert statics["8"] == pytest.approx(static, abs=1e-6)  # the training window
   assert statics["4"] != statics["8"]  # seed_dnc truncates its memory at window ends
   for r in rows:  # a vanishing rate learns nothing: each window scored as statically
     if float(r["lr"]) == 1e-12:
-      assert float(r["dynamic_val_bpc"]) == pytest.approx(statics[r["seq_length"]], rel=1e-9)
+      assert float(r["dynamic_dev_bpc"]) == pytest.approx(statics[r["seq_length"]], rel=1e-9)
   assert min(bpc) < min(statics.values())  # and learning from the text it reads helps
+  # then the tail, once, with the setting best on the development split
+  best = rows[0]
+  shown = re.search(r"best on the development split: (\w+), S (\d+), lr ([0-9.e-]+)", out)
+  assert shown.groups() == (best["rule"], best["seq_length"], f"{float(best['lr']):.4g}")
+  tail = re.search(r"tail \(scored once\): static ([0-9.]+) BPC, dynamic ([0-9.]+) BPC", out)
+  assert float(tail.group(1)) == pytest.approx(results["tail_bpc"], abs=1e-6)
+  config, model, ts, _, _ = restore.restore_trained(straight, best=True)
+  corpus = data.load(config.data)
+  expected = evaluate.dynamic_bpc(model, config, corpus.tail_ids(), corpus.train_ids,
+                                  ts.params, ts.opt_state, best["rule"], float(best["lr"]),
+                                  float(best["decay"]), int(best["seq_length"]))
+  assert float(tail.group(2)) == pytest.approx(expected, abs=1e-6)
   assert folder_digest(straight) == before
 
 

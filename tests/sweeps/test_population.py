@@ -22,10 +22,11 @@ from dncjax.training import checkpoint, loop, optim, run, signals, train
 
 STEPS, MORE = 4, 6
 BASE = RunConfig(model=LSTMConfig(hidden=8), data=DataConfig(batch_size=8, seq_length=8,
-                                                             val_fraction=0.0045),
+                                                             dev_fraction=0.0045),
                  dropout=0.1)
-# a validation tail of 18 characters (3 windows) sums its loss over 17 characters, a training
-# window over 64, so member 3's first evaluation is finite, its next training loss is not
+# a development split of 18 characters (3 windows) sums its loss over 17 characters, a
+# training window over 64, so member 3's first evaluation is finite, its next training loss
+# is not
 MEMBERS = [  # 0, 1 train on; 2 is pruned at iter 3 (on_eval); 3 diverges at iter 2
     {"optim.learning_rate": 0.1, "optim.eps": 1e-8, "seed": 0},
     {"optim.learning_rate": 0.2, "optim.eps": 1e-6, "optim.clip_norm": 0.5, "seed": 1,
@@ -45,9 +46,9 @@ def changed(config, changes: dict):
 
 def options(workdir, steps, checkpoint_every=0, resume=False):
   """(Options, RunOptions) of a single run as a population member runs: every iteration
-  reported and evaluated, no samples, no dynamic evaluation."""
+  reported and evaluated, no samples, no dynamic evaluation, the tail left unscored."""
   schedule = loop.Schedule(steps, None, 1, 1, checkpoint_every)
-  return (Options(sample_length=0, dynamic_eval=False),
+  return (Options(sample_length=0, dynamic_eval=False, score_tail=False),
           run.RunOptions(str(workdir), resume, schedule, progress_bar=False))
 
 
@@ -166,15 +167,15 @@ def test_members_train_exactly_as_alone(pop, alone):
     assert sorted(train_pop) == list(range(1, last + 1))
     np.testing.assert_allclose([train_pop[s] for s in train_pop],
                                [train_alone[s] for s in train_pop], rtol=RTOL)
-    val_pop, val_alone = records(theirs, "val_bpc"), records(mine, "val_bpc")
-    assert sorted(val_pop) == list(range(1, last + 1))
-    np.testing.assert_allclose([val_pop[s] for s in val_pop], [val_alone[s] for s in val_pop],
+    dev_pop, dev_alone = records(theirs, "dev_bpc"), records(mine, "dev_bpc")
+    assert sorted(dev_pop) == list(range(1, last + 1))
+    np.testing.assert_allclose([dev_pop[s] for s in dev_pop], [dev_alone[s] for s in dev_pop],
                                rtol=RTOL)
     assert checkpoint.Checkpoints(theirs / "checkpoints", create=False).latest_step() == last
     assert_close(state_at(theirs, last), state_at(mine, last))  # params, Adagrad, lanes, keys
     summary = results(theirs)
-    assert summary["step"] == last and summary["best_step"] == min(val_pop, key=val_pop.get)
-    assert summary["best_val_bpc"] == min(val_pop.values())
+    assert summary["step"] == last and summary["best_step"] == min(dev_pop, key=dev_pop.get)
+    assert summary["best_dev_bpc"] == min(dev_pop.values())
   assert results(workdirs[PRUNE[0]])["stopped_by"] == results(alone[PRUNE[0]])["stopped_by"]
   assert [results(workdirs[i])["stopped_by"] for i in (0, 1, 2)] == ["steps", "steps", "pruned"]
   assert json.loads((workdirs[1] / "config.json").read_text())["optim"]["clip_norm"] == 0.5
@@ -188,7 +189,7 @@ def test_on_eval_sees_every_live_member_and_progress_is_printed(pop):
   workdirs, summaries, calls, lines = pop
   for i, workdir in enumerate(workdirs):
     np.testing.assert_array_equal([(s, b) for j, s, b in calls if j == i],
-                                  sorted(records(workdir, "val_bpc").items()))
+                                  sorted(records(workdir, "dev_bpc").items()))
   assert summaries == [results(w) for w in workdirs]
   assert any("mean over 4 members" in line and "char/s" in line for line in lines)
   # compiled before the clock starts, so the first line's seconds are training alone
@@ -207,7 +208,7 @@ def test_member_checkpoint_resumes_and_samples(configs, pop, alone):
   charlm.train_and_evaluate(configs[1], *options(workdir, MORE, resume=True),
                             out=lambda line: None)
   assert sorted(records(workdir, "train_bpc")) == list(range(1, MORE + 1))
-  for key in ("train_bpc", "val_bpc"):
+  for key in ("train_bpc", "dev_bpc"):
     np.testing.assert_allclose([records(workdir, key)[s] for s in (5, 6)],
                                [records(alone[1], key)[s] for s in (5, 6)], rtol=RTOL)
   assert_close(state_at(workdir, MORE), state_at(alone[1], MORE))
@@ -218,13 +219,13 @@ def test_member_checkpoint_resumes_and_samples(configs, pop, alone):
 def test_diverged_member_is_frozen_while_the_others_go_on(configs, pop):
   workdirs, summaries, calls, _ = pop
   summary = summaries[3]  # lr 2.7e36: its loss is Inf/NaN at iter 2
-  val = records(workdirs[3], "val_bpc")
+  dev = records(workdirs[3], "dev_bpc")
   assert summary["stopped_by"] == "nan" and summary["step"] == 1
-  assert list(records(workdirs[3], "train_bpc")) == [1] and list(val) == [1]
+  assert list(records(workdirs[3], "train_bpc")) == [1] and list(dev) == [1]
   assert [s for i, s, _ in calls if i == 3] == [1]
-  assert summary["best_step"] == 1 and summary["best_val_bpc"] == val[1] < np.inf
+  assert summary["best_step"] == 1 and summary["best_dev_bpc"] == dev[1] < np.inf
   _, _, _, meta = restore.restore_for_sampling(workdirs[3], best=True)
-  assert meta["step"] == 1 and meta["best"] == {"val_bpc": val[1], "step": 1}
+  assert meta["step"] == 1 and meta["best"] == {"dev_bpc": dev[1], "step": 1}
   frozen = state_at(workdirs[3], 1)  # its last good state, saved at the end
   assert all(np.isfinite(a).all() for a in jax.tree.leaves(frozen["train"].params))
   assert summaries[0]["step"] == STEPS  # test_members_train_exactly_as_alone: unharmed

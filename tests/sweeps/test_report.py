@@ -20,7 +20,7 @@ def table(params: list[space.Param], n=24) -> list[dict]:
   rng = random.Random(0)
   draw = lambda p: (p.low * (p.high / p.low) ** rng.random() if p.log else
                     rng.randint(p.low, p.high))
-  return [{"trial": i, "state": ("complete", "pruned")[i % 2], "val_bpc": 2 + rng.random(),
+  return [{"trial": i, "state": ("complete", "pruned")[i % 2], "dev_bpc": 2 + rng.random(),
            **{p.name: draw(p) for p in params}} for i in range(n)]
 
 

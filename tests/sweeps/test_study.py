@@ -57,6 +57,7 @@ def test_two_workers_record_every_trial_once(tmp_path):
   for t in trials:  # each trial's run really trained, for its budget unless pruned
     result = json.loads((spec.path / t.user_attrs["workdir"] / "results.json").read_text())
     assert result["step"] == (8 if t.state.name == "COMPLETE" else t.user_attrs["step"])
+    assert "tail_bpc" not in result  # trials are chosen on the development split alone
     config = json.loads((spec.path / t.user_attrs["workdir"] / "config.json").read_text())
     assert config["optim"]["learning_rate"] == pytest.approx(t.params["learning_rate"])
     assert config["model"] == to_json(LSTMConfig(hidden=8))
@@ -70,10 +71,10 @@ def test_two_workers_record_every_trial_once(tmp_path):
   table = sweep_report.write(optuna.load_study(study_name="two", storage=spec.storage_url()),
                              spec)
   assert [r["rank"] for r in table] == [1, 2, 3, 4, 5]
-  done = [r["val_bpc"] for r in table if r["state"] == "complete"]
+  done = [r["dev_bpc"] for r in table if r["state"] == "complete"]
   assert done == sorted(done)
   csv_lines = (spec.path / "results.csv").read_text().splitlines()
-  assert len(csv_lines) == 6 and csv_lines[0].startswith("rank,trial,state,val_bpc")
+  assert len(csv_lines) == 6 and csv_lines[0].startswith("rank,trial,state,dev_bpc")
   assert (spec.path / "params.png").stat().st_size > 0
   assert (spec.path / "curves.png").stat().st_size > 0
   best = spec.path / "best_trial"
@@ -81,7 +82,7 @@ def test_two_workers_record_every_trial_once(tmp_path):
   assert (best / "best").is_dir() and (best / "checkpoints").is_dir()
   _, _, _, meta = restore.restore_for_sampling(best, best=True)  # what sample.py loads
   assert meta["step"] == table[0]["best_step"]
-  assert meta["best"]["val_bpc"] == pytest.approx(table[0]["val_bpc"])
+  assert meta["best"]["dev_bpc"] == pytest.approx(table[0]["dev_bpc"])
   # the rebuilt sweep (for --report) is the same search
   rebuilt, _ = sweep.existing(str(spec.path))
   assert rebuilt.signature() == spec.signature()
@@ -196,7 +197,7 @@ def test_population_sweep_trains_trials_together(tmp_path):
     result = json.loads((folder / "results.json").read_text())
     config = json.loads((folder / "config.json").read_text())
     assert result["population"]["size"] == 2 and result["step"] == 8
-    assert t.value == pytest.approx(result["best_val_bpc"])
+    assert t.value == pytest.approx(result["best_dev_bpc"])
     assert (config["optim"]["learning_rate"], config["seed"]) == (
         pytest.approx(t.params["learning_rate"]), t.params["seed"])
   with pytest.raises(ValueError, match="keep array shapes.*not: forget_bias"):

@@ -71,7 +71,7 @@ def test_a_run_keeps_its_console_and_a_resume_appends(text_file, tmp_path, capsy
   printed = capsys.readouterr().out.splitlines()
   assert HEADER.match(first[0]) and first[1:] == printed
   assert any(re.match(r"^ ?\d+: [\d.]+ s, iter 2, [\d.]+ BPC", l) for l in first)
-  assert any(l.startswith("  eval at iter 2: val_bpc") for l in first)
+  assert any(l.startswith("  eval at iter 2: dev_bpc") for l in first)
   train(text_file, tmp_path, 4, resume=True)
   lines = (tmp_path / "log.txt").read_text().splitlines()
   assert lines[:len(first)] == first

@@ -72,7 +72,7 @@ def test_mean_squared_gradients_is_the_mean_of_each_windows_squared_gradient(lst
 
 @pytest.fixture(scope="module")
 def corpus(text_file):
-  return data.load_corpus(str(text_file), 0.1, 8)
+  return data.load_corpus(str(text_file), 0.1, 8, dev_fraction=0.0)
 
 
 @pytest.mark.slow
@@ -83,12 +83,13 @@ def test_dynamic_bpc_scores_each_window_before_learning_from_it(rule, corpus):
                      data=DataConfig(seq_length=8))
   model, optimizer = charlm.build_model(config, corpus.vocab.size)
   ts = train.init_train_state(model, optimizer, jax.random.key(0), 2)
-  windows = evaluate.stack_validation(corpus.val_ids, 8, 1)
+  windows = evaluate.stack_validation(corpus.tail_ids(), 8, 1)
   static = float(evaluate.make_static_eval(model)(ts.params, windows)) / (
       np.log(2) * float(windows.targets[1].sum()))
-  frozen = evaluate.dynamic_bpc(model, config, corpus, ts.params, ts.opt_state, rule, lr=1e-300)
+  split = (corpus.tail_ids(), corpus.train_ids)
+  frozen = evaluate.dynamic_bpc(model, config, *split, ts.params, ts.opt_state, rule, lr=1e-300)
   assert frozen == pytest.approx(static, rel=1e-12)  # no learning: the static score
   lr = 0.1 if rule == "adagrad" else 1e-3
-  assert evaluate.dynamic_bpc(model, config, corpus, ts.params, ts.opt_state, rule, lr=lr) < static
+  assert evaluate.dynamic_bpc(model, config, *split, ts.params, ts.opt_state, rule, lr=lr) < static
   with pytest.raises(ValueError, match="rule must be one of"):
-    evaluate.dynamic_bpc(model, config, corpus, ts.params, ts.opt_state, "sgd")
+    evaluate.dynamic_bpc(model, config, *split, ts.params, ts.opt_state, "sgd")

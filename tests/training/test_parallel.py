@@ -106,10 +106,11 @@ def test_sharded_train_step_matches_one_device_and_stays_sharded(tmp_path):
 
 def test_two_devices_train_as_one(one, two, assert_same_curve):
   assert_same_curve(one, two)
-  assert_same_curve(one, two, "val_bpc")
+  assert_same_curve(one, two, "dev_bpc")
   r1, r2 = (json.loads((w / "results.json").read_text()) for w in (one, two))
   assert r1["step"] == r2["step"] == 6 and r1["best_step"] == r2["best_step"]
-  assert r2["dynamic_val_bpc"] == pytest.approx(r1["dynamic_val_bpc"], rel=RTOL)
+  for key in ("dynamic_dev_bpc", "tail_bpc", "dynamic_tail_bpc"):
+    assert r2[key] == pytest.approx(r1[key], rel=RTOL)
   assert (two / "samples.txt").read_text().count("---- iter 6") == 1
   assert checkpoint.Checkpoints(two / "checkpoints", create=False).all_steps() == [3, 6]
 
@@ -153,7 +154,7 @@ def test_two_processes_resume_a_one_device_run(text_file, one, tmp_path, bpcs,
   assert "iter" not in outputs[1]
   assert [s for s, _ in bpcs(tmp_path, "train_bpc")] == list(range(1, 7))
   assert_same_curve(tmp_path, one)
-  assert_same_curve(tmp_path, one, "val_bpc")
+  assert_same_curve(tmp_path, one, "dev_bpc")
   assert (tmp_path / "samples.txt").read_text().count("---- iter 6") == 1
   assert checkpoint.Checkpoints(tmp_path / "checkpoints", create=False).latest_step() == 6
 

@@ -9,33 +9,33 @@ from dncjax.training import plots
 
 
 def char_lm_records(steps=1000, every=10, eval_every=100):
-  """A char-LM run's records: 6.6 BPC at iter 0, falling to ~2, validation best at 600."""
-  out = [{"step": 0, "time": 0.2, "val_bpc": 6.6}]
+  """A char-LM run's records: 6.6 BPC at iter 0, falling to ~2, dev best at 600."""
+  out = [{"step": 0, "time": 0.2, "dev_bpc": 6.6}]
   for step in range(every, steps + 1, every):
     out.append({"step": step, "time": 1.5 * step,
                 "train_bpc": 2.0 + 4.0 * math.exp(-step / 8) + 0.01 * (step % 30 == 0)})
     if step % eval_every == 0:
       out.append({"step": step, "time": 1.5 * step + 0.5,
-                  "val_bpc": 2.3 + 1e-4 * (step - 600) ** 2 / 100})
+                  "dev_bpc": 2.3 + 1e-4 * (step - 600) ** 2 / 100})
   return out
 
 
 def test_the_y_range_leaves_out_the_start_and_keeps_the_best_point():
   records = char_lm_records()
-  low, high = plots.y_range(records, ("train_bpc", "val_bpc"))
+  low, high = plots.y_range(records, ("train_bpc", "dev_bpc"))
   best = plots.best_point(records)
-  assert (best["step"], best["val_bpc"]) == (600, 2.3)
-  later = [r[k] for r in records if r["step"] > 50 for k in ("train_bpc", "val_bpc") if k in r]
+  assert (best["step"], best["dev_bpc"]) == (600, 2.3)
+  later = [r[k] for r in records if r["step"] > 50 for k in ("train_bpc", "dev_bpc") if k in r]
   assert low <= min(later) and high >= max(later)  # everything after the start is shown
-  assert low <= best["val_bpc"] <= high
+  assert low <= best["dev_bpc"] <= high
   assert high < 3.0  # not 6.6, nor the first training reports (~5)
   assert high - low < 1.5
 
 
 def test_the_y_range_keeps_an_early_best_point_and_ignores_nan():
-  records = [{"step": 0, "val_bpc": 1.0}, {"step": 1, "val_bpc": float("nan")},
-             *({"step": s, "val_bpc": 3.0 + s / 100} for s in range(2, 100))]
-  low, high = plots.y_range(records, ("val_bpc",))
+  records = [{"step": 0, "dev_bpc": 1.0}, {"step": 1, "dev_bpc": float("nan")},
+             *({"step": s, "dev_bpc": 3.0 + s / 100} for s in range(2, 100))]
+  low, high = plots.y_range(records, ("dev_bpc",))
   assert low < 1.0 and 3.9 < high < 4.2
   assert plots.best_point(records)["step"] == 0
 
@@ -54,7 +54,7 @@ def test_metrics_png_marks_the_best_checkpoint_on_both_axes(tmp_path):
   records = char_lm_records()
   fig = plots.metrics_figure(records, "lstm")
   steps_ax, time_ax = fig.axes
-  assert steps_ax.get_ylim() == pytest.approx(plots.y_range(records, ("train_bpc", "val_bpc")))
+  assert steps_ax.get_ylim() == pytest.approx(plots.y_range(records, ("train_bpc", "dev_bpc")))
   stars = [[l for l in ax.get_lines() if l.get_marker() == "*"] for ax in (steps_ax, time_ax)]
   assert [len(s) for s in stars] == [1, 1]
   assert list(stars[0][0].get_xydata()[0]) == [600, 2.3]

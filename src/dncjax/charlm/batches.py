@@ -1,4 +1,5 @@
-"""Batches of a text's ids: the seed's training lanes, and the validation windows.
+"""Batches of a text's ids: the seed's training lanes, and the windows that score a split
+(the development split, or the tail at the final scoring).
 
 Training batches follow the seed (krocki/dnc): B lanes, each a pointer into the training
 ids; a step reads inputs ids[p:p+S] and targets ids[p+1:p+S+1] per lane. Every lane is
@@ -108,15 +109,15 @@ def lane_batcher(ids: np.ndarray, batch_size: int, seq_length: int,
   return LaneBatcher(init, next, stride)
 
 
-# ----------------------------------------------------------------- validation windows
+# ------------------------------------------------------------- windows of a scored split
 
 
 def validation_windows(ids: np.ndarray, seq_length: int,
                        lanes: int = 1) -> Iterator[tuple[Batch, np.ndarray]]:
-  """An iterator of (Batch, mask [b, S] float32) covering the validation ids [L] once.
+  """An iterator of (Batch, mask [b, S] float32) covering the ids [L] of a split once.
 
   Scored are the L - 1 transitions ids[t] -> ids[t+1] inside the split (the first
-  character is only an input: nothing is primed from the training text). They are cut
+  character is only an input: nothing is primed from the text before it). They are cut
   into `lanes` = b contiguous chunks (lengths differing by at most 1); lane j reads its
   chunk left to right in windows of S, reset only at the first window, so the caller
   carries each lane's state from one window to the next. Positions past a chunk's end
@@ -129,7 +130,7 @@ def validation_windows(ids: np.ndarray, seq_length: int,
   if not isinstance(lanes, int) or isinstance(lanes, bool) or lanes <= 0:
     raise ValueError(f"lanes must be a positive integer, got {lanes!r}")
   if 0 < L < S + 1:
-    raise DataError(f"the validation ids hold {L} characters, fewer than the {S + 1} of "
+    raise DataError(f"the split scored holds {L} characters, fewer than the {S + 1} of "
                     f"one window of seq_length {S}")
   bounds = (np.arange(lanes + 1) * max(L - 1, 0)) // lanes
   starts, lengths = bounds[:-1, None], np.diff(bounds)[:, None]  # [b, 1]

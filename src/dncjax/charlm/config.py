@@ -28,7 +28,12 @@ class DataConfig:
   path: str | None = _field(None, "UTF-8 text file (default: alice29.txt from "
                             "$DNCJAX_DATA_DIR, the user cache, or downloaded once from the "
                             "Canterbury corpus)", flag="--data", metavar="PATH")
-  val_fraction: float = _field(0.1, "held-out tail")
+  val_fraction: float = _field(0.1, "the held-out tail: this fraction of the text, at its "
+                               "end, read only by the final scoring (0: none)")
+  dev_fraction: float = _field(0.1, "the development split: this fraction of the text, just "
+                               "before the tail; evaluations, the best checkpoint and every "
+                               "choice are made on it (0: none, so no evaluation during "
+                               "training and no best checkpoint: the last state is scored)")
   batch_size: int = _field(32, "lanes B", flag="--batchsize")
   seq_length: int = _field(32, "window S, characters per update", flag="--seqlength")
   overlap: float = _field(0.0, "window overlap; lanes advance by S*(1-overlap)")
@@ -39,7 +44,17 @@ class DataConfig:
       if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise ValueError(f"{flag} must be positive (an integer), got {value!r}")
     checks.check_number("--val_fraction", self.val_fraction, 0, 1, high_open=True)
+    checks.check_number("--dev_fraction", self.dev_fraction, 0, 1, high_open=True)
+    check_fractions(self.dev_fraction, self.val_fraction)
     checks.check_number("--overlap", self.overlap, 0, 1, high_open=True)
+
+
+def check_fractions(dev_fraction: float, val_fraction: float) -> None:
+  """ValueError naming both flags when the development split and the tail leave no
+  training text."""
+  if dev_fraction + val_fraction >= 1.0:
+    raise ValueError(f"--dev_fraction {dev_fraction} and --val_fraction {val_fraction} leave "
+                     f"no training text: their sum must be below 1")
 
 
 def default_model():
@@ -67,6 +82,15 @@ class RunConfig(configs.RunConfigBase):
     for name in ("dropout", "weight_drop"):
       checks.check_number(f"--{name}", getattr(self, name), 0, 1, high_open=True)
 
+  @classmethod
+  def from_json(cls, data: dict):
+    """The config a `to_json` dict describes; a run saved without `data.dev_fraction`
+    (before the development split existed) trained on everything but the tail, so it
+    reads as dev_fraction 0."""
+    saved = dict(data.get("data", {}))
+    saved.setdefault("dev_fraction", 0.0)
+    return super().from_json({**data, "data": saved})
+
 
 @documented
 @dataclasses.dataclass(frozen=True)
@@ -75,9 +99,13 @@ class Options:
   sample_length: int = _field(500, "characters sampled at each evaluation (0: none)")
   prime: str = _field("Alice", "text the samples start from")
   temperature: float = _field(1.0, "sampling temperature")
-  eval_lanes: int = _field(1, "lanes the validation tail is split into (1: one pass, "
-                           "longest context)")
-  dynamic_eval: bool = _field(True, "dynamic evaluation at the end")
+  eval_lanes: int = _field(1, "lanes the development split and the tail are each split "
+                           "into when scored (1: one pass, longest context)")
+  score_tail: bool = _field(True, "score the held-out tail once at the end of a run that "
+                            "ends on its budget, from the state chosen on the development "
+                            "split (static, and dynamic with --dynamic_eval)")
+  dynamic_eval: bool = _field(True, "dynamic evaluation at the end, of the development "
+                              "split and of the tail")
   dynamic_rule: str = _field("rms", "dynamic evaluation update: the training optimiser "
                              "continued, or Krause et al.'s RMS rule (dncjax.training."
                              "dynamic)", choices=DYNAMIC_RULES)

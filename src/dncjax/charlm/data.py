@@ -1,14 +1,18 @@
-"""Character data: loading a text, its vocabulary and the train/validation split
-(batching them is `batches.py`).
+"""Character data: loading a text, its vocabulary and its three splits (batching them is
+`batches.py`).
 
   text   a UTF-8 file read with universal newlines ('\\r\\n' and '\\r' become '\\n'), as
          Python's `open(path, 'r')` reads it; alice29.txt is 148,481 characters, V = 73.
-  vocab  the sorted distinct characters of the WHOLE text (train and validation), so
-         every validation character is encodable; id i <-> vocab.chars[i].
-  split  validation = the last int(len * val_fraction) characters (the tail; 14,848 for
-         alice at 0.1), training = the rest. Nothing in this module reads the tail while
-         training: the lane batcher only ever sees the training ids.
-
+  vocab  the sorted distinct characters of the WHOLE text, so every character of every
+         split is encodable; id i <-> vocab.chars[i]. The vocabulary is all that the tail
+         gives before the final scoring.
+  split  in order, training | development | tail. The tail is the last
+         int(len * val_fraction) characters (14,848 for alice at 0.1), the development
+         split the int(len * dev_fraction) characters just before it (14,848 at 0.1), and
+         training the rest. Training reads only the training ids; everything chosen
+         (evaluations, the best checkpoint, stops, sweeps, dynamic evaluation's settings)
+         is chosen on the development split; the tail is read only by the final scoring,
+         through `Corpus.tail_ids()`, once everything is fixed.
 
 The default corpus alice29.txt is looked for in $DNCJAX_DATA_DIR, then in the user cache
 ($XDG_CACHE_HOME/dncjax or ~/.cache/dncjax), and otherwise downloaded once from the
@@ -27,10 +31,11 @@ import tempfile
 import urllib.request
 import zlib
 from pathlib import Path, PurePosixPath
-from typing import NamedTuple, Sequence
+from typing import Sequence
 
 import numpy as np
 
+from dncjax.charlm.config import DataConfig, check_fractions
 from dncjax.training import compile_cache
 
 
@@ -189,41 +194,60 @@ class Vocab:
 # ------------------------------------------------------------------------------ split
 
 
-class Corpus(NamedTuple):
-  """A text read and split: path, the file read; vocab, its `Vocab` (V characters);
-  train_ids, int32 [n_train] ids of the head; val_ids, int32 [n_val] ids of the tail."""
-  path: str
-  vocab: Vocab           # built from the whole text
-  train_ids: np.ndarray  # int32 [n_train]: the head of the text
-  val_ids: np.ndarray    # int32 [n_val]: the tail, n_val = int(len * val_fraction)
+class Corpus:
+  """A text read and split: `path`, the file read; `vocab`, its `Vocab` (V characters, of
+  the whole text); `train_ids`, int32 [n_train], the head; `dev_ids`, int32 [n_dev], the
+  development split after it. The tail's ids are behind `tail_ids()`, which only the
+  final scoring calls (`charlm.scoring`); `tail_length` is how long it is, for checks
+  made before training."""
+
+  def __init__(self, path: str, vocab: Vocab, train_ids: np.ndarray, dev_ids: np.ndarray,
+               tail_ids: np.ndarray):
+    self.path, self.vocab = path, vocab
+    self.train_ids, self.dev_ids = train_ids, dev_ids
+    self.__tail = tail_ids
+    self.tail_length = len(tail_ids)
+
+  def tail_ids(self) -> np.ndarray:
+    """int32 [n_tail]: the held-out tail, for the final scoring only (see the module doc)."""
+    return self.__tail
 
 
-def split_text(text: str, val_fraction: float = 0.1) -> tuple[str, str]:
-  """(train, validation): validation is the last int(len(text) * val_fraction) characters."""
-  if not 0.0 <= val_fraction < 1.0:
-    raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
-  n_val = int(len(text) * val_fraction)
-  return text[:len(text) - n_val], text[len(text) - n_val:]
+def split_text(text: str, val_fraction: float = 0.1,
+               dev_fraction: float = 0.0) -> tuple[str, str, str]:
+  """(training, development, tail): the tail is the last int(len(text) * val_fraction)
+  characters, the development split the int(len(text) * dev_fraction) before it."""
+  for flag, value in (("--val_fraction", val_fraction), ("--dev_fraction", dev_fraction)):
+    if not 0.0 <= value < 1.0:
+      raise ValueError(f"{flag} must be in [0, 1), got {value}")
+  check_fractions(dev_fraction, val_fraction)
+  n_tail, n_dev = int(len(text) * val_fraction), int(len(text) * dev_fraction)
+  n_train = len(text) - n_tail - n_dev
+  return text[:n_train], text[n_train:n_train + n_dev], text[n_train + n_dev:]
 
 
-def check_lengths(n_train: int, n_val: int, seq_length: int, where: str = "the text") -> None:
-  """DataError unless both splits hold a window of S = seq_length (see the module doc).
+def check_lengths(n_train: int, n_dev: int, n_tail: int, seq_length: int,
+                  where: str = "the text") -> None:
+  """DataError unless every split holds a window of S = seq_length (see the module doc).
 
   Training needs S + 2 characters: a window reads S + 1 of them and, as in the seed, may
-  not end on the last one. A non-empty validation split needs S + 1.
+  not end on the last one. A non-empty development split or tail needs S + 1.
   """
   S = seq_length
   if n_train < S + 2:
     raise DataError(f"{where}: the training split has {n_train} characters, fewer than the "
                     f"{S + 2} that windows of seq_length {S} need")
-  if 0 < n_val < S + 1:
-    raise DataError(f"{where}: the validation split has {n_val} characters, fewer than the "
-                    f"{S + 1} of one window of seq_length {S}; lower seq_length or set "
-                    f"val_fraction to 0")
+  for n, name, flag in ((n_dev, "development split", "--dev_fraction"),
+                        (n_tail, "held-out tail", "--val_fraction")):
+    if 0 < n < S + 1:
+      raise DataError(f"{where}: the {name} has {n} characters, fewer than the {S + 1} of "
+                      f"one window of seq_length {S}; lower --seqlength or change {flag} "
+                      f"(0: none)")
 
 
 def load_corpus(path: str | os.PathLike | None = None, val_fraction: float = 0.1,
-                seq_length: int | None = None, url: str = ALICE_URL) -> Corpus:
+                seq_length: int | None = None, url: str = ALICE_URL, *,
+                dev_fraction: float = 0.1) -> Corpus:
   """Reads `path` (default: alice29.txt, see `alice_path`), encodes and splits it.
 
   With `seq_length` given, a text too short for its windows raises DataError here.
@@ -231,7 +255,14 @@ def load_corpus(path: str | os.PathLike | None = None, val_fraction: float = 0.1
   path = alice_path(url) if path is None else Path(path)
   text = read_text(path)
   vocab = Vocab.from_text(text)
-  train, val = split_text(text, val_fraction)
+  train, dev, tail = split_text(text, val_fraction, dev_fraction)
   if seq_length is not None:
-    check_lengths(len(train), len(val), seq_length, str(path))
-  return Corpus(str(path), vocab, vocab.encode(train), vocab.encode(val))
+    check_lengths(len(train), len(dev), len(tail), seq_length, str(path))
+  return Corpus(str(path), vocab, vocab.encode(train), vocab.encode(dev), vocab.encode(tail))
+
+
+def load(config: DataConfig) -> Corpus:
+  """The corpus of a run's `DataConfig`: its text, split by its fractions, checked
+  against its windows."""
+  return load_corpus(config.path, config.val_fraction, config.seq_length,
+                     dev_fraction=config.dev_fraction)

@@ -1,5 +1,7 @@
 """Dynamic evaluation of a trained run over a grid of update rules, rates, decays and
-windows (experiments/dynamic_eval.py): a table of static and dynamic validation BPC."""
+windows (experiments/dynamic_eval.py): a table of static and dynamic BPC on the
+development split, best first; then the tail scored once with the setting best there
+(`scoring.score_tail`)."""
 
 from __future__ import annotations
 
@@ -10,8 +12,7 @@ import pathlib
 import time
 from typing import Callable
 
-from dncjax.charlm import evaluate
-from dncjax.training import dynamic
+from dncjax.charlm import data, scoring
 
 
 def combinations(rules, seq_lengths, lrs, decays) -> list[tuple]:
@@ -24,45 +25,48 @@ def combinations(rules, seq_lengths, lrs, decays) -> list[tuple]:
   return out
 
 
-def run_grid(config, model, ts, corpus, combos: list[tuple], lanes: int,
-             say: Callable[[str], None] = print) -> tuple[dict[int, float], list[dict]]:
-  """(static BPC by window length, one row per combination, best first); a None window
-  or rate is the training one."""
-  static_eval = evaluate.make_static_eval(model)
-
-  def static_bpc(S):  # windows of S: a model that truncates its state at window ends scores
-    windows = evaluate.stack_validation(corpus.val_ids, S, lanes)  # differently
-    return float(static_eval(ts.params, windows)) / (
-        math.log(2) * evaluate.scored_chars(windows))
-
-  statics = {config.data.seq_length: static_bpc(config.data.seq_length)}
-  rows, ms_states = [], {}
+def run_grid(config, model, ts, corpus: data.Corpus, combos: list[tuple], lanes: int,
+             say: Callable[[str], None] = print):
+  """(static dev BPC by window length, one row per combination on the development split,
+  best first, the `scoring.Scorer` of `ts`); a None window or rate is the training one.
+  DataError when the run has no development split to choose on."""
+  if not len(corpus.dev_ids):
+    raise data.DataError(f"{corpus.path} has no development split in this run (dev_fraction "
+                         f"0): there is nothing to choose dynamic evaluation's settings on")
+  scorer = scoring.Scorer(model, config, corpus.train_ids, ts.params, ts.opt_state, lanes)
+  S_train = config.data.seq_length
+  statics, rows = {S_train: scorer.static(corpus.dev_ids, S_train)}, []
   for rule, S, lr, decay in combos:
-    S_, lr_ = S or config.data.seq_length, lr or config.optim.learning_rate
-    if S_ not in statics:
-      statics[S_] = static_bpc(S_)
+    S_ = S or S_train
+    if S_ not in statics:  # windows of S: a model that truncates its state at window ends
+      statics[S_] = scorer.static(corpus.dev_ids, S_)  # scores differently in other windows
+    setting = scoring.Setting(rule, S_, lr or config.optim.learning_rate, decay)
     start = time.monotonic()
-    if rule == "rms" and S_ not in ms_states:  # MS_g once per window length
-      ms_states[S_] = dynamic.rms_state(model, ts.params, evaluate.stack_validation(
-          corpus.train_ids, S_, lanes))
-    bpc = evaluate.dynamic_bpc(model, config, corpus, ts.params, ts.opt_state, rule, lr_,
-                               decay, S_, lanes, ms_states.get(S_))
-    rows.append({"rule": rule, "seq_length": S_, "lr": lr_, "decay": decay,
-                 "static_val_bpc": statics[S_], "dynamic_val_bpc": bpc,
+    bpc = scorer.dynamic(corpus.dev_ids, setting)
+    rows.append({"rule": rule, "seq_length": S_, "lr": setting.lr, "decay": decay,
+                 "static_dev_bpc": statics[S_], "dynamic_dev_bpc": bpc,
                  "gain": statics[S_] - bpc, "seconds": round(time.monotonic() - start, 1)})
-    say(f"  {rule:7s} S={S_:<4d} lr={lr_:<10.4g} decay={decay:<8.4g} {bpc:.4f} BPC "
+    say(f"  {rule:7s} S={S_:<4d} lr={setting.lr:<10.4g} decay={decay:<8.4g} {bpc:.4f} BPC "
         f"({rows[-1]['seconds']} s)")
-  rows.sort(key=lambda r: (not math.isfinite(r["dynamic_val_bpc"]), r["dynamic_val_bpc"]))
-  return statics, rows
+  rows.sort(key=lambda r: (not math.isfinite(r["dynamic_dev_bpc"]), r["dynamic_dev_bpc"]))
+  return statics, rows, scorer
+
+
+def best_setting(rows: list[dict]) -> scoring.Setting | None:
+  """The setting of `run_grid`'s first row, or None when every setting diverged."""
+  if not rows or not math.isfinite(rows[0]["dynamic_dev_bpc"]):
+    return None
+  r = rows[0]
+  return scoring.Setting(r["rule"], r["seq_length"], r["lr"], r["decay"])
 
 
 def markdown(rows: list[dict]) -> str:
   """`run_grid`'s rows as a Markdown table: rule, S, lr, decay, static and dynamic
-  validation BPC, gain."""
-  lines = ["| rule | S | lr | decay | static val BPC | dynamic val BPC | gain |",
+  dev BPC, gain."""
+  lines = ["| rule | S | lr | decay | static dev BPC | dynamic dev BPC | gain |",
            "|---|---|---|---|---|---|---|"]
   lines += [f"| {r['rule']} | {r['seq_length']} | {r['lr']:.4g} | {r['decay']:.4g} | "
-            f"{r['static_val_bpc']:.4f} | {r['dynamic_val_bpc']:.4f} | {r['gain']:+.4f} |"
+            f"{r['static_dev_bpc']:.4f} | {r['dynamic_dev_bpc']:.4f} | {r['gain']:+.4f} |"
             for r in rows]
   return "\n".join(lines)
 

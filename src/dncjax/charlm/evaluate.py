@@ -1,6 +1,7 @@
-"""Scoring a char-LM on the held-out tail: static BPC (state carried across windows) and
-dynamic evaluation (Krause et al. 2017: the model keeps learning as it reads the tail);
-and the seed's --gradcheck on the first training batch."""
+"""Scoring a char-LM on a split of its text (the development split while training and
+when choosing settings, the tail at the final scoring): static BPC (state carried across
+windows) and dynamic evaluation (Krause et al. 2017: the model keeps learning as it reads
+the split); and the seed's --gradcheck on the first training batch."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ from dncjax.models import core
 from dncjax.training import dynamic, gradcheck, losses, optim, train
 
 
-def stack_validation(val_ids: np.ndarray, seq_length: int, lanes: int):
-  """All validation windows stacked: Batch with [K, b, S] leaves, mask inside targets."""
-  windows = list(batches.validation_windows(val_ids, seq_length, lanes))
+def stack_validation(ids: np.ndarray, seq_length: int, lanes: int):
+  """All windows scoring the split `ids` (`batches.validation_windows`) stacked: Batch
+  with [K, b, S] leaves, mask inside targets; None for an empty split."""
+  windows = list(batches.validation_windows(ids, seq_length, lanes))
   if not windows:
     return None
   inputs = np.stack([b.inputs for b, _ in windows])
@@ -35,7 +37,8 @@ def scored_chars(windows) -> float:
 
 
 def make_static_eval(model: core.Model):
-  """(params, windows) -> summed loss over all validation windows, state carried."""
+  """(params, windows) -> summed loss (nats) over all the windows of a split, state
+  carried."""
   eval_step = train.make_eval_step(model, losses.masked_cross_entropy, jit=False)
 
   @jax.jit
@@ -51,32 +54,43 @@ def make_static_eval(model: core.Model):
   return evaluate
 
 
-def dynamic_bpc(model: core.Model, config, corpus: data.Corpus, params, opt_state,
-                rule: str = "adagrad", lr: float | None = None, decay: float = 0.0,
+def static_bpc(static_eval, params, windows) -> float:
+  """BPC of `params` on a split's stacked `windows`, `static_eval` being
+  `make_static_eval`'s function."""
+  return float(static_eval(params, windows)) / (math.log(2) * scored_chars(windows))
+
+
+def rms_state(model: core.Model, params, train_ids: np.ndarray, seq_length: int,
+              lanes: int) -> dynamic.RMSState:
+  """The rms rule's state at `params`: MS_g measured on the training ids in windows of
+  `seq_length` over `lanes` lanes, the shape of the windows it scales."""
+  return dynamic.rms_state(model, params, stack_validation(train_ids, seq_length, lanes))
+
+
+def dynamic_bpc(model: core.Model, config, ids: np.ndarray, train_ids: np.ndarray, params,
+                opt_state, rule: str = "adagrad", lr: float | None = None, decay: float = 0.0,
                 seq_length: int | None = None, lanes: int = 1, ms_state=None) -> float:
-  """Dynamic-evaluation BPC of the validation tail (see dncjax.training.dynamic) from
+  """Dynamic-evaluation BPC of the split `ids` (see dncjax.training.dynamic) from
   `params` (and, for the 'adagrad' rule, the training optimiser's `opt_state`: the
   training optimiser continued at rate `lr`), in windows of `seq_length` (default: the
-  training window). The 'rms' rule measures MS_g on the whole training text in the same
-  window shape unless `ms_state` (a `dynamic.rms_state` of the same window length and
-  lanes) is given."""
+  training window). The 'rms' rule measures MS_g on `train_ids` (`rms_state`) unless
+  `ms_state` (one of the same window length and lanes) is given."""
   dynamic.check_rule(rule)
   seq_length = seq_length or config.data.seq_length
   lr = lr or config.optim.learning_rate
   if seq_length <= 0 or lr <= 0 or decay < 0:
     raise ValueError(f"dynamic evaluation needs a positive window and learning rate and a "
                      f"decay >= 0, got {seq_length}, {lr}, {decay}")
-  windows = stack_validation(corpus.val_ids, seq_length, lanes)
+  windows = stack_validation(ids, seq_length, lanes)
   if windows is None:
-    raise data.DataError(f"the validation tail is shorter than one window of {seq_length}")
+    raise data.DataError(f"the split scored is shorter than one window of {seq_length}")
   if rule == "adagrad":
     optimizer = optim.make(config.optim)
     opt_state = optim.with_hyperparams(opt_state, learning_rate=lr)
   else:
     optimizer = dynamic.rms_rule(lr, decay)
     if ms_state is None:
-      ms_state = dynamic.rms_state(model, params, stack_validation(  # windows shaped as
-          corpus.train_ids, seq_length, lanes))                      # the ones scored
+      ms_state = rms_state(model, params, train_ids, seq_length, lanes)
     opt_state = ms_state
   total = dynamic.make_dynamic_eval(model, optimizer)(params, opt_state, windows)
   return float(total) / (math.log(2) * scored_chars(windows))

@@ -1,11 +1,13 @@
 """Character-level language modelling (the seed's job on alice29.txt), end to end.
 
 `train_and_evaluate(config, options, run_options)` runs the `CharLM` job on the run
-skeleton (`dncjax.training.run`): it loads the text, builds the model and optimiser,
-trains on lanes of windows, evaluates on the held-out tail (static BPC, and dynamic
-evaluation: Krause et al. 2017), samples text, keeps the latest and the best-validation
-checkpoints and writes metrics.jsonl, samples.txt, metrics.png and results.json.
-experiments/alice.py is its command line.
+skeleton (`dncjax.training.run`): it loads the text and splits it (training |
+development | tail, `data.py`), builds the model and optimiser, trains on lanes of
+windows of the training split, evaluates on the development split (dev BPC), samples
+text, keeps the latest checkpoints and the best one on the development split, and at the
+end scores the chosen state once on the tail (static BPC, and dynamic evaluation: Krause
+et al. 2017; `scoring.py`); it writes metrics.jsonl, samples.txt, metrics.png and
+results.json. experiments/alice.py is its command line.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dncjax import configs, models
-from dncjax.charlm import batches, data, evaluate, sampling
+from dncjax.charlm import batches, data, evaluate, sampling, scoring
 from dncjax.charlm.config import MODEL_DEFAULTS, Options, RunConfig
 from dncjax.training import checkpoint, loop, optim, parallel, plots, run, train
 
@@ -45,6 +47,11 @@ def initial_run_state(model, optimizer, batcher: batches.LaneBatcher, config: Ru
   return (ts, batcher.init(config.seed), checkpoint.key_to_array(jax.random.fold_in(key, 1)))
 
 
+def fresh_best() -> dict:
+  """The record of the best development BPC before any evaluation."""
+  return {"dev_bpc": math.inf, "step": None}
+
+
 def meta_extra(vocab: data.Vocab, lanes: batches.LaneState, best: dict) -> dict:
   """The char-LM part of a checkpoint's metadata."""
   return {"vocab": vocab.to_list(), "data": lanes.to_dict(), "best": best}
@@ -61,8 +68,8 @@ class CharLM(run.Job):
     self.primary = parallel.is_primary()
     super().__init__(out if self.primary else (lambda *a, **k: None))
     self.options, self.devices = options, devices
-    self.best = {"val_bpc": math.inf, "step": None}
-    self.best_state = None  # the best-validation TrainState of this process, if any
+    self.best = fresh_best()
+    self.best_state = None  # the TrainState best on the development split, if any
     self.best_ckpts = None
 
   def agreement(self, saved: RunConfig, given: configs.Given):
@@ -86,7 +93,7 @@ class CharLM(run.Job):
       raise ValueError("a multi-host run needs --steps and no --timelimit (each process "
                        "would stop at its own clock)")
     d = config.data
-    self.corpus = data.load_corpus(d.path, d.val_fraction, d.seq_length)
+    self.corpus = data.load(d)
     self.vocab = vocab = self.corpus.vocab
     self.model, self.optimizer = build_model(config, vocab.size)
     self.batcher = batches.lane_batcher(self.corpus.train_ids, d.batch_size, d.seq_length,
@@ -95,6 +102,7 @@ class CharLM(run.Job):
       raise checkpoint.CheckpointError(
           f"--resume: the vocabulary of {self.corpus.path} ({vocab.size} characters) is not "
           f"the checkpoint's ({len(meta['vocab'])} characters)")
+    self.has_dev = len(self.corpus.dev_ids) > 0
     self._check_options()
     self.items_per_step = d.batch_size * d.seq_length
     self.train_step = train.make_train_step(self.model, self.optimizer, dropout=config.dropout,
@@ -102,13 +110,9 @@ class CharLM(run.Job):
 
   def _check_options(self) -> None:
     """Options that only the text can refute: checked now, not after training."""
-    o, vocab, val_ids = self.options, self.vocab, self.corpus.val_ids
+    o, vocab = self.options, self.vocab
     self.prime_ids = vocab.encode(o.prime) if o.prime else vocab.encode(vocab.decode([0]))
-    if o.eval_lanes > max(len(val_ids) - 1, 1):
-      raise ValueError(f"--eval_lanes {o.eval_lanes} is more than the "
-                       f"{max(len(val_ids) - 1, 0)} validation characters scored")
-    if o.dynamic_eval and len(val_ids) and o.dynamic_seq_length:
-      evaluate.stack_validation(val_ids, o.dynamic_seq_length, o.eval_lanes)
+    scoring.check_options(o, self.corpus)
 
   def fresh(self) -> dict:
     """The TrainState (sharded on a mesh) and sampling key of a fresh run; sets the lanes."""
@@ -119,35 +123,38 @@ class CharLM(run.Job):
     return {"train": ts, "rng": self.rng}
 
   def restored(self, items: dict, meta: dict) -> dict:
-    """Takes up the sampling key, lane positions and best record of the checkpoint."""
+    """Takes up the sampling key, lane positions and best record of the checkpoint (a run
+    without a development split keeps none)."""
     self.rng = np.asarray(items["rng"])
     self.lanes = batches.LaneState.from_dict(meta["data"])
-    self.best = meta["best"]
+    self.best = meta["best"] if self.has_dev else fresh_best()
     return {**items, "rng": self.rng}
 
   def begin(self, items: dict, step: int, resume: bool) -> None:
     """Opens best/ (its record wins on a resume), clears a fresh run's samples.txt, prints
-    the data and model, prepares the validation and runs --gradcheck if asked."""
-    folder, config = self.workdir, self.config
-    self.best_ckpts = checkpoint.Checkpoints(folder / "best", keep=1)
-    if resume and self.best_ckpts.latest_step() is not None:
-      try:  # the record follows what best/ holds
-        self.best = self.best_ckpts.restore_meta()[1]["best"]
-      except checkpoint.CheckpointError as e:
-        self.out(f"warning: {e}; the best record of the checkpoint is kept")
+    the data and model, prepares the evaluation and runs --gradcheck if asked."""
+    folder, config, corpus, ts = self.workdir, self.config, self.corpus, items["train"]
+    if self.has_dev:
+      self.best_ckpts = checkpoint.Checkpoints(folder / "best", keep=1)
+      if resume and self.best_ckpts.latest_step() is not None:
+        try:  # the record follows what best/ holds
+          self.best = self.best_ckpts.restore_meta()[1]["best"]
+        except checkpoint.CheckpointError as e:
+          self.out(f"warning: {e}; the best record of the checkpoint is kept")
     if self.primary and not resume and (folder / "samples.txt").exists():
       (folder / "samples.txt").unlink()
-    corpus, ts = self.corpus, items["train"]
-    self.out(f"data {corpus.path}: {len(corpus.train_ids)} train / {len(corpus.val_ids)} "
-             f"validation characters, {self.vocab.size} distinct")
+    self.out(f"data {corpus.path}: {len(corpus.train_ids)} training / {len(corpus.dev_ids)} "
+             f"development / {corpus.tail_length} tail characters, {self.vocab.size} distinct")
+    if not self.has_dev:
+      self.out("no development split (--dev_fraction 0): evaluations only sample, no best "
+               "checkpoint is kept, and the last state is scored")
     self.out(f"model {config.model_name} {self.model.config}; "
              f"{sum(p.size for p in jax.tree.leaves(ts.params)):,} parameters; workdir {folder}")
     if self.mesh is not None:
       self.out(f"data parallel: {config.data.batch_size // self.mesh.size} lanes on each of "
                f"{self.mesh.size} devices ({jax.process_count()} process(es))")
-    self.val_windows = evaluate.stack_validation(corpus.val_ids, config.data.seq_length,
+    self.dev_windows = evaluate.stack_validation(corpus.dev_ids, config.data.seq_length,
                                                  self.options.eval_lanes)
-    self.n_val = evaluate.scored_chars(self.val_windows)
     self.static_eval = evaluate.make_static_eval(self.model)
     if self.options.gradcheck:
       host = ts if self.mesh is None else parallel.to_host(ts)
@@ -163,14 +170,15 @@ class CharLM(run.Job):
     return batch if self.mesh is None else parallel.shard_batch(batch, self.mesh)
 
   def evaluate(self, state, step: int) -> dict:
-    """Validation BPC (a new best is saved in best/) and, if asked, a sample printed."""
+    """Dev BPC, on the development split (a new best is saved in best/), and, if asked, a
+    sample printed."""
     metrics = {}
     params = state.params if self.mesh is None else parallel.to_host(state.params)
-    if self.val_windows is not None:
-      metrics["val_bpc"] = parallel.from_primary(  # on one device, the same on every process
-          lambda: float(self.static_eval(params, self.val_windows)) / (math.log(2) * self.n_val))
-      if metrics["val_bpc"] < self.best["val_bpc"]:
-        self.best = {"val_bpc": metrics["val_bpc"], "step": step}
+    if self.dev_windows is not None:
+      metrics["dev_bpc"] = parallel.from_primary(  # on one device, the same on every process
+          lambda: evaluate.static_bpc(self.static_eval, params, self.dev_windows))
+      if metrics["dev_bpc"] < self.best["dev_bpc"]:
+        self.best = {"dev_bpc": metrics["dev_bpc"], "step": step}
         self.best_state = state
         self.best_ckpts.save(step, {"train": state, "rng": self.rng}, run.checkpoint_meta(
             self.kind, self.config, self.model.config, step, 0.0, **self.meta(step)))
@@ -191,11 +199,13 @@ class CharLM(run.Job):
     return text
 
   def summarise(self, result: loop.LoopResult, logged: list[dict]) -> dict:
-    """results.json: the stop, the best validation BPC, the last train BPC, when it reached the
-    target BPC and, after a run that ended on its budget, dynamic evaluation."""
-    self.best_ckpts.wait()
+    """results.json: the stop, the best dev BPC and its iter, the last train BPC, when it
+    reached the target BPC and, after a run that ended on its budget, the final scores."""
+    if self.best_ckpts is not None:
+      self.best_ckpts.wait()
+    best = self.best if self.has_dev else {"dev_bpc": None, "step": None}
     summary = {"step": result.step, "elapsed_s": result.elapsed, "stopped_by": result.reason,
-               "best_val_bpc": self.best["val_bpc"], "best_step": self.best["step"]}
+               "best_dev_bpc": best["dev_bpc"], "best_step": best["step"]}
     train_records = [r for r in logged if "train_bpc" in r]
     if train_records:
       target = self.options.target_bpc
@@ -204,48 +214,53 @@ class CharLM(run.Job):
       if reached:  # the seed's headline: 1.2808 BPC after 4163 s
         summary[f"time_to_{target}_bpc_s"] = reached[0]["time"]
         summary[f"iter_to_{target}_bpc"] = reached[0]["step"]
-    if (self.options.dynamic_eval and self.val_windows is not None
-        and result.reason in ("steps", "timelimit")):
-      summary.update(self.dynamic(result))
+    if result.reason in ("steps", "timelimit"):
+      summary.update(self.final_scores(result))
     return summary
 
-  def dynamic(self, result: loop.LoopResult) -> dict:
-    """Dynamic evaluation from the best-validation state (else the last one)."""
-    o, config = self.options, self.config
-    if self.best_state is None and self.best["step"] is not None:  # found before a resume
+  def scored_state(self, result: loop.LoopResult):
+    """(TrainState, checkpoint folder, step) of the state the run is scored by: the best
+    on the development split, else (no development split) the last."""
+    if not self.has_dev or self.best["step"] is None:
+      return result.state, "checkpoints/", result.step
+    if self.best_state is None:  # found before a resume
       template = {"train": result.state, "rng": self.rng}
       self.best_state = self.best_ckpts.restore_state(self.best["step"], template)["train"]
-    start_from = self.best_state or result.state
+    return self.best_state, "best/", self.best["step"]
+
+  def final_scores(self, result: loop.LoopResult) -> dict:
+    """The chosen state scored on the development split and once on the tail (static and,
+    with --dynamic_eval, dynamic BPC: `scoring.score_run`)."""
+    state, folder, step = self.scored_state(result)
     if self.mesh is not None:
-      start_from = parallel.to_host(start_from._replace(model_state=None))
+      state = parallel.to_host(state._replace(model_state=None))
     start = time.monotonic()
-    bpc = parallel.from_primary(lambda: evaluate.dynamic_bpc(
-        self.model, config, self.corpus, start_from.params, start_from.opt_state,
-        o.dynamic_rule, o.dynamic_lr, o.dynamic_decay, o.dynamic_seq_length, o.eval_lanes))
-    out = {"dynamic_val_bpc": bpc,
-           "dynamic_from_step": (self.best["step"] if self.best_state is not None
-                                 else result.step),
-           "dynamic": {"rule": o.dynamic_rule, "lr": o.dynamic_lr or config.optim.learning_rate,
-                       "decay": o.dynamic_decay,
-                       "seq_length": o.dynamic_seq_length or config.data.seq_length}}
-    self.out(f"dynamic evaluation ({', '.join(f'{k} {v}' for k, v in out['dynamic'].items())}"
-             f"; from iter {out['dynamic_from_step']}): {bpc:.4f} BPC on the validation tail "
-             f"({time.monotonic() - start:.1f} s)")
+    scorer = scoring.Scorer(self.model, self.config, self.corpus.train_ids, state.params,
+                            state.opt_state, self.options.eval_lanes, self.static_eval)
+    out = {"scored_step": step, "scored_checkpoint": folder,
+           **scoring.score_run(scorer, self.corpus, self.options, self.config,
+                               parallel.from_primary, self.out)}
+    self.out(f"scored the state of iter {step} ({folder}) in {time.monotonic() - start:.1f} s")
     return out
 
   def finish(self, result: loop.LoopResult, summary: dict, logged: list[dict]) -> None:
     """Closes best/, plots metrics.png and prints the closing line; a TrainingError if
     dynamic evaluation diverged."""
-    self.best_ckpts.close()
+    if self.best_ckpts is not None:
+      self.best_ckpts.close()
     if self.primary:
       plots.plot_metrics(logged, self.workdir / "metrics.png", title=f"{self.config.model_name}"
                          f" on {pathlib.Path(self.corpus.path).name}")
-    if not math.isfinite(summary.get("dynamic_val_bpc", 0.0)):
+    if scoring.diverged(summary):
       raise loop.TrainingError(f"dynamic evaluation diverged (NaN/Inf BPC) at --dynamic_lr "
                                f"{summary['dynamic']['lr']}: try a lower rate with "
                                f"dynamic_eval.py")
-    self.out(f"stopped ({result.reason}) at iter {result.step}; best validation "
-             f"{self.best['val_bpc']:.4f} BPC at iter {self.best['step']}; outputs in "
+    best = (f"best dev {self.best['dev_bpc']:.4f} BPC at iter {self.best['step']}; "
+            if self.has_dev and self.best["step"] is not None else "")
+    tail = (f"tail {summary['tail_bpc']:.4f} BPC" + (
+        f" (dynamic {summary['dynamic_tail_bpc']:.4f})" if "dynamic_tail_bpc" in summary
+        else "") + "; ") if "tail_bpc" in summary else ""
+    self.out(f"stopped ({result.reason}) at iter {result.step}; {best}{tail}outputs in "
              f"{self.workdir}")
 
   def close(self) -> None:

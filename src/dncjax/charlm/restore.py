@@ -13,14 +13,17 @@ from dncjax.training import checkpoint, run, train
 
 
 def restore_trained(workdir: str | pathlib.Path, best: bool = False):
-  """(config, model, TrainState, vocab, meta) from the latest (or best-validation) checkpoint
-  of an alice.py run; nothing in `workdir` is modified."""
+  """(config, model, TrainState, vocab, meta) from the latest (or, with `best`, the best on
+  the development split) checkpoint of an alice.py run; nothing in `workdir` is modified.
+  A run saved before the development split existed reads as dev_fraction 0
+  (`RunConfig.from_json`)."""
   folder = pathlib.Path(workdir) / ("best" if best else "checkpoints")
   if best and not checkpoint.holds_checkpoints(folder) and checkpoint.holds_checkpoints(
       pathlib.Path(workdir) / "checkpoints"):
-    raise checkpoint.CheckpointError(f"no best-validation checkpoint in {folder} yet (one is "
-                                     f"kept at each evaluation): leave out --best to use the "
-                                     f"latest checkpoint")
+    raise checkpoint.CheckpointError(f"no best checkpoint in {folder} (one is kept at each "
+                                     f"evaluation on the development split; a run without "
+                                     f"one keeps none): leave out --best to use the latest "
+                                     f"checkpoint")
   if not checkpoint.holds_checkpoints(folder):
     where = f"in {folder}" if folder.is_dir() else f"folder at {folder}"
     raise checkpoint.CheckpointError(f"no checkpoint {where}: train a model there first "
@@ -40,6 +43,7 @@ def restore_trained(workdir: str | pathlib.Path, best: bool = False):
 
 
 def restore_for_sampling(workdir: str | pathlib.Path, best: bool = False):
-  """(model, params, vocab, meta) from the latest (or best-validation) checkpoint."""
+  """(model, params, vocab, meta) from the latest (or best on the development split)
+  checkpoint."""
   _, model, ts, vocab, meta = restore_trained(workdir, best)
   return model, ts.params, vocab, meta

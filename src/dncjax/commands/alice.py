@@ -7,11 +7,14 @@
   python experiments/alice.py --devices all         # the lanes split over every device
 
 (`dncjax-train` is the same command.) Prints the progress line (I: T s, iter N, X BPC,
-Y char/s), evaluates on the held-out tail of the text, samples text, and keeps
-checkpoints, metrics.jsonl, samples.txt, metrics.png, log.txt and results.json in
---workdir. Ctrl-C saves and stops; --resume continues exactly where the last checkpoint
-left off. --preset picks the defaults every other flag then changes. Compiled programs
-are cached in $DNCJAX_CACHE_DIR or ~/.cache/dncjax/jax (DNCJAX_COMPILE_CACHE=0: off).
+Y char/s), evaluates on the development split (--dev_fraction of the text, just before
+the tail) and keeps the best checkpoint there, samples text, and at the end scores that
+checkpoint once on the held-out tail (--val_fraction, the end of the text: static and
+dynamic BPC). It keeps checkpoints, metrics.jsonl, samples.txt, metrics.png, log.txt and
+results.json in --workdir. Ctrl-C saves and stops; --resume continues exactly where the
+last checkpoint left off. --preset picks the defaults every other flag then changes.
+Compiled programs are cached in $DNCJAX_CACHE_DIR or ~/.cache/dncjax/jax
+(DNCJAX_COMPILE_CACHE=0: off).
 """
 
 from __future__ import annotations

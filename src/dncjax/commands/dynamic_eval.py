@@ -4,12 +4,15 @@
       --lr 1e-4 3e-4 1e-3 --decay 0 0.01 --seq_length 16 32
 
 (`dncjax-dynamic-eval` is the same command.) Restores the run's latest (or --best)
-checkpoint and its corpus, scores the validation tail statically once, then with dynamic
+checkpoint and its corpus, scores the development split statically, then with dynamic
 evaluation (Krause et al., 2017; dncjax.training.dynamic) for every combination of
 --rule, --seq_length, --lr and --decay, and prints one table row per combination, best
 first, with its gain over static scoring in the same windows (a model whose state is
-truncated at window ends scores differently in other windows). The checkpoint is only
-read. --csv writes the rows to a file.
+truncated at window ends scores differently in other windows). Then it scores the
+held-out tail once, statically and with the setting that was best on the development
+split, and prints both. The checkpoint is only read. --csv writes the rows to a file.
+A run trained without a development split (--dev_fraction 0) has nothing to choose on
+and is refused.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ def parser() -> cli.ArgumentParser:
   p = cli.ArgumentParser(description=__doc__)
   p.add_argument("--workdir", required=True, help="the run's folder (as given to alice.py)")
   p.add_argument("--best", action="store_true",
-                 help="start from the best-validation checkpoint instead of the latest")
+                 help="start from the best checkpoint on the development split instead of the "
+                      "latest")
   p.add_argument("--data", default=None,
                  help="the text file, if it moved since training (default: the run's)")
   p.add_argument("--rule", nargs="+", choices=DYNAMIC_RULES, default=["adagrad"],
@@ -37,7 +41,7 @@ def parser() -> cli.ArgumentParser:
   p.add_argument("--seq_length", "--seq-length", nargs="+", type=int, default=[None],
                  help="window lengths (default: the training window)")
   p.add_argument("--eval_lanes", "--eval-lanes", type=int, default=1,
-                 help="lanes the validation tail is split into")
+                 help="lanes the development split and the tail are each split into")
   p.add_argument("--csv", default=None, help="also write the table to this CSV file")
   return p
 
@@ -63,18 +67,36 @@ def main(argv=None) -> int:
   del vocab
   if args.data:
     config = configs.replace(config, "data.path", args.data)
-  d = config.data
-  corpus = data.load_corpus(d.path, d.val_fraction, d.seq_length)
+  corpus = data.load(config.data)
   if corpus.vocab.to_list() != meta["vocab"]:
     raise data.DataError(f"the vocabulary of {corpus.path} is not the checkpoint's")
   combos = dynamic_grid.combinations(args.rule, args.seq_length, args.lr, args.decay)
   print(f"{args.workdir}: {config.model_name} {model.config}, iter {meta['step']}", flush=True)
-  statics, rows = dynamic_grid.run_grid(config, model, ts, corpus, combos, args.eval_lanes,
-                                        say=lambda line: print(line, flush=True))
-  print(f"static validation {statics[d.seq_length]:.6f} BPC\n\n" + dynamic_grid.markdown(rows))
+  statics, rows, scorer = dynamic_grid.run_grid(config, model, ts, corpus, combos,
+                                                args.eval_lanes,
+                                                say=lambda line: print(line, flush=True))
+  print(f"static dev {statics[config.data.seq_length]:.6f} BPC\n\n"
+        + dynamic_grid.markdown(rows))
   if args.csv:
     dynamic_grid.write_csv(rows, args.csv)
+  _score_tail(scorer, corpus, dynamic_grid.best_setting(rows))
   return 0
+
+
+def _score_tail(scorer, corpus, setting) -> None:
+  """Prints the tail's static BPC and its dynamic BPC with `setting`, the best on the
+  development split (none: every setting diverged there)."""
+  from dncjax.charlm import scoring  # pylint: disable=import-outside-toplevel
+  if not corpus.tail_length:
+    print("\nno held-out tail in this run (val_fraction 0): nothing more is scored")
+    return
+  if setting is None:
+    print("\nevery setting diverged on the development split: the tail is not scored")
+    return
+  scores = scoring.score_tail(scorer, corpus, setting)
+  print(f"\nbest on the development split: {setting.describe()}\n"
+        f"tail (scored once): static {scores['tail_bpc']:.6f} BPC, dynamic "
+        f"{scores['dynamic_tail_bpc']:.6f} BPC")
 
 
 def errors():

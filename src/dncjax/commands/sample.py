@@ -20,7 +20,8 @@ def parser() -> cli.ArgumentParser:
   p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
   p.add_argument("--seed", type=int, default=0, help="sampling seed")
   p.add_argument("--best", action="store_true",
-                 help="use the best-validation checkpoint instead of the latest")
+                 help="use the best checkpoint on the development split instead of the "
+                      "latest")
   return p
 
 

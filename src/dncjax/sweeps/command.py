@@ -33,8 +33,10 @@ def main(args: argparse.Namespace, spec: Sweep | None) -> int:
                             f"{why} (see {spec.path / 'results.md'} and the trials' log.txt)")
   if table and table[0]["state"] == "complete":
     best = spec.path / "best_trial"
-    print(f"\nbest: trial {table[0]['trial']}, {table[0]['val_bpc']:.4f} BPC -> {best}\n"
+    print(f"\nbest: trial {table[0]['trial']}, {table[0]['dev_bpc']:.4f} dev BPC -> {best}\n"
           f"  sample:   python experiments/sample.py --workdir {best} --best\n"
-          f"  continue: python experiments/alice.py --workdir {best} --resume --steps N")
+          f"  continue: python experiments/alice.py --workdir {best} --resume --steps N\n"
+          f"  its tail: python experiments/alice.py --workdir {best} --resume --steps "
+          f"{table[0]['steps']} (scores the held-out tail once, with its best checkpoint)")
   print(f"tables and plots in {spec.path} (results.md, results.csv, params.png, curves.png)")
   return 0

@@ -46,7 +46,7 @@ class Sweep:
   trials: int | None = _field(None, "trials in the sweep (default: the grid's size, or 20)")
   sampler: str = _field("tpe", "Optuna sampler (grid: lists only, every combination once)",
                         choices=("tpe", "random", "grid"))
-  pruner: str = _field("median", "stops trials whose validation BPC falls behind",
+  pruner: str = _field("median", "stops trials whose dev BPC falls behind",
                        choices=("median", "halving", "none"))
   storage: str | None = _field(None, "Optuna storage shared by workers, e.g. "
                                "postgresql://user:pass@host/db (default: "

@@ -49,7 +49,7 @@ class Member:
   step: int = 0
   stopped_by: str | None = None
   stopped_at: float | None = None
-  best: dict = dataclasses.field(default_factory=lambda: {"val_bpc": math.inf, "step": None})
+  best: dict = dataclasses.field(default_factory=job.fresh_best)
   interval_loss: float = 0.0
   interval_steps: int = 0
   last_saved: int | None = None
@@ -130,7 +130,7 @@ class PopulationSession:
       m.interval_loss, m.interval_steps = 0.0, 0
 
   def evaluate(self, step: int, which: list[Member] | None = None, final: bool = False) -> None:
-    """Validation BPC of the members `which` (default: those alive)."""
+    """Dev BPC, on the development split, of the members `which` (default: those alive)."""
     which = self.alive() if which is None else which
     if self.windows is None or not which:
       return None
@@ -139,20 +139,20 @@ class PopulationSession:
     for m in which:
       i = self.members.index(m)
       shown[i] = bpc = float(bpcs[i])
-      m.log.write({"step": step, "time": self.clock.seconds(), "val_bpc": bpc})
+      m.log.write({"step": step, "time": self.clock.seconds(), "dev_bpc": bpc})
       m.last_eval = step
       if not math.isfinite(bpc):
         self._stop(m, "nan")
-        self.out(f"member {i}: val_bpc became {bpc} at iter {step}: stopped")
+        self.out(f"member {i}: dev_bpc became {bpc} at iter {step}: stopped")
         continue
-      if bpc < m.best["val_bpc"]:
-        m.best = {"val_bpc": bpc, "step": step}
+      if bpc < m.best["dev_bpc"]:
+        m.best = {"dev_bpc": bpc, "step": step}
         self._save(m, m.best_ckpts)
       reason = self.on_eval(i, step, bpc) if self.on_eval is not None else None
       if reason and not final:  # as a single run: the final evaluation stops nothing
         self._stop(m, str(reason))
     best = min(shown, key=shown.get)
-    self.out(f"  eval at iter {step}: val_bpc best {shown[best]:.4f} (member {best}), mean "
+    self.out(f"  eval at iter {step}: dev_bpc best {shown[best]:.4f} (member {best}), mean "
              f"{np.mean(list(shown.values())):.4f} over {len(shown)} members")
     return None
 
@@ -187,7 +187,7 @@ class PopulationSession:
       m.ckpts.close()
       m.best_ckpts.close()
       summary = {"step": m.step, "elapsed_s": m.stopped_at, "stopped_by": m.stopped_by,
-                 "best_val_bpc": m.best["val_bpc"], "best_step": m.best["step"],
+                 "best_dev_bpc": m.best["dev_bpc"], "best_step": m.best["step"],
                  "population": {"index": i, "size": len(self.members)}}
       train_records = [r for r in m.log.read() if "train_bpc" in r]
       if train_records:

@@ -108,11 +108,11 @@ def train_population(configs_: list[RunConfig], workdirs: list, steps: int | Non
                      plot: bool = True) -> list[dict]:
   """Trains the members together; returns each member's results.json summary.
 
-  Every `eval_every` steps and at the end each member's validation BPC is computed and
-  `on_eval(member_index, step, val_bpc)` called (a string it returns stops that member
-  with that reason, e.g. a pruner's 'pruned'; members stopped or diverged are no longer
-  reported). The run ends at `steps`, at `timelimit` seconds of training (compilation and
-  evaluation not counted), or when no member trains."""
+  Every `eval_every` steps and at the end each member's dev BPC (on the development split)
+  is computed and `on_eval(member_index, step, dev_bpc)` called (a string it returns stops
+  that member with that reason, e.g. a pruner's 'pruned'; members stopped or diverged are
+  no longer reported). The run ends at `steps`, at `timelimit` seconds of training
+  (compilation and evaluation not counted), or when no member trains."""
   workdirs = [pathlib.Path(w) for w in workdirs]
   if len(workdirs) != len(configs_):
     raise ValueError(f"{len(configs_)} configs but {len(workdirs)} workdirs")
@@ -136,7 +136,7 @@ def _train(configs_, workdirs, schedule, on_eval, out, keep, eval_lanes, plot) -
   out(f"population of {len(members)} {first.model_name} members {model.config}; "
       f"{sum(p.size for p in jax.tree.leaves(state.params)) // len(members):,} parameters "
       f"each; data {corpus.path}")
-  windows = evaluate.stack_validation(corpus.val_ids, first.data.seq_length, eval_lanes)
+  windows = evaluate.stack_validation(corpus.dev_ids, first.data.seq_length, eval_lanes)
   session = PopulationSession(
       members, state, batcher, make_step(model, optimizer, first.dropout, first.weight_drop),
       make_eval(model), windows, first.data.batch_size * first.data.seq_length, on_eval, out,
@@ -144,10 +144,10 @@ def _train(configs_, workdirs, schedule, on_eval, out, keep, eval_lanes, plot) -
   step, reason, signum = loop.drive(schedule, session, 0, session.clock)
   summaries = session.close(reason)
   reasons = [s["stopped_by"] for s in summaries]
-  best = min(range(len(members)), key=lambda i: summaries[i]["best_val_bpc"])
+  best = min(range(len(members)), key=lambda i: summaries[i]["best_dev_bpc"])
   out(f"population stopped at iter {step} after {session.clock.seconds():.1f} s of training ("
       + ", ".join(f"{reasons.count(r)} {r}" for r in sorted(set(reasons)))
-      + f"); best validation {summaries[best]['best_val_bpc']:.4f} BPC: member {best} at iter "
+      + f"); best dev {summaries[best]['best_dev_bpc']:.4f} BPC: member {best} at iter "
       f"{summaries[best]['best_step']}, {members[best].workdir}")
   if plot:
     for m in members:
@@ -162,7 +162,7 @@ def _build(configs_: list[RunConfig], workdirs: list[pathlib.Path], keep: int):
   """(corpus, batcher, members, stacked TrainState [P, ...]) of a fresh population: each
   member's init, lanes and keys are those a single run of its config gives it."""
   d = configs_[0].data
-  corpus = data.load_corpus(d.path, d.val_fraction, d.seq_length)
+  corpus = data.load(d)
   batcher = batches.lane_batcher(corpus.train_ids, d.batch_size, d.seq_length, d.overlap)
   stages = optim.Stages.of(*(c.optim for c in configs_))
   members, states = [], []

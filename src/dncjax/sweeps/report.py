@@ -1,10 +1,11 @@
 """A sweep's results: the ranked table (CSV, Markdown), plots (PNG), the best trial.
 
-  results.csv, results.md  every counted trial, best first: state, validation BPC (best
-                           for finished trials, last reported for pruned ones), the iter
-                           it was reached, iters and seconds trained, the hyperparameters
-  params.png               validation BPC against each swept hyperparameter
-  curves.png               validation (and training) BPC of the best trials against iters
+  results.csv, results.md  every counted trial, best first: state, dev BPC on the
+                           development split (best for finished trials, last reported
+                           for pruned ones), the iter it was reached, iters and seconds
+                           trained, the hyperparameters
+  params.png               dev BPC against each swept hyperparameter
+  curves.png               dev (and training) BPC of the best trials against iters
   best_trial               a link to the best trial's folder: sample from it or resume it
                            with alice.py (--workdir <sweep>/best_trial)
 Checkpoints of finished trials ranked below `keep_top` are deleted (their metrics stay).
@@ -36,14 +37,14 @@ def rows(study: optuna.Study, sweep: sweep_lib.Sweep) -> list[dict]:
   for t in trials.live_trials(study):
     value = t.value if t.state == TrialState.COMPLETE else (
         t.intermediate_values[max(t.intermediate_values)] if t.intermediate_values else None)
-    out.append({"trial": t.number, "state": t.state.name.lower(), "val_bpc": value,
+    out.append({"trial": t.number, "state": t.state.name.lower(), "dev_bpc": value,
                 "best_step": t.user_attrs.get("best_step"), "steps": t.user_attrs.get("step"),
                 "time_s": t.user_attrs.get("elapsed_s"),
                 "workdir": t.user_attrs.get("workdir", ""),
                 "error": t.user_attrs.get("error", ""),
                 **t.params})  # only the settings this trial drew (its model takes)
   out.sort(key=lambda r: (_ORDER[TrialState[r["state"].upper()]],
-                          r["val_bpc"] if r["val_bpc"] is not None else math.inf, r["trial"]))
+                          r["dev_bpc"] if r["dev_bpc"] is not None else math.inf, r["trial"]))
   for rank, r in enumerate(out, 1):
     r["rank"] = rank
   return out
@@ -57,7 +58,7 @@ def _cell(value) -> str:
   return str(value)
 
 
-COLUMNS = ("rank", "trial", "state", "val_bpc", "best_step", "steps", "time_s")
+COLUMNS = ("rank", "trial", "state", "dev_bpc", "best_step", "steps", "time_s")
 
 
 def markdown(table: list[dict], names: list[str], top: int | None = None) -> str:
@@ -76,20 +77,20 @@ def plot_params(table: list[dict], sweep: sweep_lib.Sweep, path: pathlib.Path,
 
 
 def params_figure(table: list[dict], sweep: sweep_lib.Sweep, span: float = 1.0) -> Figure:
-  """Validation BPC against each swept setting; the y axis shows the best `span` BPC, and
+  """Dev BPC against each swept setting; the y axis shows the best `span` BPC, and
   worse trials (diverging ones reach 10+) sit on its top edge as triangles."""
   params = sweep.space.params
   cols = min(3, len(params))
   rows_n = math.ceil(len(params) / cols)
   fig = Figure(figsize=(4.5 * cols, 3.6 * rows_n), layout="constrained")
   axes = fig.subplots(rows_n, cols, squeeze=False).ravel()
-  scored = [r["val_bpc"] for r in table if r["val_bpc"] is not None]
+  scored = [r["dev_bpc"] for r in table if r["dev_bpc"] is not None]
   top = min(max(scored), min(scored) + span) if scored else None
   for ax, p in zip(axes, params):
     above_label = f"above {top:.2f}" if top is not None else None  # one legend entry
     for state, marker in (("complete", "o"), ("pruned", "x")):
-      pts = [(r[p.name], r["val_bpc"]) for r in table
-             if r["state"] == state and r["val_bpc"] is not None and p.name in r]
+      pts = [(r[p.name], r["dev_bpc"]) for r in table
+             if r["state"] == state and r["dev_bpc"] is not None and p.name in r]
       if not pts:
         continue
       if p.choices is not None:  # categorical: one slot per choice
@@ -108,13 +109,13 @@ def params_figure(table: list[dict], sweep: sweep_lib.Sweep, span: float = 1.0) 
     if p.log:
       log_x(ax, p.low, p.high)
     ax.set_xlabel(p.name)
-    ax.set_ylabel("validation BPC")
+    ax.set_ylabel("dev BPC")
     ax.grid(alpha=0.3)
     if ax.has_data():
       ax.legend(fontsize=7)
   for ax in axes[len(params):]:
     ax.set_visible(False)
-  fig.suptitle(f"{sweep.study_name()}: validation BPC per hyperparameter")
+  fig.suptitle(f"{sweep.study_name()}: dev BPC per hyperparameter")
   return fig
 
 
@@ -155,7 +156,7 @@ def log_x(ax, low: float, high: float) -> None:
 
 def plot_curves(table: list[dict], sweep: sweep_lib.Sweep, path: pathlib.Path,
                 top: int = 5) -> None:
-  """curves.png: validation (and training) BPC against iteration, the `top` trials."""
+  """curves.png: dev (and training) BPC against iteration, the `top` trials."""
   fig = Figure(figsize=(8, 4.5), layout="constrained")
   ax = fig.subplots()
   for r in [r for r in table if r["state"] in ("complete", "pruned")][:top]:
@@ -163,15 +164,15 @@ def plot_curves(table: list[dict], sweep: sweep_lib.Sweep, path: pathlib.Path,
     if not metrics.exists():
       continue
     records = [json.loads(l) for l in metrics.read_text().splitlines() if l.strip()]
-    val = [(x["step"], x["val_bpc"]) for x in records if "val_bpc" in x]
+    dev = [(x["step"], x["dev_bpc"]) for x in records if "dev_bpc" in x]
     train = [(x["step"], x["train_bpc"]) for x in records if "train_bpc" in x]
     label = f"#{r['trial']}: " + runs.describe(
         {p.name: r[p.name] for p in sweep.space.params if p.name in r})
-    line, = ax.plot(*zip(*val), marker=".", label=label) if val else (None,)
+    line, = ax.plot(*zip(*dev), marker=".", label=label) if dev else (None,)
     if train and line is not None:
       ax.plot(*zip(*train), color=line.get_color(), alpha=0.35, linestyle="--")
   ax.set_xlabel("iteration")
-  ax.set_ylabel("BPC (solid: validation, dashed: training)")
+  ax.set_ylabel("BPC (solid: dev, dashed: training)")
   ax.grid(alpha=0.3)
   if ax.has_data():
     ax.legend(fontsize=7)
@@ -190,7 +191,7 @@ def write(study: optuna.Study, sweep: sweep_lib.Sweep) -> list[dict]:
     writer.writeheader()
     writer.writerows(table)
   (folder / "results.md").write_text(
-      f"# Sweep {sweep.study_name()}: {len(table)} trials, ranked by validation BPC\n\n"
+      f"# Sweep {sweep.study_name()}: {len(table)} trials, ranked by dev BPC\n\n"
       + markdown(table, names) + "\n")
   if table:
     plot_params(table, sweep, folder / "params.png")

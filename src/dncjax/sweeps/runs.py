@@ -32,10 +32,11 @@ def trial_errors() -> tuple[type[BaseException], ...]:
 def trial_options(sweep: sweep_lib.Sweep, folder: pathlib.Path,
                   resume: bool) -> tuple[Options, run.RunOptions]:
   """The options of a trial in `folder`: the sweep's budget, one checkpoint kept, no
-  dynamic evaluation."""
+  dynamic evaluation, and the tail left unscored (trials are chosen on the development
+  split; the chosen one's tail can be scored later: docs/sweeps.md)."""
   b = sweep.budget
   schedule = loop.Schedule(b.steps, b.seconds, b.report_interval, b.eval_every, b.eval_every)
-  return (Options(sample_length=b.sample_length, dynamic_eval=False),
+  return (Options(sample_length=b.sample_length, dynamic_eval=False, score_tail=False),
           run.RunOptions(str(folder), resume, schedule, keep=1, progress_bar=False))
 
 
@@ -51,19 +52,19 @@ def describe(values: dict[str, Any]) -> str:
 
 
 def _finish(study: optuna.Study, trial: optuna.Trial, summary: dict, say: Say) -> None:
-  """Tells the study how a trial ended (COMPLETE with its best validation BPC, or PRUNED)."""
+  """Tells the study how a trial ended (COMPLETE with its best dev BPC, or PRUNED)."""
   for key in ("step", "elapsed_s", "best_step", "stopped_by"):
     trial.set_user_attr(key, summary.get(key))
-  value = summary.get("best_val_bpc")
+  value = summary.get("best_dev_bpc")
   where = f"(best at iter {summary.get('best_step')}, {summary['step']} iters, " \
           f"{summary['elapsed_s']:.1f} s)"
   if summary.get("stopped_by") == "pruned":
     study.tell(trial, state=TrialState.PRUNED)
     say(f"trial {trial.number} pruned at iter {summary['step']}: {value:.4f} BPC {where}")
   elif value is None or not np.isfinite(value):
-    trial.set_user_attr("error", "no validation BPC (empty validation split?)")
+    trial.set_user_attr("error", "no dev BPC (empty development split?)")
     study.tell(trial, state=TrialState.FAIL)
-    say(f"trial {trial.number} failed: no validation BPC")
+    say(f"trial {trial.number} failed: no dev BPC")
   else:
     study.tell(trial, value)
     say(f"trial {trial.number} done: {value:.4f} BPC {where}")
@@ -87,9 +88,9 @@ def run_trial(sweep: sweep_lib.Sweep, study: optuna.Study, trial: optuna.Trial, 
       f"{folder.relative_to(sweep.path)}")
 
   def on_eval(step, metrics):
-    if "val_bpc" not in metrics:
+    if "dev_bpc" not in metrics:
       return None
-    trial.report(metrics["val_bpc"], step)
+    trial.report(metrics["dev_bpc"], step)
     return "pruned" if trial.should_prune() else None
 
   with open(folder / "log.txt", "a") as log:
@@ -118,9 +119,9 @@ def run_population(sweep: sweep_lib.Sweep, study: optuna.Study, asked: list, say
         f"{folder.relative_to(sweep.path)}")
     folder.mkdir(parents=True, exist_ok=True)
 
-  def on_eval(i, step, val_bpc):
+  def on_eval(i, step, dev_bpc):
     trial = asked[i][0]
-    trial.report(val_bpc, step)
+    trial.report(dev_bpc, step)
     return "pruned" if trial.should_prune() else None
 
   logs = [open(f / "log.txt", "a") for f in folders]  # pylint: disable=consider-using-with
@@ -161,15 +162,16 @@ def check_space(space: Space, path: str | None = None) -> None:
   for values in space.corners():
     try:
       config = space.config({**values, "fp64": False})  # x64 stays as it is
-      key = (config.data.val_fraction, config.data.seq_length)
-      if key not in corpora:
-        corpora[key] = data.load_corpus(path, *key)
-      corpus = corpora[key]
-      if not corpus.val_ids.size:
-        raise ValueError("trials are scored on validation BPC: val_fraction must leave a "
-                         "validation split")
-      charlm.build_model(config, corpus.vocab.size)
       d = config.data
+      key = (d.val_fraction, d.dev_fraction, d.seq_length)
+      if key not in corpora:
+        corpora[key] = data.load_corpus(path, d.val_fraction, d.seq_length,
+                                        dev_fraction=d.dev_fraction)
+      corpus = corpora[key]
+      if not corpus.dev_ids.size:
+        raise ValueError("trials are scored on dev BPC: dev_fraction must leave a "
+                         "development split")
+      charlm.build_model(config, corpus.vocab.size)
       batches.lane_batcher(corpus.train_ids, d.batch_size, d.seq_length, d.overlap)
     except ValueError as e:
       text = str(e).strip().splitlines() or [type(e).__name__]

@@ -32,7 +32,8 @@ VMAPPABLE = {"seed": "seed", "init_scale": "model.init_scale",  # settings that 
              **{name: f"optim.{name}" for name in HYPERPARAMETERS}}
 RUN_PATHS = {  # the run settings a sweep may vary, by name, and where they live in RunConfig
     "model": "model", "fp64": "model.dtype",
-    **{name: f"data.{name}" for name in ("batch_size", "seq_length", "overlap", "val_fraction")},
+    **{name: f"data.{name}" for name in ("batch_size", "seq_length", "overlap", "val_fraction",
+                                         "dev_fraction")},
     **{name: f"optim.{name}" for name in HYPERPARAMETERS},
     **{name: name for name in ("dropout", "weight_drop", "seed")}}
 

@@ -3,9 +3,10 @@
 A sweep of the char-LM run (experiments/alice.py) is an Optuna study, kept in a storage
 (storage.py): by default an SQLite file, study.db, in the sweep's folder. Each trial is
 one alice.py run in <workdir>/trials/NNNN, trained for a fixed budget of steps or seconds,
-reported to the pruner at each evaluation and scored by its best validation BPC
-(runs.py). Workers ask the study for trials until it holds `trials` of them (workers.py);
-an interrupted trial does not count: it is retried (trials.py).
+reported to the pruner at each evaluation and scored by its best dev BPC, on the
+development split (runs.py); no trial reads the held-out tail. Workers ask the study for
+trials until it holds `trials` of them (workers.py); an interrupted trial does not count:
+it is retried (trials.py).
 """
 
 from __future__ import annotations

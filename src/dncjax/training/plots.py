@@ -4,8 +4,8 @@
 training time (right: the records' `time`, seconds trained since the run began, a resumed
 run counting on from its checkpoint). The y axis shows training after its start
 (`y_range`): the first points, several times the final loss, would squash the rest, so
-points off the scale are counted in the panel's title. The best validation point, the
-one the char-LM job keeps in best/, is marked and annotated.
+points off the scale are counted in the panel's title. The best point on the development
+split (dev BPC), the one the char-LM job keeps in best/, is marked and annotated.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def _finite(records: list[dict], key: str) -> list[dict]:
   return [r for r in records if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
 
 
-def best_point(records: list[dict], key: str = "val_bpc") -> dict | None:
+def best_point(records: list[dict], key: str = "dev_bpc") -> dict | None:
   """The first record holding the lowest finite `key` (the char-LM job's best checkpoint
   keeps the first of equal scores), or None when no record has one."""
   rows = _finite(records, key)
@@ -30,7 +30,7 @@ def best_point(records: list[dict], key: str = "val_bpc") -> dict | None:
 
 
 def y_range(records: list[dict], keys: tuple[str, ...], skip: float = SKIP,
-            pad: float = 0.05, best: str | None = "val_bpc") -> tuple[float, float] | None:
+            pad: float = 0.05, best: str | None = "dev_bpc") -> tuple[float, float] | None:
   """(low, high) y limits showing the points of `keys` after the first `skip` of the
   iterations and after each curve's first point (a curve of one or two points: all of
   them), the lowest `best` point always included, padded by `pad` of the span; None when
@@ -59,15 +59,15 @@ def _time_unit(seconds: float) -> tuple[str, float]:
 
 
 def plot_metrics(records: list[dict], path: str | pathlib.Path, title: str = "",
-                 keys: tuple[str, ...] = ("train_bpc", "val_bpc"), ylabel: str = "BPC",
-                 best: str | None = "val_bpc") -> None:
+                 keys: tuple[str, ...] = ("train_bpc", "dev_bpc"), ylabel: str = "BPC",
+                 best: str | None = "dev_bpc") -> None:
   """`metrics_figure` as a PNG in `path`."""
   metrics_figure(records, title, keys, ylabel, best).savefig(path, dpi=110)
 
 
 def metrics_figure(records: list[dict], title: str = "",
-                   keys: tuple[str, ...] = ("train_bpc", "val_bpc"), ylabel: str = "BPC",
-                   best: str | None = "val_bpc") -> Figure:
+                   keys: tuple[str, ...] = ("train_bpc", "dev_bpc"), ylabel: str = "BPC",
+                   best: str | None = "dev_bpc") -> Figure:
   """Each metric in `keys` against iterations (left) and training time (right), on the y
   range of `y_range`; the lowest `best` point, if any, marked as the best checkpoint."""
   fig = Figure(figsize=(11, 4.2), layout="constrained")
