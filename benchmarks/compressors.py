@@ -25,6 +25,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from dncjax.charlm import data
+
 
 @dataclasses.dataclass(frozen=True)
 class Compressor:
@@ -61,18 +63,6 @@ COMPRESSORS = (
 )
 
 
-def splits(text: str, val_fraction: float, dev_fraction: float) -> tuple[str, str, str]:
-  """(training, development, tail): the tail is the last int(n * val_fraction) characters,
-  the development split the int(n * dev_fraction) just before it, as the char-LM splits."""
-  n = len(text)
-  n_tail, n_dev = int(n * val_fraction), int(n * dev_fraction)
-  if n_tail + n_dev >= n:
-    raise ValueError(f"--val_fraction {val_fraction} and --dev_fraction {dev_fraction} leave "
-                     "no training text")
-  cut = n - n_tail - n_dev
-  return text[:cut], text[cut:n - n_tail], text[n - n_tail:]
-
-
 def conditional_bpc(compressor: Compressor, given: str, coded: str) -> float:
   """Bits per character of `coded` compressed after `given`: the size of both compressed
   together minus the size of `given` alone."""
@@ -85,8 +75,9 @@ def conditional_bpc(compressor: Compressor, given: str, coded: str) -> float:
 
 def measure(text: str, val_fraction: float = 0.1, dev_fraction: float = 0.1,
             only: tuple[str, ...] = (), out=print) -> list[dict]:
-  """One row per compressor (its dev and tail BPC, or why it was skipped)."""
-  train, dev, tail = splits(text, val_fraction, dev_fraction)
+  """One row per compressor (its dev and tail BPC, or why it was skipped), on the
+  char-LM's split of `text` (dncjax.charlm.data.split_text)."""
+  train, dev, tail = data.split_text(text, val_fraction, dev_fraction)
   rows = []
   for c in COMPRESSORS:
     if only and c.program not in only:
@@ -132,13 +123,9 @@ def parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
   """Prints each compressor's figures as it goes, then the markdown table."""
   args = parser().parse_args(argv)
-  for flag in ("val_fraction", "dev_fraction"):
-    if not 0 <= getattr(args, flag) < 1:
-      sys.exit(f"error: --{flag} must be in [0, 1), got {getattr(args, flag)}")
-  from dncjax.charlm import data  # pylint: disable=import-outside-toplevel
   try:
     text = data.read_text(args.data if args.data else data.alice_path())
-    train, dev, tail = splits(text, args.val_fraction, args.dev_fraction)
+    train, dev, tail = data.split_text(text, args.val_fraction, args.dev_fraction)
   except ValueError as e:
     sys.exit(f"error: {e}")
   print(f"{len(text):,} characters: training {len(train):,}, dev {len(dev):,}, "

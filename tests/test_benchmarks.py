@@ -38,13 +38,12 @@ spec.loader.exec_module(compressors)
 TEXT = "".join(f"line {i}: the rabbit ran {i * i % 97} times round the tree\n" for i in range(400))
 
 
-def test_the_splits_are_the_char_lms():
-  train, dev, tail = compressors.splits(TEXT, 0.1, 0.2)
-  n = len(TEXT)
-  assert (len(dev), len(tail)) == (int(n * 0.2), int(n * 0.1))
-  assert train + dev + tail == TEXT and len(train) == n - len(dev) - len(tail)
-  with pytest.raises(ValueError, match="leave no training text"):
-    compressors.splits(TEXT, 0.6, 0.5)
+def test_a_bad_split_is_one_line_naming_the_flags(capsys, tmp_path):
+  (tmp_path / "t.txt").write_text(TEXT)
+  with pytest.raises(SystemExit) as info:
+    compressors.main(["--data", str(tmp_path / "t.txt"), "--val_fraction", "0.6",
+                      "--dev_fraction", "0.5"])
+  assert "--dev_fraction" in str(info.value) and "\n" not in str(info.value)
 
 
 def test_bzip2_conditional_bits_match_libbz2():
