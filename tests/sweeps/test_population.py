@@ -17,7 +17,7 @@ from dncjax.charlm import job as charlm, restore
 from dncjax.charlm.config import DataConfig, Options, RunConfig
 from dncjax.models.lstm import LSTMConfig
 from dncjax.sweeps import population
-from dncjax.sweeps.members import member, stack
+from dncjax.training.population import member, stack
 from dncjax.training import checkpoint, loop, optim, run, signals, train
 
 STEPS, MORE = 4, 6

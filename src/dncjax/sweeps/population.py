@@ -4,7 +4,8 @@ Trials (`charlm.config.RunConfig`) that differ only in values that leave every a
 shape alone (`VMAPPABLE`: the optimiser's numbers, the seed and the model's init_scale) are
 stacked on a leading member axis P: params, optimiser state (which holds each member's
 optimiser hyperparameters, `training.optim`), recurrent state and dropout keys are
-[P, ...] arrays, and `jax.vmap` of the training step runs under one `jax.jit`. Each
+[P, ...] arrays, and `jax.vmap` of the training step runs under one `jax.jit` (the
+stacking, the vmapped step and the session's skeleton are `training.population`'s). Each
 member sees exactly what it would see alone (its own init, data lanes, dropout and
 sampling keys, all drawn from its seed), so it trains as `charlm.job.train_and_evaluate`
 would train it, to float rounding (the optimiser's optional stages that any member uses
@@ -27,15 +28,15 @@ import pathlib
 from typing import Callable
 
 import jax
-import jax.numpy as jnp
 
 from dncjax import configs
 from dncjax.charlm import batches, data, evaluate, job
 from dncjax.charlm.config import RunConfig
-from dncjax.sweeps.members import Member, PopulationSession, stack
+from dncjax.sweeps.members import Member, PopulationSession
 from dncjax.sweeps.space import VMAPPABLE
-from dncjax.training import (checkpoint, compile_cache, finite, loop, optim, plots, progress,
-                             records, signals, train, workdir)
+from dncjax.training import (checkpoint, compile_cache, loop, optim, plots, progress, records,
+                             signals, train, workdir)
+from dncjax.training.population import stack, vmap_step
 
 
 
@@ -81,18 +82,9 @@ def make_optimizer(configs_: list[RunConfig]):
 def make_step(model, optimizer, dropout: float = 0.0, weight_drop: float = 0.0):
   """jit(vmap(step)): (TrainState [P, ...], Batch [P, B, S], alive [P]) -> (TrainState,
   {'loss' [P], 'grad_norm' [P], 'finite' [P]}). A member that is not alive, or whose loss
-  or updated state is not finite, keeps its state unchanged."""
-  step = train.make_train_step(model, optimizer, jit=False, dropout=dropout,
-                               weight_drop=weight_drop)
-
-  def member_step(state, batch, alive):
-    new, metrics = step(state, batch)
-    good = jnp.isfinite(metrics["loss"]) & finite.tree_finite(new)
-    ok = alive & good
-    return jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, state), {**metrics,
-                                                                        "finite": good}
-
-  return jax.jit(jax.vmap(member_step))
+  or updated state is not finite, keeps its state unchanged (`population.vmap_step`)."""
+  return vmap_step(train.make_train_step(model, optimizer, jit=False, dropout=dropout,
+                                         weight_drop=weight_drop))
 
 
 def make_eval(model):
@@ -173,9 +165,10 @@ def _build(configs_: list[RunConfig], workdirs: list[pathlib.Path], keep: int):
     states.append(ts)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps(config.to_json(), indent=2) + "\n")
-    members.append(Member(config, folder, model, corpus.vocab, lanes, rng,
-                          records.MetricsLog(folder / "metrics.jsonl"),
-                          checkpoint.Checkpoints(folder / "checkpoints", keep=keep),
-                          checkpoint.Checkpoints(folder / "best", keep=1)))
+    members.append(Member(config=config, workdir=folder, model=model, vocab=corpus.vocab,
+                          lanes=lanes, rng=rng,
+                          log=records.MetricsLog(folder / "metrics.jsonl"),
+                          ckpts=checkpoint.Checkpoints(folder / "checkpoints", keep=keep),
+                          best_ckpts=checkpoint.Checkpoints(folder / "best", keep=1)))
   return corpus, batcher, members, stack(states)
 

@@ -11,7 +11,7 @@ import dataclasses
 from typing import Any
 
 from dncjax import checks, configs
-from dncjax.fields import documented
+from dncjax.fields import documented, field
 from dncjax.tasks.curriculum import CurriculumConfig
 from dncjax.tasks.generators import TaskConfig
 from dncjax.training.config import OptimizerConfig
@@ -84,3 +84,21 @@ class Options:
     if any(not isinstance(n, int) or n <= 0 for n in self.eval_lengths):
       raise ValueError(f"--eval_length must be positive, got {list(self.eval_lengths)}")
     checks.check_number("--target", self.target, 0)
+
+
+@documented
+@dataclasses.dataclass(frozen=True)
+class Population:
+  """How many seeds of the setting train together as one vmapped program."""
+  seeds: int = field(1, "train seeds SEED .. SEED + K - 1 together as one vmapped program, "
+                        "each member in WORKDIR/seed<N> (1: one run in WORKDIR)", metavar="K")
+
+  def __post_init__(self):
+    if not isinstance(self.seeds, int) or isinstance(self.seeds, bool) or self.seeds <= 0:
+      raise ValueError(f"--seeds must be a positive integer, got {self.seeds!r}")
+
+  def check(self, first_seed: int) -> None:
+    """ValueError when the last seed, `first_seed` + seeds - 1, is past a seed's range."""
+    if self.seeds > 1 and first_seed + self.seeds - 1 >= 2**32:
+      raise ValueError(f"--seeds {self.seeds} from --seed {first_seed} goes past the largest "
+                       f"seed, 2**32 - 1")
