@@ -142,7 +142,7 @@ def test_report_cli_groups_runs_and_fails_in_one_line(straight, tmp_path, capsys
   assert report_script.main([str(straight), str(copy), "--markdown"]) == 0
   out = capsys.readouterr().out
   assert out.count("### copy") == 1 and "| seed5 | 5 | 6 |" in out
-  assert "2 runs; ends below 0.05:" in out
+  assert "2 runs; at the end: mean" in out and "0.05; mean of means" in out
   # A run without --eval_length: its training-length evaluations.
   rows = [{k: v for k, v in json.loads(l).items() if not k.startswith("eval_len")}
           for l in (straight / "metrics.jsonl").read_text().splitlines()]

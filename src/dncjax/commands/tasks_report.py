@@ -1,13 +1,17 @@
 """Compare task runs (e.g. seeds of several settings) by their bit errors at one length.
 
   python experiments/tasks_report.py runs/copy_* --length 20 --since 15000
+  python experiments/tasks_report.py runs/copy5/seed* runs/sharp5/seed* --length 20
 
 (`dncjax-tasks-report` is the same command.) One row per run, grouped by what the run
 changed from experiments/tasks.py's defaults (the seed aside): iterations, bit errors per
 sequence at the last evaluation, their mean and median over the evaluations from
 iteration --since on, how many of those were below --target, and the mean share of
-perfect sequences there; then one line per group. Reads each run's config.json and
-metrics.jsonl only. --markdown prints tables for a README.
+perfect sequences there; then one line per group; last, one row per group over its seeds'
+last evaluations: mean, standard deviation, min..max and how many end below --target
+(e.g. 4/5). The members of a population (experiments/tasks.py --seeds) are runs like any
+other. Reads each run's config.json and metrics.jsonl only. --markdown prints tables for a
+README.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ def parser() -> cli.ArgumentParser:
   p.add_argument("--since", type=int, default=0,
                  help="summarise the evaluations from this iteration on (default: all)")
   p.add_argument("--target", type=float, default=0.05,
-                 help="count evaluations below this many bit errors per sequence")
+                 help="count evaluations (and runs' last ones) below this many bit errors "
+                      "per sequence")
   p.add_argument("--markdown", action="store_true", help="print Markdown tables")
   return p
 

@@ -26,7 +26,8 @@ def run_report(workdir: str | pathlib.Path, length: int | None = None, since: in
   """How one run's bit errors at an evaluation `length` went: at the end, and over the
   evaluations from iteration `since` on (mean, median, how many below `target`, the mean
   share of perfect sequences). `length` None: the run's longest evaluation length (or its
-  training-length set if it had none). Reads config.json and metrics.jsonl only."""
+  training-length set if it had none). Reads config.json and metrics.jsonl only; a member
+  of a population (experiments/tasks.py --seeds) is named '<population folder>/seed<N>'."""
   workdir = pathlib.Path(workdir)
   try:
     config = RunConfig.from_json(json.loads((workdir / "config.json").read_text()))
@@ -46,7 +47,10 @@ def run_report(workdir: str | pathlib.Path, length: int | None = None, since: in
     raise ReportError(f"{workdir}: no evaluation at iteration {since} or later "
                       f"(last: {rows[-1]['step']})")
   errors = np.array([r[f"{prefix}_bit_errors"] for r in late])
-  return {"run": workdir.name, "config": config, "length": length, "iters": rows[-1]["step"],
+  name = workdir.name  # a population's member: '<population>/seed<N>'
+  if (workdir.parent / "population.json").exists():
+    name = f"{workdir.parent.name}/{name}"
+  return {"run": name, "config": config, "length": length, "iters": rows[-1]["step"],
           "end": rows[-1][f"{prefix}_bit_errors"], "mean": float(errors.mean()),
           "median": float(np.median(errors)), "below": int((errors < target).sum()),
           "evaluations": len(late),
@@ -83,16 +87,36 @@ def options_label(config: RunConfig, defaults: RunConfig) -> str:
   return " ".join(parts)
 
 
+def summarise_ends(reports: list[dict], target: float) -> dict:
+  """Over the runs of one setting (their seeds): how many, the mean, standard deviation
+  (n - 1; 0 for one run), min and max of their bit errors at the last evaluation, and how
+  many of them end below `target`."""
+  ends = [r["end"] for r in reports]
+  return {"runs": len(ends), "mean": statistics.mean(ends),
+          "std": statistics.stdev(ends) if len(ends) > 1 else 0.0, "min": min(ends),
+          "max": max(ends), "below": sum(e < target for e in ends)}
+
+
+def _table(rows: list[list[str]], markdown: bool) -> str:
+  if markdown:
+    rows = [rows[0], ["---"] * len(rows[0]), *rows[1:]]
+    return "\n".join("| " + " | ".join(row) + " |" for row in rows)
+  widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+  return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)
+
+
 def tables(reports: list[dict], defaults: RunConfig, since: int, target: float,
            markdown: bool = False) -> str:
   """`run_report`s grouped by `options_label`: a table per group (seeds as rows) and a
-  line of totals."""
+  line of totals, then one row per group: the seeds' bit errors at the end (mean, std,
+  min..max) and how many end below `target`."""
   groups: dict[str, list[dict]] = {}
   for r in reports:
     groups.setdefault(options_label(r["config"], defaults), []).append(r)
   head = ["run", "seed", "iters", "end", f"mean from {since}", "median", f"below {target}",
           "perfect"]
-  out = []
+  out, overview = [], [["setting", "length", "seeds", "end mean", "std", "min..max",
+                        f"< {target}"]]
   for label, rows in groups.items():
     rows.sort(key=lambda r: r["config"].seed)
     table = [head] + [[r["run"], str(r["config"].seed), str(r["iters"]), f"{r['end']:.4f}",
@@ -102,15 +126,18 @@ def tables(reports: list[dict], defaults: RunConfig, since: int, target: float,
     length = rows[0]["length"]
     at = "training lengths" if length is None else f"length {length}"
     out.append(f"\n{'### ' if markdown else ''}{label} ({at})\n")
-    if markdown:
-      table.insert(1, ["---"] * len(head))
-      out.append("\n".join("| " + " | ".join(row) + " |" for row in table))
-    else:
-      widths = [max(len(row[i]) for row in table) for i in range(len(head))]
-      out.append("\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in table))
-    out.append(f"\n{len(rows)} runs; ends below {target}: "
-               f"{sum(r['end'] < target for r in rows)}; mean of means "
+    out.append(_table(table, markdown))
+    ends = summarise_ends(rows, target)
+    out.append(f"\n{len(rows)} runs; at the end: mean {ends['mean']:.4f}, std "
+               f"{ends['std']:.4f}, {ends['min']:.4f}..{ends['max']:.4f}, "
+               f"{ends['below']}/{ends['runs']} < {target}; mean of means "
                f"{statistics.mean(r['mean'] for r in rows):.4f}; evaluations below: "
                f"{sum(r['below'] for r in rows)}/{sum(r['evaluations'] for r in rows)}; "
                f"perfect {statistics.mean(r['perfect'] for r in rows):.2%}")
+    overview.append([label, "train" if length is None else str(length), str(ends["runs"]),
+                     f"{ends['mean']:.4f}", f"{ends['std']:.4f}",
+                     f"{ends['min']:.4f}..{ends['max']:.4f}", f"{ends['below']}/{ends['runs']}"])
+  out.append(f"\n{'### ' if markdown else ''}Per setting: bit errors per sequence at the last "
+             f"evaluation\n")
+  out.append(_table(overview, markdown))
   return "\n".join(out)
