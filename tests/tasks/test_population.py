@@ -25,7 +25,8 @@ spec.loader.exec_module(script)
 TINY = ["--hidden", "8", "--memory_size", "6", "--word_size", "4", "--bits", "3",
         "--max_length", "3", "--batchsize", "2", "--eval_sequences", "4",
         "--report_interval", "1", "--eval_every", "3", "--checkpoint_every", "3",
-        "--optimizer", "adam", "--lr", "0.01", "--seed", "3"]  # float32
+        "--optimizer", "adam", "--lr", "0.01", "--seed", "3",  # float32
+        "--curriculum", "--curriculum_threshold", "100"]  # levels 1, 2, 3 from iters 0, 3, 6
 SEEDS, STEPS = [3, 4, 5], 6
 UNTIMED = ("time", "seq_per_s")
 
@@ -67,6 +68,8 @@ def test_each_member_trains_as_the_single_run_of_its_seed(pop, tmp_path):
   assert [sorted(r) for r in ours] == [sorted(r) for r in theirs]  # the same records
   for a, b in zip(ours, theirs):
     assert_close(a, b)
+  assert [r["curriculum_level"] for r in ours if "curriculum_level" in r] == [1, 2]
+  assert results(mine)["curriculum_reached"] == results(tmp_path)["curriculum_reached"]
   _, params, config, step = tasks.restore(mine)
   _, params_alone, _, _ = tasks.restore(tmp_path)
   assert config.seed == seed and step == STEPS
@@ -80,10 +83,10 @@ def test_each_member_trains_as_the_single_run_of_its_seed(pop, tmp_path):
 def test_a_signal_saves_every_member_and_resume_goes_on_exactly(pop, tmp_path, monkeypatch):
   batch_at, sent = tasks.batch_at, []
 
-  def interrupting(config, step):  # SIGINT during iteration 3 (after its batches are drawn)
+  def interrupting(config, step, level=None):  # SIGINT while iteration 3's batches are drawn
     if step == 2 and not sent:
       sent.append(os.kill(os.getpid(), signal.SIGINT))
-    return batch_at(config, step)
+    return batch_at(config, step, level)
 
   monkeypatch.setattr(tasks, "batch_at", interrupting)
   with pytest.raises(signals.Interrupted) as info:
@@ -107,8 +110,8 @@ def test_a_signal_saves_every_member_and_resume_goes_on_exactly(pop, tmp_path, m
 def test_a_diverging_member_stops_alone(pop, tmp_path, monkeypatch, capsys):
   batch_at = tasks.batch_at
 
-  def poisoned(config, step):  # seed 4's inputs are NaN from iteration 2 on
-    seqs = batch_at(config, step)
+  def poisoned(config, step, level=None):  # seed 4's inputs are NaN from iteration 2 on
+    seqs = batch_at(config, step, level)
     if config.seed == SEEDS[1] and step >= 1:
       seqs = seqs._replace(inputs=np.full_like(seqs.inputs, np.nan))
     return seqs
@@ -142,7 +145,7 @@ def test_members_read_as_runs_and_resume_checks_the_population(pop):
     assert json.loads((mine / "config.json").read_text())["seed"] == seed
     assert results(mine)["population"] == {"index": i, "seeds": SEEDS}
     assert report.run_report(mine)["iters"] == STEPS
-  with pytest.raises(checkpoint.CheckpointError, match=r"holds 3 seeds \(3 .. 5\), not --seeds 2"):
+  with pytest.raises(checkpoint.CheckpointError, match=r"seeds \[3, 4, 5\], not --seeds 2"):
     run(pop, "--steps", "7", "--seeds", "2", "--resume")
   with pytest.raises(checkpoint.CheckpointError, match="starts at seed 3, not --seed 0"):
     script.main(["--workdir", str(pop), "--steps", "7", "--seeds", "3", "--resume", "--seed",

@@ -2,17 +2,16 @@
 
 `train_population(options, run_options, given, seeds=K)` trains seeds S .. S + K - 1 (S:
 --seed) of the setting the flags `given` make. Each member is the `job.TaskJob` of its
-seed in `<workdir>/seed<N>/`, with exactly the initial parameters, evaluation sets and
-batches (`job.batch_at`) of the single run of that seed; their states and batches are
+seed in `<workdir>/seed<N>/`, with the initial parameters, evaluation sets, batches
+(`job.batch_at`) and curriculum of the single run of that seed; states and batches are
 stacked on a leading member axis and one jit(vmap(step)) trains them all
-(`training.population`), so each trains as alone, to float rounding. Each member writes
-what a single run writes (config.json, checkpoints/, metrics.jsonl, results.json,
-loss.png, bit_errors.png), so tasks_report.py, `job.restore` and a single --resume read
-it as any run; `<workdir>/population.json` names the seeds, `<workdir>/log.txt` keeps the
-console. On the one schedule (`loop.drive`), Ctrl-C or SIGTERM saves every member and
-raises `Interrupted`; --resume goes on as the uninterrupted population would; a member
-whose loss, state or evaluation turns NaN/Inf is frozen (and saved) at its last good
-state while the others go on.
+(`training.population`), each as alone, to float rounding. Each member writes what a
+single run writes (config.json, checkpoints/, metrics.jsonl, results.json, loss.png,
+bit_errors.png), so tasks_report.py, `job.restore` and a single --resume read it as any
+run; `<workdir>/population.json` names the seeds, `<workdir>/log.txt` keeps the console.
+On the one schedule (`loop.drive`), Ctrl-C or SIGTERM saves every member; --resume goes
+on as the uninterrupted population would; a member whose loss, state or evaluation turns
+NaN/Inf is frozen (and saved) at its last good state while the others go on.
 """
 
 from __future__ import annotations
@@ -54,8 +53,8 @@ def seeds_of(given: configs.Given, run_options: run.RunOptions, count: int) -> l
     raise checkpoint.CheckpointError(f"--resume: {path} does not name a population's seeds "
                                      f"(was {folder} trained with --seeds?)") from None
   if len(seeds) != count:
-    raise checkpoint.CheckpointError(f"--resume: {folder} holds {len(seeds)} seeds "
-                                     f"({seeds[0]} .. {seeds[-1]}), not --seeds {count}")
+    raise checkpoint.CheckpointError(f"--resume: {folder} holds the seeds {seeds}, not "
+                                     f"--seeds {count}")
   if "seed" in given and given.value("seed") != seeds[0]:
     raise checkpoint.CheckpointError(f"--resume: the population in {folder} starts at seed "
                                      f"{seeds[0]}, not --seed {given.value('seed')}")
@@ -82,10 +81,10 @@ class TaskSession(population.Session):
     self.config = members[0].job.config
 
   def draw(self):
-    """Each member's batch at the population's iteration (`job.batch_at` of its seed), as
-    `metrics.to_batch` makes it, stacked [P, B, ...] on the host."""
-    dtype, seqs = self.config.model.dtype, [job_lib.batch_at(m.job.config, self.step)
-                                            for m in self.members]
+    """Each member's batch at the population's iteration (`job.batch_at` of its seed and
+    curriculum level), as `metrics.to_batch` makes it, stacked [P, B, ...] on the host."""
+    dtype, seqs = self.config.model.dtype, [job_lib.batch_at(m.job.config, self.step,
+                                                             m.job.level) for m in self.members]
     return [None] * len(seqs), population.stack_batches([pytrees.Batch(
         np.asarray(s.inputs, dtype), (np.asarray(s.targets, dtype), np.asarray(s.mask, dtype)),
         np.ones(len(s.inputs), bool)) for s in seqs])
@@ -120,8 +119,9 @@ class TaskSession(population.Session):
     self.clear_intervals()
 
   def evaluate(self, step: int, which: list | None = None, final: bool = False) -> None:
-    """Each set's metrics of the members `which` (default: those alive), logged as a
-    single run logs them; a member with a NaN/Inf metric stops."""
+    """Each set's metrics of the members `which` (default: those alive), and each one's
+    curriculum (`job.TaskJob.judge`), logged as a single run logs them; a member with a
+    NaN/Inf metric stops."""
     which = self.alive() if which is None else which
     if not which:
       return None
@@ -131,6 +131,8 @@ class TaskSession(population.Session):
     for m in which:
       i = self.members.index(m)
       mine = {f"{name}_{k}": float(v[i]) for name, got in values.items() for k, v in got.items()}
+      if m.job.curriculum is not None:  # its level's set, and the level's step up
+        mine.update(m.job.judge(population.member(self.state, i), step))
       m.log.write({"step": step, "time": self.clock.seconds(), **mine})
       m.last_eval = step
       bad = loop.nonfinite(mine)
