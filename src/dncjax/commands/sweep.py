@@ -12,9 +12,10 @@ alice.py (lr, eps, clip_norm, clip_value, weight_decay, dropout, weight_drop, in
 hidden, memory_size/N, word_size/W, read_heads/R, seq_length, batch_size, overlap, model,
 seed...).
 
-(`dncjax-sweep` is the same command.) Each trial is an alice.py run in <workdir>/trials/NNNN (its log.txt, metrics.jsonl,
-checkpoints), trained for --steps iterations or --seconds, evaluated every --eval_every
-iterations (reported to the pruner) and scored by its best dev BPC. The study is
+(`dncjax-sweep` is the same command.) Each trial is an alice.py run in
+<workdir>/trials/NNNN (its log.txt, metrics.jsonl, checkpoints), trained for --steps
+iterations or --seconds, evaluated every --eval_every iterations (reported to the pruner)
+and scored by its best dev BPC. The study is
 kept in <workdir>/study.db (SQLite) or in --storage URL, which workers on other machines
 can join by running the same command with the same --storage and --study. Ctrl-C or a
 killed worker loses no finished trial; running the command again retries the unfinished
