@@ -107,7 +107,7 @@ def usage_update(usage_N: jax.Array, write_weights: sparse.SparseWeights,
   """U_t[i] = 0 where w^w_t[i] + sum_h w^{r,h}_t[i] > delta, else U_{t-1}[i] + 1 -> [N]."""
   index = jnp.concatenate([write_weights.index, read_weights.index.reshape(-1)])
   value = jnp.concatenate([write_weights.value, read_weights.value.reshape(-1)])
-  accessed = jnp.zeros(usage_N.shape, value.dtype).at[index].add(value) > threshold
+  accessed = sparse.scatter_add(jnp.zeros(usage_N.shape, value.dtype), index, value) > threshold
   return jnp.where(accessed, 0, usage_N + 1).astype(usage_N.dtype)
 
 
@@ -131,10 +131,9 @@ def lru_write(memory_NxW: jax.Array, usage_N: jax.Array, read_weights_prev: spar
   lru = least_recently_used(usage_N)
   weights = lru_write_weights(read_weights_prev, lru, interface.interpolation_gate,
                               interface.write_gate, write_size(N, K))
-  memory_NxW = memory_NxW.at[lru].set(0)
-  memory_NxW = memory_NxW.at[weights.index].add(weights.value[:, None]
-                                                * interface.write_vector[None, :])
-  return memory_NxW, weights
+  memory_NxW = memory_NxW.at[lru].set(0, mode="promise_in_bounds")
+  return sparse.scatter_add(memory_NxW, weights.index,
+                            weights.value[:, None] * interface.write_vector[None, :]), weights
 
 
 def access_step(state: SAMAccessState, interface: SAMInterface, *, threshold: float,

@@ -38,6 +38,19 @@ class SparseWeights(NamedTuple):
   value: jax.Array  # [..., K]
 
 
+_IN_BOUNDS = dict(mode="promise_in_bounds", wrap_negative_indices=False)
+
+
+def take(array: jax.Array, index: jax.Array) -> jax.Array:
+  """array[index] for slot indices known to lie in [0, N) (no wrapping, no bounds checks)."""
+  return array.at[index].get(**_IN_BOUNDS)
+
+
+def scatter_add(array: jax.Array, index: jax.Array, values: jax.Array) -> jax.Array:
+  """array.at[index].add(values) for slot indices known to lie in [0, N)."""
+  return array.at[index].add(values, **_IN_BOUNDS)
+
+
 def empty(shape: tuple[int, ...], k: int, dtype) -> SparseWeights:
   """The all-zero weighting(s) of `shape` (leading axes), K entries: slots 0 .. K-1, value 0."""
   index = jnp.broadcast_to(jnp.arange(k, dtype=jnp.int32), (*shape, k))
@@ -48,7 +61,8 @@ def to_dense(weights: SparseWeights, size: int) -> jax.Array:
   """The dense weighting(s) [..., N] (tests, usage): values scattered to their slots."""
   flat_index = weights.index.reshape(-1, weights.index.shape[-1])
   flat_value = weights.value.reshape(flat_index.shape)
-  dense = jax.vmap(lambda i, v: jnp.zeros((size,), v.dtype).at[i].add(v))(flat_index, flat_value)
+  dense = jax.vmap(lambda i, v: scatter_add(jnp.zeros((size,), v.dtype), i, v))(flat_index,
+                                                                               flat_value)
   return dense.reshape(*weights.index.shape[:-1], size)
 
 
@@ -58,8 +72,8 @@ def _fillers(index_k: jax.Array, kept_k: jax.Array) -> jax.Array:
   k = index_k.shape[0]
   pool = jnp.arange(k, dtype=index_k.dtype)
   free = ~jnp.any((index_k[None, :] == pool[:, None]) & kept_k[None, :], axis=1)
-  rank = jnp.cumsum(free) - 1                          # rank of each free slot
-  want = jnp.arange(k) - jnp.sum(kept_k)               # filler number of each output entry
+  rank = jnp.cumsum(free, dtype=jnp.int32) - 1         # rank of each free slot
+  want = jnp.arange(k, dtype=jnp.int32) - jnp.sum(kept_k, dtype=jnp.int32)  # filler number
   match = free[None, :] & (rank[None, :] == want[:, None])
   return jnp.sum(jnp.where(match, pool[None, :], 0), axis=1, dtype=index_k.dtype)
 
@@ -75,18 +89,17 @@ def compact(index_C: jax.Array, value_C: jax.Array, k: int) -> SparseWeights:
     index_C = jnp.concatenate([index_C, jnp.broadcast_to(index_C[:1], (pad,))])
     value_C = jnp.concatenate([value_C, jnp.zeros((pad,), value_C.dtype)])
   C = index_C.shape[-1]
-  order = jnp.argsort(index_C, stable=True)
-  sorted_index = index_C[order]
+  sorted_index, sorted_value = jax.lax.sort((index_C.astype(jnp.int32), value_C), num_keys=1)
   starts = jnp.concatenate([jnp.ones((1,), bool), sorted_index[1:] != sorted_index[:-1]])
-  segment = jnp.cumsum(starts) - 1                     # which distinct slot, ascending
-  totals = jnp.zeros((C,), value_C.dtype).at[segment].add(value_C[order])
-  slots = jnp.zeros((C,), index_C.dtype).at[segment].max(sorted_index)
-  live = jnp.arange(C) < segment[-1] + 1               # segments that exist
+  segment = jnp.cumsum(starts, dtype=jnp.int32) - 1    # which distinct slot, ascending
+  totals = scatter_add(jnp.zeros((C,), value_C.dtype), segment, sorted_value)
+  slots = jnp.zeros((C,), jnp.int32).at[segment].max(sorted_index, **_IN_BOUNDS)
+  live = jnp.arange(C, dtype=jnp.int32) <= segment[-1]  # segments that exist
   _, pick = jax.lax.top_k(jnp.where(live, totals, -jnp.inf), k)
-  kept = live[pick]
-  index = jnp.where(kept, slots[pick], 0).astype(jnp.int32)
+  kept = take(live, pick)
+  index = jnp.where(kept, take(slots, pick), 0)
   index = jnp.where(kept, index, _fillers(index, kept))
-  return SparseWeights(index, jnp.where(kept, totals[pick], 0))
+  return SparseWeights(index, jnp.where(kept, take(totals, pick), 0))
 
 
 def compact_rows(index: jax.Array, value: jax.Array, k: int) -> SparseWeights:
@@ -119,17 +132,17 @@ def content_weights(memory_NxW: jax.Array, keys_HxW: jax.Array, strengths_H: jax
 
 def read_memory(memory_NxW: jax.Array, weights: SparseWeights) -> jax.Array:
   """r^h = sum_k w^h[k] M[index^h_k] -> [H, W], a gather of the K rows per head."""
-  return jnp.einsum("hk,hkw->hw", weights.value, memory_NxW[weights.index])
+  return jnp.einsum("hk,hkw->hw", weights.value, take(memory_NxW, weights.index))
 
 
 def write_memory(memory_NxW: jax.Array, weights: SparseWeights, erase_W: jax.Array,
                  write_vector_W: jax.Array) -> jax.Array:
   """M_t = M_{t-1} (E - w^w_t e_t^T) + w^w_t v_t^T on the K rows w^w_t holds (a scatter-add
   of w_i (v_t - e_t M_{t-1}[i]) to each; `addressing.write_memory` at K = N)."""
-  rows_KxW = memory_NxW[weights.index]
+  rows_KxW = take(memory_NxW, weights.index)
   w_K1 = weights.value[:, None]
   delta_KxW = w_K1 * write_vector_W[None, :] - w_K1 * erase_W[None, :] * rows_KxW
-  return memory_NxW.at[weights.index].add(delta_KxW)
+  return scatter_add(memory_NxW, weights.index, delta_KxW)
 
 
 def precedence_update(precedence: SparseWeights, write_weights: SparseWeights) -> SparseWeights:
@@ -149,20 +162,20 @@ def link_update(link: SparseWeights, written_N: jax.Array, rows: SparseWeights,
   `written_N` is w^w_t dense. Every entry decays, O(N K); the rows that `rows` holds gain
   the entries rows[a] columns[b] and keep their K largest."""
   k = link.index.shape[-1]
-  decayed = (1 - written_N[:, None] - written_N[link.index]) * link.value
+  decayed = (1 - written_N[:, None] - take(written_N, link.index)) * link.value
   new_value = rows.value[:, None] * columns.value[None, :]
   new_value = jnp.where(columns.index[None, :] == rows.index[:, None], 0, new_value)  # L[i, i]
   new_index = jnp.broadcast_to(columns.index[None, :], new_value.shape)
-  merged = compact_rows(jnp.concatenate([link.index[rows.index], new_index], axis=-1),
-                        jnp.concatenate([decayed[rows.index], new_value], axis=-1), k)
-  return SparseWeights(link.index.at[rows.index].set(merged.index),
-                       decayed.at[rows.index].set(merged.value))
+  merged = compact_rows(jnp.concatenate([take(link.index, rows.index), new_index], axis=-1),
+                        jnp.concatenate([take(decayed, rows.index), new_value], axis=-1), k)
+  return SparseWeights(link.index.at[rows.index].set(merged.index, **_IN_BOUNDS),
+                       decayed.at[rows.index].set(merged.value, **_IN_BOUNDS))
 
 
 def spread(link: SparseWeights, weights: SparseWeights, k: int) -> SparseWeights:
   """top_K(sum_a w[a] link[a, :]): the rows of `link` at w's slots, weighted -> [K]."""
-  index = link.index[weights.index].reshape(-1)
-  value = (weights.value[:, None] * link.value[weights.index]).reshape(-1)
+  index = take(link.index, weights.index).reshape(-1)
+  value = (weights.value[:, None] * take(link.value, weights.index)).reshape(-1)
   return compact(index, value, k)
 
 
