@@ -99,8 +99,8 @@ def test_content_weights_at_k_n_are_the_dense_ones_and_below_the_top_k():
   best = np.argsort(-want, axis=-1, kind="stable")[:, :k]
   assert np.array_equal(np.sort(np.asarray(got.index)), np.sort(best))
   kept = np.take_along_axis(want, best, -1)
-  np.testing.assert_allclose(sorted_rows(got.value), sorted_rows(kept / kept.sum(-1, keepdims=True)),
-                             **TOL)
+  renormalised = kept / kept.sum(-1, keepdims=True)
+  np.testing.assert_allclose(sorted_rows(got.value), sorted_rows(renormalised), **TOL)
 
 
 def test_write_read_precedence_and_mix_at_k_n_are_the_dense_ones():

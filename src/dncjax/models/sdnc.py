@@ -12,7 +12,8 @@ need not be exact transposes. The precedence p_t keeps K entries.
 allocation='lru' (the paper's SDNC): SAM's write (`sam.py`), with interface
 R W + R + W + 2 + 3 R (SAM's and the read modes pi_t [R, 3]):
 
-  w^w_t = alpha_t (gamma_t wbar^r_{t-1} + (1 - gamma_t) e_{I^U_t}),  M_t: LRU row erased, + w^w_t a_t^T
+  w^w_t = alpha_t (gamma_t wbar^r_{t-1} + (1 - gamma_t) e_{I^U_t})
+  M_t   = M_{t-1} with the LRU row I^U_t erased, + w^w_t a_t^T
   U_t   = steps since each slot's last access (w^w_t + sum_h w^{r,h}_t > delta)
 
 allocation='dnc': the DNC's interface (`access.parse_interface`) and write, K-sparse:
