@@ -25,7 +25,7 @@ allocation='dnc': the DNC's interface (`access.parse_interface`) and write, K-sp
 
 Then, in both, the DNC's order: L_t (with p_{t-1}), p_t = top_K((1 - sum w^w_t) p_{t-1} +
 w^w_t), f^i_t = top_K(L_t w^{r,i}_{t-1}), b^i_t = top_K(L_t^T w^{r,i}_{t-1}), the content
-weights C_K on the new M_t, w^{r,i}_t = top_K(pi^i[1] b^i_t + pi^i[2] c^{r,i}_t +
+weights C_K on the written M_t, w^{r,i}_t = top_K(pi^i[1] b^i_t + pi^i[2] c^{r,i}_t +
 pi^i[3] f^i_t) and r^i_t, a gather of K rows. At sparse_k = memory_size with
 allocation='dnc' every top_K keeps everything and the step equals the dense DNC's with the
 same params (`dnc.py` with its defaults).
@@ -123,9 +123,9 @@ def access_step(state: SDNCAccessState, interface, *, allocation: str = "lru",
     return link_and_read(state._replace(usage=usage), memory, write_weights, interface,
                          norm_eps=norm_eps)
   memory, write_weights = sam.lru_write(state.memory, state.usage, state.read_weights, interface)
-  new = link_and_read(state, memory, write_weights, interface, norm_eps=norm_eps)
-  return new._replace(usage=sam.usage_update(state.usage, write_weights, new.read_weights,
-                                             threshold))
+  after = link_and_read(state, memory, write_weights, interface, norm_eps=norm_eps)
+  return after._replace(usage=sam.usage_update(state.usage, write_weights, after.read_weights,
+                                               threshold))
 
 
 def make(config: SDNCConfig) -> core.Model:
