@@ -1,6 +1,7 @@
-"""Training speed of the paper's DNC: jitted steps/s (forward + backward + Adagrad).
+"""Training speed of the paper's DNC, or of the sparse SDNC and SAM: jitted steps/s (forward +
+backward + Adagrad).
 
-Each row builds `dncjax.make_model('dnc', ...)` at one memory size N, compiles
+Each row builds `dncjax.make_model(--model, ...)` at one memory size N, compiles
 `dncjax.training.train.make_train_step` (timed: the compile time), runs `--warmup` steps, then
 times `--steps` steps with `block_until_ready` (wall clock; the CPU column is the
 process's CPU time over all its threads, a check when the machine is shared). Inputs
@@ -9,6 +10,7 @@ cross-entropy), so only the model's cost is measured. Prints a Markdown table.
 
   python benchmarks/dnc_speed.py                     # B=16 T=20 I=8 H=64 W=16 R=4, N=16..256
   python benchmarks/dnc_speed.py --memory-sizes 16 --steps 200
+  python benchmarks/dnc_speed.py --model sdnc --sparse-k 8 --memory-sizes 1024 4096 16384
 """
 
 from __future__ import annotations
@@ -31,9 +33,10 @@ def bit_loss(logits_BxSxI, targets_BxSxI):
 
 
 def time_one(args, memory_size: int) -> dict:
+  sparse = {} if args.model == "dnc" else {"sparse_k": args.sparse_k}
   model = dncjax.make_model(
-      "dnc", args.input, args.input, hidden=args.hidden, memory_size=memory_size,
-      word_size=args.word, read_heads=args.reads, remat=args.remat, dtype=args.dtype)
+      args.model, args.input, args.input, hidden=args.hidden, memory_size=memory_size,
+      word_size=args.word, read_heads=args.reads, remat=args.remat, dtype=args.dtype, **sparse)
   optimizer = optim.make(optim.OptimizerConfig(learning_rate=args.lr))
   train_step = train.make_train_step(model, optimizer, bit_loss)
   state = train.init_train_state(model, optimizer, jax.random.key(0), args.batch)
@@ -62,6 +65,10 @@ def main(argv=None):
   parser.add_argument("--batch", type=int, default=16, help="B, lanes per step")
   parser.add_argument("--time", type=int, default=20, help="T, time steps per window")
   parser.add_argument("--input", type=int, default=8, help="I, bits per input vector")
+  parser.add_argument("--model", default="dnc", choices=("dnc", "sdnc", "sam"),
+                      help="the core timed")
+  parser.add_argument("--sparse-k", type=int, default=8,
+                      help="K, the slots each weighting touches (sdnc and sam)")
   parser.add_argument("--hidden", type=int, default=64, help="H, controller units")
   parser.add_argument("--word", type=int, default=16, help="W, word size")
   parser.add_argument("--reads", type=int, default=4, help="R, read heads")
@@ -71,13 +78,14 @@ def main(argv=None):
   parser.add_argument("--warmup", type=int, default=10, help="untimed steps after compiling")
   parser.add_argument("--lr", type=float, default=1e-3, help="Adagrad learning rate")
   parser.add_argument("--remat", action=argparse.BooleanOptionalAction, default=True,
-                      help="recompute each step in the backward pass (DNCConfig.remat)")
+                      help="recompute each step in the backward pass (the config's remat)")
   parser.add_argument("--dtype", default="float32", choices=("float32", "float64"))
   args = parser.parse_args(argv)
 
-  print(f"jax {jax.__version__} on {jax.devices()[0].platform}: B={args.batch} T={args.time} "
-        f"I={args.input} H={args.hidden} W={args.word} R={args.reads} {args.dtype} "
-        f"remat={args.remat}\n")
+  sparse = "" if args.model == "dnc" else f" K={args.sparse_k}"
+  print(f"jax {jax.__version__} on {jax.devices()[0].platform}: {args.model} B={args.batch} "
+        f"T={args.time} I={args.input} H={args.hidden} W={args.word} R={args.reads}{sparse} "
+        f"{args.dtype} remat={args.remat}\n")
   print("| N | compile (s) | ms / step | CPU ms / step | steps / s |")
   print("|---:|---:|---:|---:|---:|")
   for memory_size in args.memory_sizes:

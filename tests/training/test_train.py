@@ -110,12 +110,13 @@ def test_bits_per_char():
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if "dnc" in n else n
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow)
+                                  if "dnc" in n or n == "sam" else n
                                   for n in dncjax.models.model_names()])
 def test_the_compiled_init_gives_the_eager_init_bit_for_bit(name, dtype):
   """init_train_state runs `model.init` as one jitted call; its parameters are exactly
   the eager ones (a scale XLA folded into the sampler's constants would round apart)."""
-  small = {k: v for k, v in dict(hidden=H, memory_size=4, word_size=3).items()
+  small = {k: v for k, v in dict(hidden=H, memory_size=4, word_size=3, sparse_k=2).items()
            if k in dncjax.models.takes(name)}
   model = dncjax.make_model(name, V, V, init_scale=0.1, dtype=dtype, **small)
   key = jax.random.key(3)

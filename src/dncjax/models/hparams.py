@@ -3,7 +3,7 @@
 Each field's help text is what `--help` shows for its flag. Errors name the field; a
 script names the flag the user typed instead. Nothing here imports JAX, so a script can
 build its parser and check its flags before loading it; the cores that use these
-configs live in `rnn.py`, `lstm.py`, `seed_dnc.py` and `dnc.py`.
+configs live in `rnn.py`, `lstm.py`, `seed_dnc.py`, `dnc.py`, `sam.py` and `sdnc.py`.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dncjax.fields import documented, field
 
 VARIANTS = ("seed", "textbook")     # the LSTM cell (lstm.py)
 ADDRESSING = ("location", "content")  # the seed's DNC heads (seed_dnc.py)
+ALLOCATION = ("lru", "dnc")         # the SDNC's write (sdnc.py)
 NORM_EPS = 1e-6   # inside the norms of the cosine similarity (addressing.py)
 USAGE_EPS = 1e-6  # usage clamp before the allocation sort (addressing.py)
 
@@ -143,9 +144,82 @@ class DNCConfig:
     checks.check_dtype(self.dtype)
 
 
+@dataclasses.dataclass(frozen=True)
+class SparseMemoryConfig:
+  """The settings that the sparse memory cores `sam` and `sdnc` share (Rae et al. 2016):
+  the DNC's LSTM controller and K-sparse reads and writes on a memory M [N, W]."""
+  input_size: int | None = _sizes()[0]
+  output_size: int | None = _sizes()[1]
+  hidden: int = field(64, "H, units per controller layer")
+  memory_size: int = field(128, "N, memory slots (a step costs O(N (W + K)), not O(N^2))")
+  word_size: int = field(16, "W, numbers per memory slot")
+  read_heads: int = field(4, "R, read heads")
+  sparse_k: int = field(8, "K, the slots each read and write weighting touches (top K of the N "
+                        "content scores; K <= N)")
+  controller_layers: int = field(1, "L, LSTM layers of the controller")
+  variant: str = field("textbook", _VARIANT_HELP + " (the paper: textbook)", choices=VARIANTS)
+  controller_clip: float | None = field(None, "clip the controller's h, c and the output to "
+                                        "[-v, v] (none: no clip)")
+  init_scale: float = field(0.1, "weights ~ N(0, init_scale^2)")
+  forget_bias: float = field(1.0, "initial bias of the forget gate f")
+  access_threshold: float = field(0.005, "delta: slot i counts as accessed at step t when "
+                                  "w^w_t[i] + sum_h w^{r,h}_t[i] > delta (the least recently "
+                                  "used slot is the one accessed longest ago)")
+  reset_memory: bool = field(False, "wipe the memory access state at each window (the "
+                             "controller's state carries over)")
+  remat: bool = field(True, "recompute each step in the backward pass (jax.checkpoint) instead "
+                      "of storing its intermediates")
+  norm_eps: float = field(NORM_EPS, "epsilon inside the norms of the cosine similarity")
+  dtype: str = _dtype()
+
+  def __post_init__(self):
+    checks.check_positive(self, "input_size", "output_size", "hidden", "memory_size",
+                          "word_size", "read_heads", "sparse_k", "controller_layers")
+    if self.sparse_k > self.memory_size:
+      raise ValueError(f"sparse_k must be at most memory_size ({self.memory_size}), "
+                       f"got {self.sparse_k}")
+    checks.check_choice("variant", self.variant, VARIANTS)
+    checks.check_number("controller_clip", self.controller_clip, 0, low_open=True, optional=True)
+    checks.check_number("init_scale", self.init_scale, 0, low_open=True)
+    checks.check_number("forget_bias", self.forget_bias)
+    checks.check_number("access_threshold", self.access_threshold, 0, 1, high_open=True)
+    checks.check_number("norm_eps", self.norm_eps, 0, 1, low_open=True, high_open=True)
+    checks.check_dtype(self.dtype)
+
+
+@documented
+@dataclasses.dataclass(frozen=True)
+class SAMConfig(SparseMemoryConfig):
+  """Sparse Access Memory (Rae et al. 2016): the DNC's controller, R read heads with K-sparse
+  content reads, and a write to the previously read slots or the least recently used one."""
+
+
+_ALLOCATION_HELP = ("where the write goes besides its other target: 'lru' (the paper's SDNC) "
+                    "interpolates the previously read slots and the least recently used one; "
+                    "'dnc' takes the DNC's usage u_t, allocation a_t (top K) and content "
+                    "write (at sparse_k = memory_size the step equals the dense DNC's)")
+
+
+@documented
+@dataclasses.dataclass(frozen=True)
+class SDNCConfig(SparseMemoryConfig):
+  """The sparse DNC (Rae et al. 2016): the DNC's controller and access with K-sparse
+  weightings and temporal links kept as K entries per row of L_t and of L_t^T."""
+  allocation: str = field("lru", _ALLOCATION_HELP, choices=ALLOCATION)
+  usage_eps: float = field(USAGE_EPS, "usage is clamped to [eps, 1 - eps] before allocation "
+                           "(allocation 'dnc')")
+
+  def __post_init__(self):
+    super().__post_init__()
+    checks.check_choice("allocation", self.allocation, ALLOCATION)
+    checks.check_number("usage_eps", self.usage_eps, 0, 1, low_open=True, high_open=True)
+
+
 CONFIGS: dict[str, type] = {
     "rnn": RNNConfig,
     "lstm": LSTMConfig,
     "seed_dnc": SeedDNCConfig,
     "dnc": DNCConfig,
+    "sam": SAMConfig,
+    "sdnc": SDNCConfig,
 }

@@ -1,0 +1,197 @@
+"""K-sparse memory addressing (Rae et al., "Scaling Memory-Augmented Neural Networks with
+Sparse Reads and Writes", NIPS 2016): the weightings of `addressing.py` kept to K slots.
+
+A weighting over the N slots is a `SparseWeights`: K slot indices (distinct along the last
+axis) and their values, zero elsewhere. Pure functions for ONE example, like
+`addressing.py`; every cost is O(K) per touched slot, O(N W) for the content scores and
+O(N K) for the link matrices, never O(N^2):
+
+  C_K(M, k, beta)   = softmax over the top K of beta D(k, M[i])     sparse content weights
+  M_t = M_{t-1} + w_i (v_t - e_t M_{t-1}[i]) on the K rows i written  (the DNC's erase and add)
+  p_t = top_K((1 - sum_i w^w_t[i]) p_{t-1} + w^w_t)                 precedence
+  L_t[i, j] = (1 - w^w_t[i] - w^w_t[j]) L_{t-1}[i, j] + w^w_t[i] p_{t-1}[j],  L_t[i, i] = 0
+            kept as the top K of each row of L_t (`link`) and of L_t^T (`link_t`)
+  f^i_t = top_K(L_t w^{r,i}_{t-1}) from the rows of L_t^T at the K slots w^{r,i}_{t-1} holds,
+  b^i_t = top_K(L_t^T w^{r,i}_{t-1}) from the rows of L_t there         directional weights
+  r^i_t = sum_k w^{r,i}_t[k] M_t[index_k]                              a gather of K rows
+
+top_K keeps the K largest entries of a weighting (`compact`, which first sums the entries
+that name the same slot). At K = N every top_K keeps everything and each function equals
+its dense counterpart in `addressing.py`. Gradients reach only the slots the weightings
+hold (gathers and scatters); the choice of slots (the top K) is piecewise constant.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from dncjax.models import addressing
+from dncjax.models.hparams import NORM_EPS
+
+
+class SparseWeights(NamedTuple):
+  """A weighting over the N slots kept to K of them; zero at every other slot."""
+  index: jax.Array  # [..., K] int32, distinct along the last axis
+  value: jax.Array  # [..., K]
+
+
+_IN_BOUNDS = dict(mode="promise_in_bounds", wrap_negative_indices=False)
+
+
+def take(array: jax.Array, index: jax.Array) -> jax.Array:
+  """array[index] for slot indices known to lie in [0, N) (no wrapping, no bounds checks)."""
+  return array.at[index].get(**_IN_BOUNDS)
+
+
+def scatter_add(array: jax.Array, index: jax.Array, values: jax.Array) -> jax.Array:
+  """array.at[index].add(values) for slot indices known to lie in [0, N)."""
+  return array.at[index].add(values, **_IN_BOUNDS)
+
+
+def empty(shape: tuple[int, ...], k: int, dtype) -> SparseWeights:
+  """The all-zero weighting(s) of `shape` (leading axes), K entries: slots 0 .. K-1, value 0."""
+  index = jnp.broadcast_to(jnp.arange(k, dtype=jnp.int32), (*shape, k))
+  return SparseWeights(index, jnp.zeros((*shape, k), dtype))
+
+
+def to_dense(weights: SparseWeights, size: int) -> jax.Array:
+  """The dense weighting(s) [..., N] (tests, usage): values scattered to their slots."""
+  flat_index = weights.index.reshape(-1, weights.index.shape[-1])
+  flat_value = weights.value.reshape(flat_index.shape)
+  dense = jax.vmap(lambda i, v: scatter_add(jnp.zeros((size,), v.dtype), i, v))(flat_index,
+                                                                               flat_value)
+  return dense.reshape(*weights.index.shape[:-1], size)
+
+
+def _fillers(index_k: jax.Array, kept_k: jax.Array) -> jax.Array:
+  """Slots for the entries not `kept_k` (the last ones): the smallest of 0 .. K-1 that no
+  kept entry names, so a weighting's K indices stay distinct (needs K <= N)."""
+  k = index_k.shape[0]
+  pool = jnp.arange(k, dtype=index_k.dtype)
+  free = ~jnp.any((index_k[None, :] == pool[:, None]) & kept_k[None, :], axis=1)
+  rank = jnp.cumsum(free, dtype=jnp.int32) - 1         # rank of each free slot
+  want = jnp.arange(k, dtype=jnp.int32) - jnp.sum(kept_k, dtype=jnp.int32)  # filler number
+  match = free[None, :] & (rank[None, :] == want[:, None])
+  return jnp.sum(jnp.where(match, pool[None, :], 0), axis=1, dtype=index_k.dtype)
+
+
+def compact(index_C: jax.Array, value_C: jax.Array, k: int) -> SparseWeights:
+  """The weighting sum_c value_c e_{index_c} kept to its k largest entries (one vector).
+
+  Entries naming the same slot are summed (a sort by slot, then a segment sum, O(C log C));
+  the k largest sums are kept. With fewer than k distinct slots the rest are zero entries
+  at free slots of 0 .. k-1. Values are taken >= 0 (every weighting here is)."""
+  if index_C.shape[-1] < k:  # pad with zeros at the first slot (they add nothing)
+    pad = k - index_C.shape[-1]
+    index_C = jnp.concatenate([index_C, jnp.broadcast_to(index_C[:1], (pad,))])
+    value_C = jnp.concatenate([value_C, jnp.zeros((pad,), value_C.dtype)])
+  C = index_C.shape[-1]
+  sorted_index, sorted_value = jax.lax.sort((index_C.astype(jnp.int32), value_C), num_keys=1)
+  starts = jnp.concatenate([jnp.ones((1,), bool), sorted_index[1:] != sorted_index[:-1]])
+  segment = jnp.cumsum(starts, dtype=jnp.int32) - 1    # which distinct slot, ascending
+  totals = scatter_add(jnp.zeros((C,), value_C.dtype), segment, sorted_value)
+  slots = jnp.zeros((C,), jnp.int32).at[segment].max(sorted_index, **_IN_BOUNDS)
+  live = jnp.arange(C, dtype=jnp.int32) <= segment[-1]  # segments that exist
+  _, pick = jax.lax.top_k(jnp.where(live, totals, -jnp.inf), k)
+  kept = take(live, pick)
+  index = jnp.where(kept, take(slots, pick), 0)
+  index = jnp.where(kept, index, _fillers(index, kept))
+  return SparseWeights(index, jnp.where(kept, take(totals, pick), 0))
+
+
+def compact_rows(index: jax.Array, value: jax.Array, k: int) -> SparseWeights:
+  """`compact` of each row of index, value [..., C] -> SparseWeights [..., k]."""
+  fn = lambda i, v: compact(i, v, k)
+  for _ in range(index.ndim - 1):
+    fn = jax.vmap(fn)
+  return fn(index, value)
+
+
+def combine(parts: list[SparseWeights], coefficients: list, k: int) -> SparseWeights:
+  """top_k(sum_p coefficient_p part_p), each part [..., K_p] and coefficient [...] or []."""
+  index = jnp.concatenate([p.index for p in parts], axis=-1)
+  value = jnp.concatenate([jnp.expand_dims(c, -1) * p.value
+                           for p, c in zip(parts, coefficients)], axis=-1)
+  return compact_rows(index, value, k)
+
+
+def content_weights(memory_NxW: jax.Array, keys_HxW: jax.Array, strengths_H: jax.Array, k: int,
+                    *, norm_eps: float = NORM_EPS) -> SparseWeights:
+  """C_K(M, k^h, beta^h): softmax over the K largest of beta^h D(k^h, M[i]) -> [H, K].
+
+  `jax.lax.top_k` over the N cosine similarities (`addressing.cosine_similarity`), ties to
+  the lower slot; at K = N the values are `addressing.content_weights`' (in top-K order)."""
+  scores_HxN = strengths_H[:, None] * addressing.cosine_similarity(
+      memory_NxW, keys_HxW, norm_eps=norm_eps)
+  top_HxK, index_HxK = jax.lax.top_k(scores_HxN, k)
+  return SparseWeights(index_HxK.astype(jnp.int32), jax.nn.softmax(top_HxK, axis=-1))
+
+
+def read_memory(memory_NxW: jax.Array, weights: SparseWeights) -> jax.Array:
+  """r^h = sum_k w^h[k] M[index^h_k] -> [H, W], a gather of the K rows per head."""
+  return jnp.einsum("hk,hkw->hw", weights.value, take(memory_NxW, weights.index))
+
+
+def write_memory(memory_NxW: jax.Array, weights: SparseWeights, erase_W: jax.Array,
+                 write_vector_W: jax.Array) -> jax.Array:
+  """M_t = M_{t-1} (E - w^w_t e_t^T) + w^w_t v_t^T on the K rows w^w_t holds (a scatter-add
+  of w_i (v_t - e_t M_{t-1}[i]) to each; `addressing.write_memory` at K = N)."""
+  rows_KxW = take(memory_NxW, weights.index)
+  w_K1 = weights.value[:, None]
+  delta_KxW = w_K1 * write_vector_W[None, :] - w_K1 * erase_W[None, :] * rows_KxW
+  return scatter_add(memory_NxW, weights.index, delta_KxW)
+
+
+def precedence_update(precedence: SparseWeights, write_weights: SparseWeights) -> SparseWeights:
+  """p_t = top_K((1 - sum_i w^w_t[i]) p_{t-1} + w^w_t), K = p's size."""
+  keep = 1 - jnp.sum(write_weights.value)
+  return combine([precedence, write_weights], [keep, jnp.ones_like(keep)],
+                 precedence.index.shape[-1])
+
+
+def link_update(link: SparseWeights, written_N: jax.Array, rows: SparseWeights,
+                columns: SparseWeights) -> SparseWeights:
+  """One direction of L_t[i, j] = (1 - w[i] - w[j]) L_{t-1}[i, j] + w[i] p_{t-1}[j] on
+  rows of K entries (link [N, K]), with a zero diagonal.
+
+  Forward, `link` holds the rows of L (row i, entries j): rows = w^w_t, columns = p_{t-1}.
+  Backward, it holds the rows of L^T (row j, entries i): rows = p_{t-1}, columns = w^w_t.
+  `written_N` is w^w_t dense. Every entry decays, O(N K); the rows that `rows` holds gain
+  the entries rows[a] columns[b] and keep their K largest."""
+  k = link.index.shape[-1]
+  decayed = (1 - written_N[:, None] - take(written_N, link.index)) * link.value
+  new_value = rows.value[:, None] * columns.value[None, :]
+  new_value = jnp.where(columns.index[None, :] == rows.index[:, None], 0, new_value)  # L[i, i]
+  new_index = jnp.broadcast_to(columns.index[None, :], new_value.shape)
+  merged = compact_rows(jnp.concatenate([take(link.index, rows.index), new_index], axis=-1),
+                        jnp.concatenate([take(decayed, rows.index), new_value], axis=-1), k)
+  return SparseWeights(link.index.at[rows.index].set(merged.index, **_IN_BOUNDS),
+                       decayed.at[rows.index].set(merged.value, **_IN_BOUNDS))
+
+
+def spread(link: SparseWeights, weights: SparseWeights, k: int) -> SparseWeights:
+  """top_K(sum_a w[a] link[a, :]): the rows of `link` at w's slots, weighted -> [K]."""
+  index = take(link.index, weights.index).reshape(-1)
+  value = (weights.value[:, None] * take(link.value, weights.index)).reshape(-1)
+  return compact(index, value, k)
+
+
+def directional_weights(link: SparseWeights, link_t: SparseWeights,
+                        read_weights: SparseWeights) -> tuple[SparseWeights, SparseWeights]:
+  """(f_t, b_t), each SparseWeights [R, K]: f^i_t = top_K(L_t w^{r,i}_{t-1}) gathers the
+  rows of L_t^T (`link_t`), b^i_t = top_K(L_t^T w^{r,i}_{t-1}) those of L_t (`link`)."""
+  k = read_weights.index.shape[-1]
+  forward = jax.vmap(lambda w: spread(link_t, w, k))(read_weights)
+  backward = jax.vmap(lambda w: spread(link, w, k))(read_weights)
+  return forward, backward
+
+
+def read_weights(content: SparseWeights, forward: SparseWeights, backward: SparseWeights,
+                 read_modes_Rx3: jax.Array) -> SparseWeights:
+  """w^{r,i}_t = top_K(pi^i_t[1] b^i_t + pi^i_t[2] c^{r,i}_t + pi^i_t[3] f^i_t) -> [R, K],
+  the modes ordered (backward, content, forward) as in `addressing.read_weights`."""
+  return combine([backward, content, forward], [read_modes_Rx3[:, 0], read_modes_Rx3[:, 1],
+                                                read_modes_Rx3[:, 2]], content.index.shape[-1])
