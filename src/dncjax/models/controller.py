@@ -1,5 +1,5 @@
-"""The LSTM controller of the sparse memory cores `sam` and `sdnc`: the DNC's (`dnc.py`,
-Graves et al. 2016, Methods, "Controller network") around any memory access.
+"""The DNC's LSTM controller (Graves et al. 2016, Methods, "Controller network") around any
+memory access: the paper's DNC (`dnc.py`) and the sparse memory cores `sam` and `sdnc`.
 
 Per step, for L layers of H units and an access whose state carries the reads r_t [R, W]:
 
@@ -11,9 +11,9 @@ Per step, for L layers of H units and an access whose state carries the reads r_
   access_t = access_step(access_{t-1}, xi_t)               the core's memory access
   y_t = W_hy h_t + b_y + W_ry [r^1_t; ...; r^R_t]          output [O]
 
-The params have the DNC's names, shapes, order and initialisation (`dnc.py`): with the
-DNC's interface size X, `init` draws the DNC's own params from the same key. `recur`
-emits (h_t, r_t) and `readout` maps them to y_t, outside the scan.
+The params have the same names, shapes, order and initialisation for every access: with
+the DNC's interface size X, a sparse core draws the DNC's own params from the same key.
+`recur` emits (h_t, r_t) and `readout` maps them to y_t, outside the scan.
 """
 
 from __future__ import annotations
@@ -62,10 +62,12 @@ def init_params(config, key: jax.Array, interface_size: int) -> core.Params:
 
 
 def make(config, interface_size: int, initial_access: Callable[[], Any],
-         access_step: Callable[[Any, jax.Array], Any]) -> core.Model:
+         access_step: Callable[[Any, jax.Array], Any],
+         state_type: type = MemoryCoreState) -> core.Model:
   """The core of `config` (hidden, controller_layers, variant, controller_clip, remat,
-  reset_memory, ...) around `access_step(access state, xi_t) -> access state`; `truncate`
-  restarts the access from `initial_access()` if `reset_memory`."""
+  reset_memory, ...) around `access_step(access state, xi_t) -> access state`; its state
+  is a `state_type(controller, access)`; `truncate` restarts the access from
+  `initial_access()` if `reset_memory`."""
   H, R, W = config.hidden, config.read_heads, config.word_size
   L, dtype = config.controller_layers, config.dtype
 
@@ -74,8 +76,8 @@ def make(config, interface_size: int, initial_access: Callable[[], Any],
 
   def initial_state():
     zeros = jnp.zeros((H,), dtype)
-    return MemoryCoreState(controller=tuple(lstm.LSTMState(h=zeros, c=zeros) for _ in range(L)),
-                           access=initial_access())
+    return state_type(controller=tuple(lstm.LSTMState(h=zeros, c=zeros) for _ in range(L)),
+                      access=initial_access())
 
   def clip(a):
     if config.controller_clip is None:
@@ -98,15 +100,15 @@ def make(config, interface_size: int, initial_access: Callable[[], Any],
     h_LH = jnp.concatenate([layer_state.h for layer_state in layers])  # h_t [L H]
     access = access_step(state.access, params["Whi"] @ h_LH + params["bi"])
     features = (h_LH, access.read_vectors.reshape(R * W))
-    return MemoryCoreState(controller=tuple(layers), access=access), features
+    return state_type(controller=tuple(layers), access=access), features
 
   def readout(params, features):
     """y_t = W_hy h_t + b_y + W_ry r_t (clipped), from recur's features."""
     h_LH, reads_RW = features
     return clip(params["Why"] @ h_LH + params["by"] + params["Wry"] @ reads_RW)
 
-  if config.remat:  # the backward pass stores each step's inputs only
-    recur = jax.checkpoint(recur)
+  if config.remat:  # the backward pass stores each step's inputs only, not the access's
+    recur = jax.checkpoint(recur)  # intermediates (the DNC's L_t and its masks)
 
   def truncate(state):
     if not config.reset_memory:

@@ -41,9 +41,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 
-from dncjax.models import access, core, lstm
+from dncjax.models import access, controller, core, lstm
 from dncjax.models.hparams import DNCConfig
 
 
@@ -55,91 +54,18 @@ class DNCState(NamedTuple):
   access: access.AccessState              # M_t, u_t, L_t, p_t, w^r_t, w^w_t, r_t
 
 
-
-
-
-def _layer_suffix(layer: int) -> str:
-  return "" if layer == 0 else f"_{layer}"
-
-
-def _init_params(config: DNCConfig, key: jax.Array) -> core.Params:
-  """The params of `config` (see the module docstring): matrices ~ N(0, init_scale^2),
-  biases zero but the forget gate's b_h, `forget_bias`."""
-  H, W, R = config.hidden, config.word_size, config.read_heads
-  L, O, dtype, s = config.controller_layers, config.output_size, config.dtype, config.init_scale
-  X = access.interface_size(W, R, config.link_sharpness, config.key_masking)  # interface size X
-  shapes = {}
-  for layer in range(L):
-    sfx = _layer_suffix(layer)
-    shapes[f"Wxh{sfx}"] = (4 * H, config.input_size)
-    shapes[f"Wrh{sfx}"] = (4 * H, R * W)
-    shapes[f"Whh{sfx}"] = (4 * H, H)
-    if layer > 0:
-      shapes[f"Wlh{sfx}"] = (4 * H, H)
-  shapes.update(Whi=(X, L * H), Why=(O, L * H), Wry=(O, R * W))
-  keys = jax.random.split(key, len(shapes))
-  params = {name: core.normal(k, shape, s, dtype)
-            for k, (name, shape) in zip(keys, shapes.items())}
-  for layer in range(L):  # gate order i, o, f, g: the forget bias sits in [2H:3H]
-    params[f"bh{_layer_suffix(layer)}"] = (
-        jnp.zeros((4 * H,), dtype).at[2 * H:3 * H].set(config.forget_bias))
-  params.update(bi=jnp.zeros((X,), dtype), by=jnp.zeros((O,), dtype))
-  return params
-
-
 def make(config: DNCConfig) -> core.Model:
-  """The paper's DNC of `config` as a `core.Model` (see the module docstring): recur
-  emits (h_t [L H], r_t [R W]); `truncate` wipes the access state if `reset_memory`."""
-  H, N, W, R = config.hidden, config.memory_size, config.word_size, config.read_heads
-  L, dtype = config.controller_layers, config.dtype
+  """The paper's DNC of `config` as a `core.Model` (see the module docstring): the LSTM
+  controller of `controller.py` around `access.access_step`; recur emits (h_t [L H],
+  r_t [R W]); `truncate` wipes the access state if `reset_memory`."""
+  N, W, R = config.memory_size, config.word_size, config.read_heads
   extras = (config.link_sharpness, config.key_masking)  # Csordas & Schmidhuber's interface
 
-  def init(key):
-    return _init_params(config, key)
+  def access_step(state: access.AccessState, xi: jax.Array) -> access.AccessState:
+    interface = access.parse_interface(xi, W, R, *extras)
+    return access.access_step(state, interface, norm_eps=config.norm_eps,
+                              usage_eps=config.usage_eps, deallocate=config.deallocate)
 
-  def initial_state():
-    zeros = jnp.zeros((H,), dtype)
-    return DNCState(controller=tuple(lstm.LSTMState(h=zeros, c=zeros) for _ in range(L)),
-                    access=access.initial_access_state(N, W, R, dtype))
-
-  def clip(a):
-    if config.controller_clip is None:
-      return a
-    return jnp.clip(a, -config.controller_clip, config.controller_clip)
-
-  def recur(params, state, x):
-    """One step of the recurrence -> (state, features (h_t [L H], r_t [R W]))."""
-    reads_RW = state.access.read_vectors.reshape(R * W)  # r_{t-1}
-    layers, below = [], None
-    for layer, prev in enumerate(state.controller):
-      sfx = _layer_suffix(layer)
-      gates = (core.input_projection(params[f"Wxh{sfx}"], x) + params[f"Wrh{sfx}"] @ reads_RW
-               + params[f"Whh{sfx}"] @ prev.h + params[f"bh{sfx}"])
-      if below is not None:  # h^{l-1}_t from the layer below
-        gates = gates + params[f"Wlh{sfx}"] @ below
-      new = lstm.lstm_cell(gates, prev.c, config.variant)
-      layers.append(lstm.LSTMState(h=clip(new.h), c=clip(new.c)))
-      below = layers[-1].h
-    h_LH = jnp.concatenate([layer_state.h for layer_state in layers])  # h_t [L H]
-    interface = access.parse_interface(params["Whi"] @ h_LH + params["bi"], W, R, *extras)
-    access_state = access.access_step(state.access, interface, norm_eps=config.norm_eps,
-                                      usage_eps=config.usage_eps, deallocate=config.deallocate)
-    features = (h_LH, access_state.read_vectors.reshape(R * W))
-    return DNCState(controller=tuple(layers), access=access_state), features
-
-  def readout(params, features):
-    """y_t = W_hy h_t + b_y + W_ry r_t (clipped), from recur's features."""
-    h_LH, reads_RW = features
-    return clip(params["Why"] @ h_LH + params["by"] + params["Wry"] @ reads_RW)
-
-  if config.remat:  # store only each step's inputs for the backward pass, not its N x N
-    recur = jax.checkpoint(recur)  # intermediates (L_t, its masks): faster on CPU at large N
-
-  def truncate(state):
-    if not config.reset_memory:
-      return state
-    return state._replace(access=jax.tree.map(jnp.zeros_like, state.access))  # all zero
-
-  return core.split_model(init, initial_state, recur, readout, truncate, config)
-
-
+  return controller.make(config, access.interface_size(W, R, *extras),
+                         lambda: access.initial_access_state(N, W, R, config.dtype),
+                         access_step, state_type=DNCState)
