@@ -194,6 +194,7 @@ BAD_VALUES = [
     (["--dynamic_eval", "--dynamic_lr", "nan"], "--dynamic_lr"),
     (["--dynamic_eval", "--dynamic_lr", "inf"], "--dynamic_lr"),
     (["--dynamic_eval", "--dynamic_decay", "nan"], "--dynamic_decay"),
+    (["--dynamic_eps", "0"], "--dynamic_eps"),
     (["--lr", "inf"], "--lr"),
     (["--lr", "nan"], "--lr"),
     (["--eps", "-1"], "--eps"),

@@ -133,7 +133,8 @@ def test_dynamic_eval_script_grid(straight, capsys, tmp_path, folder_digest):
   corpus = data.load(config.data)
   expected = evaluate.dynamic_bpc(model, config, corpus.tail_ids(), corpus.train_ids,
                                   ts.params, ts.opt_state, best["rule"], float(best["lr"]),
-                                  float(best["decay"]), int(best["seq_length"]))
+                                  float(best["decay"]), int(best["seq_length"]),
+                                  eps=float(best["eps"]))
   assert float(tail.group(2)) == pytest.approx(expected, abs=1e-6)
   assert folder_digest(straight) == before
 
@@ -142,6 +143,7 @@ def test_dynamic_eval_script_grid(straight, capsys, tmp_path, folder_digest):
 @pytest.mark.parametrize("flags, message", [
     (["--lr", "0"], "--lr must be positive"),
     (["--decay", "-1"], "--decay must be >= 0"),
+    (["--eps", "0"], "--eps must be positive"),
     (["--rule", "sgd"], "invalid choice"),
     (["--workdir", "{tmp}/none"], "no checkpoint folder")])
 def test_dynamic_eval_script_errors(straight, tmp_path, flags, message):

@@ -109,9 +109,13 @@ class Options:
   dynamic_rule: str = _field("rms", "dynamic evaluation update: the training optimiser "
                              "continued, or Krause et al.'s RMS rule (dncjax.training."
                              "dynamic)", choices=DYNAMIC_RULES)
-  dynamic_lr: float | None = _field(1e-3, "learning rate of dynamic evaluation (none: the "
+  dynamic_lr: float | None = _field(3e-3, "learning rate of dynamic evaluation (none: the "
                                     "training rate)")
-  dynamic_decay: float = _field(1e-3, "dynamic evaluation, rms rule: decay towards the "
+  dynamic_eps: float = _field(2e-3, "dynamic evaluation, rms rule: epsilon added to "
+                              "sqrt(MS_g), which bounds the step of parameters whose gradients "
+                              "on the training text are near zero (the output row of a "
+                              "character rare there)")
+  dynamic_decay: float = _field(3e-3, "dynamic evaluation, rms rule: decay towards the "
                                 "trained parameters")
   dynamic_seq_length: int | None = _field(10, "dynamic evaluation window (none: "
                                           "--seqlength)")
@@ -130,6 +134,7 @@ class Options:
     checks.check_number("--temperature", self.temperature, 0, low_open=True)
     checks.check_number("--dynamic_lr", self.dynamic_lr, 0, low_open=True, optional=True)
     checks.check_number("--dynamic_decay", self.dynamic_decay, 0)
+    checks.check_number("--dynamic_eps", self.dynamic_eps, 0, low_open=True)
     checks.check_number("--target_bpc", self.target_bpc, 0)
     checks.check_choice("--dynamic_rule", self.dynamic_rule, DYNAMIC_RULES)
 

@@ -15,11 +15,14 @@ from typing import Callable
 from dncjax.charlm import data, scoring
 
 
-def combinations(rules, seq_lengths, lrs, decays) -> list[tuple]:
-  """(rule, seq_length, lr, decay) combinations, in order; adagrad takes no decay."""
+def combinations(rules, seq_lengths, lrs, decays, epss=(scoring.Setting._field_defaults["eps"],)
+                 ) -> list[tuple]:
+  """(rule, seq_length, lr, decay, eps) combinations, in order; adagrad takes no decay
+  and no eps (its own are the training optimiser's)."""
   out = []
-  for rule, S, lr, decay in itertools.product(rules, seq_lengths, lrs, decays):
-    combo = (rule, S, lr, decay if rule == "rms" else 0.0)
+  for rule, S, lr, decay, eps in itertools.product(rules, seq_lengths, lrs, decays, epss):
+    rms = rule == "rms"
+    combo = (rule, S, lr, decay if rms else 0.0, eps if rms else epss[0])
     if combo not in out:
       out.append(combo)
   return out
@@ -36,17 +39,18 @@ def run_grid(config, model, ts, corpus: data.Corpus, combos: list[tuple], lanes:
   scorer = scoring.Scorer(model, config, corpus.train_ids, ts.params, ts.opt_state, lanes)
   S_train = config.data.seq_length
   statics, rows = {S_train: scorer.static(corpus.dev_ids, S_train)}, []
-  for rule, S, lr, decay in combos:
+  for rule, S, lr, decay, eps in combos:
     S_ = S or S_train
     if S_ not in statics:  # windows of S: a model that truncates its state at window ends
       statics[S_] = scorer.static(corpus.dev_ids, S_)  # scores differently in other windows
-    setting = scoring.Setting(rule, S_, lr or config.optim.learning_rate, decay)
+    setting = scoring.Setting(rule, S_, lr or config.optim.learning_rate, decay, eps)
     start = time.monotonic()
     bpc = scorer.dynamic(corpus.dev_ids, setting)
-    rows.append({"rule": rule, "seq_length": S_, "lr": setting.lr, "decay": decay,
+    rows.append({"rule": rule, "seq_length": S_, "lr": setting.lr, "decay": decay, "eps": eps,
                  "static_dev_bpc": statics[S_], "dynamic_dev_bpc": bpc,
                  "gain": statics[S_] - bpc, "seconds": round(time.monotonic() - start, 1)})
-    say(f"  {rule:7s} S={S_:<4d} lr={setting.lr:<10.4g} decay={decay:<8.4g} {bpc:.4f} BPC "
+    say(f"  {rule:7s} S={S_:<4d} lr={setting.lr:<10.4g} decay={decay:<8.4g} eps={eps:<8.4g} "
+        f"{bpc:.4f} BPC "
         f"({rows[-1]['seconds']} s)")
   rows.sort(key=lambda r: (not math.isfinite(r["dynamic_dev_bpc"]), r["dynamic_dev_bpc"]))
   return statics, rows, scorer
@@ -57,15 +61,16 @@ def best_setting(rows: list[dict]) -> scoring.Setting | None:
   if not rows or not math.isfinite(rows[0]["dynamic_dev_bpc"]):
     return None
   r = rows[0]
-  return scoring.Setting(r["rule"], r["seq_length"], r["lr"], r["decay"])
+  return scoring.Setting(r["rule"], r["seq_length"], r["lr"], r["decay"], r["eps"])
 
 
 def markdown(rows: list[dict]) -> str:
-  """`run_grid`'s rows as a Markdown table: rule, S, lr, decay, static and dynamic
-  dev BPC, gain."""
-  lines = ["| rule | S | lr | decay | static dev BPC | dynamic dev BPC | gain |",
-           "|---|---|---|---|---|---|---|"]
+  """`run_grid`'s rows as a Markdown table: rule, S, lr, decay, eps (rms), static and
+  dynamic dev BPC, gain."""
+  lines = ["| rule | S | lr | decay | eps | static dev BPC | dynamic dev BPC | gain |",
+           "|---|---|---|---|---|---|---|---|"]
   lines += [f"| {r['rule']} | {r['seq_length']} | {r['lr']:.4g} | {r['decay']:.4g} | "
+            f"{format(r['eps'], '.4g') if r['rule'] == 'rms' else '-'} | "
             f"{r['static_dev_bpc']:.4f} | {r['dynamic_dev_bpc']:.4f} | {r['gain']:+.4f} |"
             for r in rows]
   return "\n".join(lines)

@@ -69,12 +69,13 @@ def rms_state(model: core.Model, params, train_ids: np.ndarray, seq_length: int,
 
 def dynamic_bpc(model: core.Model, config, ids: np.ndarray, train_ids: np.ndarray, params,
                 opt_state, rule: str = "adagrad", lr: float | None = None, decay: float = 0.0,
-                seq_length: int | None = None, lanes: int = 1, ms_state=None) -> float:
+                seq_length: int | None = None, lanes: int = 1, ms_state=None,
+                eps: float = 1e-8) -> float:
   """Dynamic-evaluation BPC of the split `ids` (see dncjax.training.dynamic) from
   `params` (and, for the 'adagrad' rule, the training optimiser's `opt_state`: the
   training optimiser continued at rate `lr`), in windows of `seq_length` (default: the
   training window). The 'rms' rule measures MS_g on `train_ids` (`rms_state`) unless
-  `ms_state` (one of the same window length and lanes) is given."""
+  `ms_state` (one of the same window length and lanes) is given; `eps` is its epsilon."""
   dynamic.check_rule(rule)
   seq_length = seq_length or config.data.seq_length
   lr = lr or config.optim.learning_rate
@@ -88,7 +89,7 @@ def dynamic_bpc(model: core.Model, config, ids: np.ndarray, train_ids: np.ndarra
     optimizer = optim.make(config.optim)
     opt_state = optim.with_hyperparams(opt_state, learning_rate=lr)
   else:
-    optimizer = dynamic.rms_rule(lr, decay)
+    optimizer = dynamic.rms_rule(lr, decay, eps)
     if ms_state is None:
       ms_state = rms_state(model, params, train_ids, seq_length, lanes)
     opt_state = ms_state

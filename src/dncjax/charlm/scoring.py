@@ -25,20 +25,22 @@ Each = Callable[[Callable[[], float]], float]  # runs one score (multi-host: on 
 
 
 class Setting(NamedTuple):
-  """A dynamic evaluation setting, resolved: rule, window S, learning rate, decay."""
+  """A dynamic evaluation setting, resolved: rule, window S, learning rate, and the rms
+  rule's decay and epsilon."""
   rule: str
   seq_length: int
   lr: float
   decay: float
+  eps: float = Options.dynamic_eps
 
   def to_dict(self) -> dict:
     """The setting as results.json records it."""
-    return {"rule": self.rule, "lr": self.lr, "decay": self.decay,
+    return {"rule": self.rule, "lr": self.lr, "decay": self.decay, "eps": self.eps,
             "seq_length": self.seq_length}
 
   def describe(self) -> str:
-    """'rms, S 10, lr 0.001, decay 0.001' (decay only for the rms rule)."""
-    decay = f", decay {self.decay:.4g}" if self.rule == "rms" else ""
+    """'rms, S 10, lr 0.001, decay 0.001, eps 0.003' (decay and eps: the rms rule's)."""
+    decay = f", decay {self.decay:.4g}, eps {self.eps:.4g}" if self.rule == "rms" else ""
     return f"{self.rule}, S {self.seq_length}, lr {self.lr:.4g}{decay}"
 
 
@@ -46,7 +48,8 @@ def setting_of(options: Options, config) -> Setting:
   """The run's dynamic evaluation setting: its Options, a window or rate left unset
   being the training one."""
   return Setting(options.dynamic_rule, options.dynamic_seq_length or config.data.seq_length,
-                 options.dynamic_lr or config.optim.learning_rate, options.dynamic_decay)
+                 options.dynamic_lr or config.optim.learning_rate, options.dynamic_decay,
+                 options.dynamic_eps)
 
 
 def check_options(options: Options, corpus: data.Corpus) -> None:
@@ -93,7 +96,7 @@ class Scorer:
                                              self.lanes)
     return evaluate.dynamic_bpc(self.model, self.config, ids, self.train_ids, self.params,
                                 self.opt_state, setting.rule, setting.lr, setting.decay, S,
-                                self.lanes, self.ms_states.get(S))
+                                self.lanes, self.ms_states.get(S), eps=setting.eps)
 
 
 def score_tail(scorer: Scorer, corpus: data.Corpus, setting: Setting | None) -> dict:

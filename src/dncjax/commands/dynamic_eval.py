@@ -1,12 +1,12 @@
 """Dynamic evaluation of a trained char-LM checkpoint, over a grid of settings.
 
   python experiments/dynamic_eval.py --workdir runs/alice --best --rule rms \\
-      --lr 1e-4 3e-4 1e-3 --decay 0 0.01 --seq_length 16 32
+      --lr 1e-3 3e-3 --decay 1e-3 0.01 --eps 1e-3 3e-3 --seq_length 10 20
 
 (`dncjax-dynamic-eval` is the same command.) Restores the run's latest (or --best)
 checkpoint and its corpus, scores the development split statically, then with dynamic
 evaluation (Krause et al., 2017; dncjax.training.dynamic) for every combination of
---rule, --seq_length, --lr and --decay, and prints one table row per combination, best
+--rule, --seq_length, --lr, --decay and --eps, and prints one table row per combination, best
 first, with its gain over static scoring in the same windows (a model whose state is
 truncated at window ends scores differently in other windows). Then it scores the
 held-out tail once, statically and with the setting that was best on the development
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 
 from dncjax import cli, configs
+from dncjax.charlm.config import Options
 from dncjax.training.config import DYNAMIC_RULES
 
 
@@ -38,6 +39,8 @@ def parser() -> cli.ArgumentParser:
                  help="learning rates (default: the training rate)")
   p.add_argument("--decay", nargs="+", type=float, default=[0.0],
                  help="rms rule: decay towards the trained parameters (ignored by adagrad)")
+  p.add_argument("--eps", nargs="+", type=float, default=[Options.dynamic_eps],
+                 help="rms rule: epsilon added to sqrt(MS_g) (ignored by adagrad)")
   p.add_argument("--seq_length", "--seq-length", nargs="+", type=int, default=[None],
                  help="window lengths (default: the training window)")
   p.add_argument("--eval_lanes", "--eval-lanes", type=int, default=1,
@@ -48,7 +51,7 @@ def parser() -> cli.ArgumentParser:
 
 def checked(args: argparse.Namespace) -> argparse.Namespace:
   """The parsed flags, checked (UsageError on nonsense)."""
-  for name in ("lr", "seq_length"):
+  for name in ("lr", "seq_length", "eps"):
     bad = [v for v in getattr(args, name) if v is not None and v <= 0]
     if bad:
       raise cli.UsageError(f"--{name} must be positive, got {bad[0]}")
@@ -70,7 +73,8 @@ def main(argv=None) -> int:
   corpus = data.load(config.data)
   if corpus.vocab.to_list() != meta["vocab"]:
     raise data.DataError(f"the vocabulary of {corpus.path} is not the checkpoint's")
-  combos = dynamic_grid.combinations(args.rule, args.seq_length, args.lr, args.decay)
+  combos = dynamic_grid.combinations(args.rule, args.seq_length, args.lr, args.decay,
+                                     args.eps)
   print(f"{args.workdir}: {config.model_name} {model.config}, iter {meta['step']}", flush=True)
   statics, rows, scorer = dynamic_grid.run_grid(config, model, ts, corpus, combos,
                                                 args.eval_lanes,
