@@ -11,11 +11,18 @@ cross-entropy), so only the model's cost is measured. Prints a Markdown table.
   python benchmarks/dnc_speed.py                     # B=16 T=20 I=8 H=64 W=16 R=4, N=16..256
   python benchmarks/dnc_speed.py --memory-sizes 16 --steps 200
   python benchmarks/dnc_speed.py --model sdnc --sparse-k 8 --memory-sizes 1024 4096 16384
+  python benchmarks/dnc_speed.py --peer peer/bin/python --memory-sizes 16 64 256 --rounds 3
+
+`--peer PYTHON` times the PyTorch DNC (`pip install dnc`) in the same run, interleaved with
+dncjax, and prints the ratio (benchmarks/peer_compare.py); PYTHON is an interpreter that
+has torch and dnc (default: this one), and without them the script says how to install them.
 """
 
 from __future__ import annotations
 
 import argparse
+import pathlib
+import sys
 import time
 
 import jax
@@ -32,7 +39,9 @@ def bit_loss(logits_BxSxI, targets_BxSxI):
   return optax.sigmoid_binary_cross_entropy(logits_BxSxI, targets_BxSxI).sum()
 
 
-def time_one(args, memory_size: int) -> dict:
+def prepare(args, memory_size: int):
+  """(compile seconds, timer): `timer(steps)` runs that many compiled training steps of
+  the model at `memory_size` and returns (wall seconds, CPU seconds) per step."""
   sparse = {} if args.model == "dnc" else {"sparse_k": args.sparse_k}
   model = dncjax.make_model(
       args.model, args.input, args.input, hidden=args.hidden, memory_size=memory_size,
@@ -43,19 +52,29 @@ def time_one(args, memory_size: int) -> dict:
   bits = jax.random.bernoulli(jax.random.key(1), 0.5, (args.batch, args.time, args.input))
   bits = bits.astype(args.dtype)
   batch = pytrees.Batch(bits, bits, jnp.zeros((args.batch,), bool))
-
   start = time.perf_counter()
   compiled = train_step.lower(state, batch).compile()
   compile_s = time.perf_counter() - start
-  for _ in range(args.warmup):
-    state, metrics = compiled(state, batch)
-  jax.block_until_ready(state)
-  start, start_cpu = time.perf_counter(), time.process_time()
-  for _ in range(args.steps):
-    state, metrics = compiled(state, batch)
-  jax.block_until_ready((state, metrics))
-  step_s = (time.perf_counter() - start) / args.steps
-  cpu_s = (time.process_time() - start_cpu) / args.steps
+  held = [state]
+
+  def timer(steps: int) -> tuple[float, float]:
+    state = held[0]
+    start, start_cpu = time.perf_counter(), time.process_time()
+    for _ in range(steps):
+      state, _ = compiled(state, batch)
+    jax.block_until_ready(state)
+    held[0] = state
+    steps = max(steps, 1)
+    return ((time.perf_counter() - start) / steps, (time.process_time() - start_cpu) / steps)
+
+  timer(args.warmup)
+  return compile_s, timer
+
+
+def time_one(args, memory_size: int) -> dict:
+  """One table row: compile time, wall and CPU milliseconds per step, steps per second."""
+  compile_s, timer = prepare(args, memory_size)
+  step_s, cpu_s = timer(args.steps)
   return {"N": memory_size, "compile_s": compile_s, "step_ms": 1e3 * step_s,
           "cpu_ms": 1e3 * cpu_s, "steps_per_s": 1 / step_s}
 
@@ -80,7 +99,13 @@ def main(argv=None):
   parser.add_argument("--remat", action=argparse.BooleanOptionalAction, default=True,
                       help="recompute each step in the backward pass (the config's remat)")
   parser.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+  parser.add_argument("--peer", nargs="?", const=sys.executable, default=None, metavar="PYTHON",
+                      help="also time the PyTorch DNC, interleaved (PYTHON has torch and dnc)")
+  parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds with --peer")
+  parser.add_argument("--peer-steps", type=int, default=5, help="the peer's timed steps")
   args = parser.parse_args(argv)
+  if args.peer:
+    return _peer(args)
 
   sparse = "" if args.model == "dnc" else f" K={args.sparse_k}"
   print(f"jax {jax.__version__} on {jax.devices()[0].platform}: {args.model} B={args.batch} "
@@ -94,5 +119,19 @@ def main(argv=None):
           f"| {row['steps_per_s']:.1f} |", flush=True)
 
 
+def _peer(args) -> int:
+  sys.path.insert(0, str(pathlib.Path(__file__).parent))
+  import peer_compare  # pylint: disable=import-outside-toplevel
+  why = peer_compare.check_peer(args.peer)
+  if why:
+    print(f"the PyTorch DNC is not timed: {why}")
+    return 1
+  print(f"jax {jax.__version__} against the PyTorch DNC ({args.peer}): {args.model} "
+        f"B={args.batch} T={args.time} I={args.input} H={args.hidden} W={args.word} "
+        f"R={args.reads}, best of {args.rounds} interleaved rounds\n")
+  peer_compare.compare(args, prepare, args.peer)
+  return 0
+
+
 if __name__ == "__main__":
-  main()
+  sys.exit(main())

@@ -3,7 +3,8 @@ that benchmarks/dnc_speed.py --peer compares dncjax with.
 
 Runs in an interpreter that has torch and dnc (not dncjax): one training step is the
 forward pass of a batch of bit sequences through the peer's model (its own output layer
-maps to the input size), sigmoid cross-entropy, the backward pass and an Adam update. Prints one JSON line per
+maps to the input size), sigmoid cross-entropy, the backward pass and an Adagrad update
+(as in dnc_speed.py). Prints one JSON line per
 memory size: {"model", "N", "threads", "measured", "steps_per_s", "step_ms"}.
 
   python benchmarks/peer_dnc.py --memory-sizes 16 64 --threads 1
@@ -33,7 +34,7 @@ def build(args, memory_size: int):
     model = dnc.SDNC(**common, sparse_reads=args.sparse_k, temporal_reads=args.sparse_k)
   else:
     model = dnc.SAM(**common, sparse_reads=args.sparse_k)
-  return model, torch.optim.Adam(model.parameters(), lr=1e-3)
+  return model, torch.optim.Adagrad(model.parameters(), lr=1e-3)
 
 
 def time_one(args, memory_size: int) -> dict:

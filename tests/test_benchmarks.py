@@ -82,3 +82,39 @@ def test_bandwidth_kernels_compute_stream_and_report_rates(capsys):
   assert out.count("GB/s") == 5 and "4,096 float32 per array" in out
   with pytest.raises(SystemExit, match="--size must be in"):
     bandwidth.main(["--size", "40"])
+
+
+sys.path.insert(0, str(REPO / "benchmarks"))  # dnc_speed imports peer_compare beside it
+spec = importlib.util.spec_from_file_location("dnc_speed", REPO / "benchmarks" / "dnc_speed.py")
+dnc_speed = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(dnc_speed)
+TINY = ["--batch", "1", "--time", "2", "--input", "2", "--hidden", "4", "--word", "2",
+        "--reads", "1", "--memory-sizes", "4", "--steps", "1", "--warmup", "0", "--rounds", "2"]
+
+
+def test_without_the_peer_it_says_how_to_install_it(capsys, tmp_path):
+  assert dnc_speed.main(["--peer", str(tmp_path / "no-python"), *TINY]) == 1
+  out = capsys.readouterr().out
+  assert "the PyTorch DNC is not timed" in out and "pip install torch==2.13.0 dnc==1.1.0" in out
+
+
+def test_the_peer_is_timed_interleaved_and_the_faster_threads_kept(capsys, tmp_path):
+  # a stand-in peer interpreter: answers the import check, then one JSON row per call,
+  # slower with 1 thread than with the default, and logs each call
+  calls = tmp_path / "calls"
+  fake = tmp_path / "python"
+  fake.write_text(f"""#!/bin/sh
+[ "$1" = "-c" ] && exit 0
+echo "$@" >> {calls}
+case "$*" in *"--threads 1"*) ms=900;; *) ms=300;; esac
+echo "Falling back to FLANN"
+echo '{{"model": "dnc", "N": 4, "threads": 2, "measured": "training step", "step_ms": '$ms'}}'
+""")
+  fake.chmod(0o755)
+  assert dnc_speed.main(["--peer", str(fake), *TINY]) == 0
+  out = capsys.readouterr().out
+  row = next(line for line in out.splitlines() if line.startswith("| 4 |"))
+  cells = [c.strip() for c in row.strip("|").split("|")]
+  assert cells[2:5] == ["300.0", "2", "training step"]
+  assert float(cells[5].rstrip("x")) == pytest.approx(300.0 / float(cells[1]), rel=0.01, abs=0.06)
+  assert len(calls.read_text().splitlines()) == 4  # 2 rounds x (1 thread, the default)
