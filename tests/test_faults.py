@@ -381,12 +381,14 @@ def _load_gradcheck_cli():
 
 GRADCHECK = _load_gradcheck_cli()
 GRAD_TINY = {"hidden": 4, "word_size": 3, "read_heads": 2}  # memory_size: the model's default
+SPARSE_TINY = {"memory_size": 16, "sparse_k": 4}  # the sparse cores' default N is 128
 
 
 def _gradcheck_argv(name):
   argv = ["--model", name, "--vocab", "5", "--batchsize", "4", "--seqlength", "10",
           "--num_checks", "3"]
-  for flag, value in GRAD_TINY.items():
+  tiny = {**GRAD_TINY, **(SPARSE_TINY if "sparse_k" in models.takes(name) else {})}
+  for flag, value in tiny.items():
     if flag in models.takes(name):
       argv += [f"--{flag}", str(value)]
   return argv
