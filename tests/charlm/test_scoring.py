@@ -2,7 +2,6 @@
 in their tail train, evaluate and choose identically) and is read once, by the final
 scoring; a run without a development split, and a run saved before it existed."""
 
-import importlib.util
 import json
 import pathlib
 import re
@@ -11,6 +10,7 @@ import numpy as np
 import pytest
 
 from dncjax.charlm import data, restore
+from dncjax.commands import alice, dynamic_eval, sample
 from dncjax.training import loop
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -20,14 +20,6 @@ TINY = ["--model", "lstm", "--hidden", "8", "--batchsize", "2", "--seqlength", "
         "--checkpoint_every", "3", "--fp64", "--dropout", "0.1"]
 
 
-def _load(name):
-  spec = importlib.util.spec_from_file_location(name, REPO / "experiments" / f"{name}.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-alice, sample, dynamic_eval = _load("alice"), _load("sample"), _load("dynamic_eval")
 
 
 def run(text_file, workdir, *extra):

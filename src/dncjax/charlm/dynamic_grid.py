@@ -13,10 +13,10 @@ import time
 from typing import Callable
 
 from dncjax.charlm import data, scoring
+from dncjax.charlm.config import Options
 
 
-def combinations(rules, seq_lengths, lrs, decays, epss=(scoring.Setting._field_defaults["eps"],)
-                 ) -> list[tuple]:
+def combinations(rules, seq_lengths, lrs, decays, epss=(Options.dynamic_eps,)) -> list[tuple]:
   """(rule, seq_length, lr, decay, eps) combinations, in order; adagrad takes no decay
   and no eps (its own are the training optimiser's)."""
   out = []

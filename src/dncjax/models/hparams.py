@@ -101,6 +101,21 @@ class SeedDNCConfig:
     checks.check_dtype(self.dtype)
 
 
+def _check_memory_core(config, *more_positive: str) -> None:
+  """The checks every memory core's config shares (the DNC's and the sparse cores'): sizes
+  (and `more_positive`) positive, the LSTM variant, clip, init scale, forget bias, norm_eps,
+  dtype."""
+  checks.check_positive(config, "input_size", "output_size", "hidden", "memory_size",
+                        "word_size", "read_heads", *more_positive, "controller_layers")
+  checks.check_choice("variant", config.variant, VARIANTS)
+  checks.check_number("controller_clip", config.controller_clip, 0, low_open=True,
+                      optional=True)
+  checks.check_number("init_scale", config.init_scale, 0, low_open=True)
+  checks.check_number("forget_bias", config.forget_bias)
+  checks.check_number("norm_eps", config.norm_eps, 0, 1, low_open=True, high_open=True)
+  checks.check_dtype(config.dtype)
+
+
 @documented
 @dataclasses.dataclass(frozen=True)
 class DNCConfig:
@@ -133,15 +148,8 @@ class DNCConfig:
   dtype: str = _dtype()
 
   def __post_init__(self):
-    checks.check_positive(self, "input_size", "output_size", "hidden", "memory_size",
-                          "word_size", "read_heads", "controller_layers")
-    checks.check_choice("variant", self.variant, VARIANTS)
-    checks.check_number("controller_clip", self.controller_clip, 0, low_open=True, optional=True)
-    checks.check_number("init_scale", self.init_scale, 0, low_open=True)
-    checks.check_number("forget_bias", self.forget_bias)
-    for name in ("norm_eps", "usage_eps"):
-      checks.check_number(name, getattr(self, name), 0, 1, low_open=True, high_open=True)
-    checks.check_dtype(self.dtype)
+    _check_memory_core(self)
+    checks.check_number("usage_eps", self.usage_eps, 0, 1, low_open=True, high_open=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,18 +181,11 @@ class SparseMemoryConfig:
   dtype: str = _dtype()
 
   def __post_init__(self):
-    checks.check_positive(self, "input_size", "output_size", "hidden", "memory_size",
-                          "word_size", "read_heads", "sparse_k", "controller_layers")
+    _check_memory_core(self, "sparse_k")
     if self.sparse_k > self.memory_size:
       raise ValueError(f"sparse_k must be at most memory_size ({self.memory_size}), "
                        f"got {self.sparse_k}")
-    checks.check_choice("variant", self.variant, VARIANTS)
-    checks.check_number("controller_clip", self.controller_clip, 0, low_open=True, optional=True)
-    checks.check_number("init_scale", self.init_scale, 0, low_open=True)
-    checks.check_number("forget_bias", self.forget_bias)
     checks.check_number("access_threshold", self.access_threshold, 0, 1, high_open=True)
-    checks.check_number("norm_eps", self.norm_eps, 0, 1, low_open=True, high_open=True)
-    checks.check_dtype(self.dtype)
 
 
 @documented
