@@ -12,15 +12,19 @@ cross-entropy), so only the model's cost is measured. Prints a Markdown table.
   python benchmarks/dnc_speed.py --memory-sizes 16 --steps 200
   python benchmarks/dnc_speed.py --model sdnc --sparse-k 8 --memory-sizes 1024 4096 16384
   python benchmarks/dnc_speed.py --peer peer/bin/python --memory-sizes 16 64 256 --rounds 3
+  python benchmarks/dnc_speed.py --roofline --memory-sizes 64 256 1024 --steps 5
 
 `--peer PYTHON` times the PyTorch DNC (`pip install dnc`) in the same run, interleaved with
 dncjax, and prints the ratio (benchmarks/peer_compare.py); PYTHON is an interpreter that
 has torch and dnc (default: this one), and without them the script says how to install them.
+`--roofline` prints, per N, XLA's FLOPs and bytes of one step, the link matrix's least bytes
+and the bounds they set at the measured memory bandwidth (benchmarks/roofline.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import pathlib
 import sys
 import time
@@ -39,9 +43,8 @@ def bit_loss(logits_BxSxI, targets_BxSxI):
   return optax.sigmoid_binary_cross_entropy(logits_BxSxI, targets_BxSxI).sum()
 
 
-def prepare(args, memory_size: int):
-  """(compile seconds, timer): `timer(steps)` runs that many compiled training steps of
-  the model at `memory_size` and returns (wall seconds, CPU seconds) per step."""
+def build(args, memory_size: int):
+  """(jitted train step, its initial state, the batch) of the model at `memory_size`."""
   sparse = {} if args.model == "dnc" else {"sparse_k": args.sparse_k}
   model = dncjax.make_model(
       args.model, args.input, args.input, hidden=args.hidden, memory_size=memory_size,
@@ -51,7 +54,13 @@ def prepare(args, memory_size: int):
   state = train.init_train_state(model, optimizer, jax.random.key(0), args.batch)
   bits = jax.random.bernoulli(jax.random.key(1), 0.5, (args.batch, args.time, args.input))
   bits = bits.astype(args.dtype)
-  batch = pytrees.Batch(bits, bits, jnp.zeros((args.batch,), bool))
+  return train_step, state, pytrees.Batch(bits, bits, jnp.zeros((args.batch,), bool))
+
+
+def prepare(args, memory_size: int):
+  """(compile seconds, timer): `timer(steps)` runs that many compiled training steps of
+  the model at `memory_size` and returns (wall seconds, CPU seconds) per step."""
+  train_step, state, batch = build(args, memory_size)
   start = time.perf_counter()
   compiled = train_step.lower(state, batch).compile()
   compile_s = time.perf_counter() - start
@@ -103,9 +112,13 @@ def main(argv=None):
                       help="also time the PyTorch DNC, interleaved (PYTHON has torch and dnc)")
   parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds with --peer")
   parser.add_argument("--peer-steps", type=int, default=5, help="the peer's timed steps")
+  parser.add_argument("--roofline", action="store_true",
+                      help="print the roofline table (bytes per step over the bandwidth)")
   args = parser.parse_args(argv)
   if args.peer:
     return _peer(args)
+  if args.roofline:
+    return _roofline(args)
 
   sparse = "" if args.model == "dnc" else f" K={args.sparse_k}"
   print(f"jax {jax.__version__} on {jax.devices()[0].platform}: {args.model} B={args.batch} "
@@ -117,6 +130,16 @@ def main(argv=None):
     row = time_one(args, memory_size)
     print(f"| {row['N']} | {row['compile_s']:.2f} | {row['step_ms']:.2f} | {row['cpu_ms']:.2f} "
           f"| {row['steps_per_s']:.1f} |", flush=True)
+
+
+def _roofline(args) -> int:
+  sys.path.insert(0, str(pathlib.Path(__file__).parent))
+  import roofline  # pylint: disable=import-outside-toplevel
+  print(f"jax {jax.__version__} on {jax.devices()[0].device_kind}: roofline of {args.model} "
+        f"B={args.batch} T={args.time} I={args.input} H={args.hidden} W={args.word} "
+        f"R={args.reads} {args.dtype} remat={args.remat}")
+  roofline.table(args, build, prepare, out=functools.partial(print, flush=True))
+  return 0
 
 
 def _peer(args) -> int:

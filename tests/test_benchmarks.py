@@ -118,3 +118,46 @@ echo '{{"model": "dnc", "N": 4, "threads": 2, "measured": "training step", "step
   assert cells[2:5] == ["300.0", "2", "training step"]
   assert float(cells[5].rstrip("x")) == pytest.approx(300.0 / float(cells[1]), rel=0.01, abs=0.06)
   assert len(calls.read_text().splitlines()) == 4  # 2 rounds x (1 thread, the default)
+
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import roofline  # noqa: E402  (benchmarks/ is on the path above)
+
+
+def _matmul_chain(trips: int, inner: int | None = None):
+  """The HLO of `trips` (x `inner`, nested) products of a 64 x 64 matrix, as a scan."""
+  def body(c, _):
+    if inner is None:
+      return c @ c / 64, None
+    return jax.lax.scan(lambda d, _: (d @ d / 64, None), c, length=inner)[0], None
+
+  x = jnp.ones((64, 64), jnp.float32)
+  return jax.jit(lambda x: jax.lax.scan(body, x, length=trips)[0]).lower(x).compile()
+
+
+@pytest.mark.parametrize("trips, inner", [(8, None), (3, 5)])
+def test_the_roofline_counts_every_trip_of_a_loop(trips, inner):
+  compiled = _matmul_chain(trips, inner)
+  products = trips * (inner or 1)
+  flops = roofline.program_cost(compiled.as_text())["flops"]
+  assert flops == pytest.approx(products * 2 * 64 ** 3, rel=0.05)
+  xla = compiled.cost_analysis()  # XLA's own total counts each body once
+  xla = xla[0] if isinstance(xla, (list, tuple)) else xla
+  assert xla["flops"] < 0.5 * flops
+
+
+def test_the_roofline_table_has_a_row_per_memory_size(capsys):
+  assert dnc_speed.main(["--roofline", *TINY[:-6], "--memory-sizes", "4", "8", "--steps", "1",
+                         "--warmup", "0"]) == 0
+  out = capsys.readouterr().out
+  assert "GB/s (best STREAM kernel)" in out
+  rows = [line for line in out.splitlines() if line.startswith(("| 4 |", "| 8 |"))]
+  assert len(rows) == 2 and all(len(r.strip("|").split("|")) == 9 for r in rows)
+
+
+def test_the_link_bound_is_five_passes_over_every_link_matrix():
+  args = dnc_speed.argparse.Namespace(model="dnc", batch=16, time=20, dtype="float32")
+  assert roofline.link_bytes(args, 256) == 5 * 16 * 20 * 256 * 256 * 4
+  assert roofline.link_bytes(dnc_speed.argparse.Namespace(**{**vars(args), "model": "sdnc"}),
+                             256) is None
