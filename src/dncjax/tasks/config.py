@@ -77,13 +77,36 @@ class Options:
   target: float = dataclasses.field(default=0.05, metadata={
       "help": "results.json records when the eval bit errors per sequence first fall below "
               "this"})
+  select_length: int | None = dataclasses.field(default=None, metadata={
+      "metavar": "L", "help": "keep in WORKDIR/best/ the parameters with the fewest bit errors "
+                              "on fixed held-out sequences of length L, checked at every "
+                              "evaluation (none: no choice)"})
+  test_lengths: tuple[int, ...] = dataclasses.field(default=(), metadata={
+      "flag": "--test_length", "metavar": "L",
+      "help": "at the end of a run on its budget, score fresh test sequences of each length L "
+              "once, with the last and the selected parameters"})
+  test_memory_size: int | None = dataclasses.field(default=None, metadata={
+      "metavar": "N", "help": "memory slots of the model the test sequences run on (its "
+                              "parameters do not depend on N; none: the trained size)"})
 
   def __post_init__(self):
     if not isinstance(self.eval_sequences, int) or self.eval_sequences <= 0:
       raise ValueError(f"--eval_sequences must be positive, got {self.eval_sequences!r}")
-    if any(not isinstance(n, int) or n <= 0 for n in self.eval_lengths):
-      raise ValueError(f"--eval_length must be positive, got {list(self.eval_lengths)}")
+    for flag, lengths in (("--eval_length", self.eval_lengths),
+                          ("--test_length", self.test_lengths)):
+      if any(not isinstance(n, int) or n <= 0 for n in lengths):
+        raise ValueError(f"{flag} must be positive, got {list(lengths)}")
+    for flag, value in (("--select_length", self.select_length),
+                        ("--test_memory_size", self.test_memory_size)):
+      if value is not None and (not isinstance(value, int) or value <= 0):
+        raise ValueError(f"{flag} must be a positive integer, got {value!r}")
     checks.check_number("--target", self.target, 0)
+
+  def check_population(self, seeds: int) -> None:
+    """ValueError when the choice or the test sets are asked of a population."""
+    if seeds > 1 and (self.select_length is not None or self.test_lengths):
+      raise ValueError(f"--select_length and --test_length are for single runs, not --seeds "
+                       f"{seeds}: train each seed as its own run")
 
 
 @documented

@@ -19,7 +19,8 @@ import jax
 import numpy as np
 
 from dncjax import configs, models
-from dncjax.tasks import config as config_lib, curriculum as curriculum_lib, generators, metrics
+from dncjax.tasks import (config as config_lib, curriculum as curriculum_lib, generators, metrics,
+                          selection as selection_lib)
 from dncjax.tasks.config import MODEL_DEFAULTS, Options, RunConfig, defaults_for
 from dncjax.training import checkpoint, loop, losses, optim, plots, run, train
 
@@ -62,12 +63,15 @@ def eval_sets(config: RunConfig, options: Options) -> dict[str, generators.Seque
     sets[f"eval_len{length}"] = generators.sample(
         config.task.at_length(length), np.random.default_rng([config.seed, 2, length]),
         options.eval_sequences)
+  if options.select_length is not None:
+    sets[f"select_len{options.select_length}"] = selection_lib.select_set(
+        config.task, config.seed, options.select_length, options.eval_sequences)
   return sets
 
 
 class TaskJob(run.Job):
   """Sequences of one task from the initial state; loss in nats, bit errors per sequence."""
-  kind, config_cls, model_defaults = KIND, RunConfig, MODEL_DEFAULTS
+  kind, config_cls, model_defaults, other_folders = KIND, RunConfig, MODEL_DEFAULTS, ("best",)
   unit, metric, extra, scale = "seq", "loss", ("bit_errors",), 1.0
 
   def __init__(self, options: Options = Options(), out=print):
@@ -75,11 +79,14 @@ class TaskJob(run.Job):
     self.options = options
     self.curriculum: curriculum_lib.Curriculum | None = None  # with --curriculum
     self.level_set = (None, None)  # (level, the batch it is judged on)
+    self.selection: selection_lib.Selection | None = None  # with --select_length
+    self.selected_record = None  # the checkpoint's record of the choice, if any
 
   def build(self, config: RunConfig, meta: dict | None) -> None:
     """Takes the config's compiled model, optimiser, train step and evaluation (`compiled`)
     and draws the evaluation sets."""
     curriculum_lib.check_schedule(config.curriculum, self.run_options.schedule.eval_every)
+    selection_lib.check_memory_size(config.model, self.options.test_memory_size)
     if models.enable_x64_for(config.model):
       self.out(models.X64_NOTICE)
     self.model, self.optimizer, self.train_step, self.evaluate_fn = compiled(config)
@@ -105,11 +112,14 @@ class TaskJob(run.Job):
                                          f"curriculum level")
       self.curriculum = curriculum_lib.Curriculum.from_json(
           self.config.curriculum, self.config.task, meta["curriculum"])
+    self.selected_record = meta.get("selected")
     return items
 
   def meta(self, step: int) -> dict:
-    """A checkpoint's curriculum state (level and when each was reached), if any."""
-    return {} if self.curriculum is None else {"curriculum": self.curriculum.to_json()}
+    """A checkpoint's curriculum state (level and when each was reached) and record of the
+    selected parameters, if any."""
+    meta = {} if self.curriculum is None else {"curriculum": self.curriculum.to_json()}
+    return meta if self.selection is None else {**meta, "selected": self.selection.record}
 
   @property
   def level(self) -> int | None:
@@ -119,6 +129,9 @@ class TaskJob(run.Job):
   def begin(self, items: dict, step: int, resume: bool) -> None:
     """Sets the batch position to `step`; prints the task and the model."""
     self.position = step
+    if self.options.select_length is not None:
+      self.selection = selection_lib.Selection(self.workdir, self.options.select_length)
+      self.selection.take_up(self.selected_record, resume)
     n_params = sum(p.size for p in jax.tree.leaves(items["train"].params))
     self.out(f"task {self.config.task}; T = {self.config.task.time_steps}")
     self.out(f"model {self.config.model_name} {self.model.config}; {n_params:,} parameters; "
@@ -139,6 +152,10 @@ class TaskJob(run.Job):
     and the curriculum's (`judge`)."""
     out = {f"{name}_{key}": float(value) for name, batch in self.sets.items()
            for key, value in self.evaluate_fn(state.params, batch).items()}
+    if self.selection is not None and self.selection.consider(state, step,
+                                                              out[self.selection.key]):
+      self.selection.save(step, run.checkpoint_meta(self.kind, self.config, self.model.config,
+                                                    step, 0.0, **self.meta(step)))
     return out if self.curriculum is None else {**out, **self.judge(state, step)}
 
   def judge(self, state, step: int) -> dict:
@@ -160,10 +177,41 @@ class TaskJob(run.Job):
     return {"curriculum_level": level, "curriculum_bit_errors": errors}
 
   def summarise(self, result: loop.LoopResult, logged: list[dict]) -> dict:
-    """results.json: the last metrics, when eval bit errors fell below the target and the
-    iteration each curriculum level was reached at."""
+    """results.json: the last metrics, when eval bit errors fell below the target, the
+    iteration each curriculum level was reached at, the selected parameters' step and
+    held-out bit errors and, after a run that ended on its budget, the test scores."""
     summary = summarize(logged, result, self.options.target)
-    return summary if self.curriculum is None else {**summary, **self.curriculum.summary()}
+    if self.curriculum is not None:
+      summary.update(self.curriculum.summary())
+    if self.selection is not None:
+      record = self.selection.record
+      summary.update(select_length=record["length"], selected_step=record["step"],
+                     selected_bit_errors=record["bit_errors"])
+    if self.options.test_lengths and result.reason in ("steps", "timelimit"):
+      summary.update(self.test_scores(result.state))
+    return summary
+
+  def test_scores(self, state) -> dict:
+    """The metrics of the test sets (`selection.test_sets`), scored once with the last
+    parameters (test_len<L>_<metric>) and the selected ones (selected_test_len<L>_...)."""
+    o = self.options
+    evaluate = selection_lib.test_evaluate(self.model.config, o.test_memory_size)
+    chosen = {"": state}
+    if self.selection is not None and self.selection.selected(state) is not None:
+      chosen["selected_"] = self.selection.selected(state)
+    scores = {} if o.test_memory_size is None else {"test_memory_size": o.test_memory_size}
+    for name, seqs in selection_lib.test_sets(self.config.task, self.config.seed,
+                                              o.test_lengths, o.eval_sequences).items():
+      batch = metrics.to_batch(seqs, self.dtype)
+      for prefix, chosen_state in chosen.items():
+        scores.update({f"{prefix}{name}_{key}": float(value)
+                       for key, value in evaluate(chosen_state.params, batch).items()})
+    return scores
+
+  def close(self) -> None:
+    """Waits for best/'s last save and closes it."""
+    if self.selection is not None:
+      self.selection.close()
 
   def finish(self, result: loop.LoopResult, summary: dict, logged: list[dict]) -> None:
     """Plots loss.png and bit_errors.png (with the curriculum's level, if any) and prints
@@ -209,8 +257,9 @@ def train_and_evaluate(options: Options, run_options: run.RunOptions,
   return run.run(TaskJob(options, out), defaults_for(given), given, run_options)
 
 
-def restore(workdir: str | pathlib.Path):
-  """(model, params, config, step) from the latest checkpoint of a task run."""
+def restore(workdir: str | pathlib.Path, folder: str = "checkpoints"):
+  """(model, params, config, step) from the latest checkpoint of a task run (`folder`
+  "best": the parameters chosen at --select_length)."""
   built = {}
 
   def template(meta):
@@ -219,7 +268,7 @@ def restore(workdir: str | pathlib.Path):
     return {"train": train.init_train_state(built["model"], optimizer, jax.random.key(0),
                                             config.batch_size)}
 
-  step, _, restored = run.restore_latest(pathlib.Path(workdir) / "checkpoints", KIND, template)
+  step, _, restored = run.restore_latest(pathlib.Path(workdir) / folder, KIND, template)
   return built["model"], restored["train"].params, built["config"], step
 
 

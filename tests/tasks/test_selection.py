@@ -1,0 +1,114 @@
+"""Choosing a task run's parameters on a held-out length (dncjax.tasks.selection): the kept
+parameters are those with the fewest held-out bit errors and best/ holds them; the test
+sets, drawn apart from every other set, are scored once at the end and take part in no
+choice; a resumed run chooses and tests as an uninterrupted one; bad settings are refused
+in one line."""
+
+import importlib.util
+import json
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from dncjax.tasks import generators, job as tasks, metrics, selection
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+spec = importlib.util.spec_from_file_location("tasks_script", REPO / "experiments" / "tasks.py")
+script = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(script)
+
+TINY = ["--hidden", "8", "--memory_size", "6", "--word_size", "4", "--read_heads", "1",
+        "--bits", "3", "--max_length", "3", "--batchsize", "4", "--eval_sequences", "8",
+        "--report_interval", "2", "--eval_every", "2", "--optimizer", "adam", "--lr", "0.03",
+        "--fp64", "--select_length", "5"]
+TESTS = ["--test_length", "4", "7", "--test_memory_size", "9"]
+STEPS = 10
+
+
+def run(workdir, *extra):
+  return script.main(["--workdir", str(workdir), *TINY, *extra])
+
+
+def records(workdir, key):
+  lines = (workdir / "metrics.jsonl").read_text().splitlines()
+  return [(r["step"], r[key]) for r in map(json.loads, lines) if key in r]
+
+
+def results(workdir) -> dict:
+  return json.loads((workdir / "results.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("selected")
+  run(workdir, "--steps", str(STEPS), *TESTS)
+  return workdir
+
+
+@pytest.mark.slow
+def test_the_kept_parameters_have_the_fewest_held_out_errors(straight):
+  held_out = records(straight, "select_len5_bit_errors")
+  assert [s for s, _ in held_out] == list(range(2, STEPS + 1, 2))
+  assert len({e for _, e in held_out}) > 1  # the choice is not a tie
+  best = min(e for _, e in held_out)
+  first = next(s for s, e in held_out if e == best)
+  got = results(straight)
+  assert (got["selected_step"], got["selected_bit_errors"], got["select_length"]) == (
+      first, best, 5)
+  model, params, config, step = tasks.restore(straight, "best")
+  assert step == first and model.config.memory_size == 6
+  # the selected test scores are best/'s parameters on the test sets, on 9 slots
+  evaluate = selection.test_evaluate(model.config, 9)
+  for length in (4, 7):
+    seqs = selection.test_sets(config.task, config.seed, [length], 8)[f"test_len{length}"]
+    scores = evaluate(params, metrics.to_batch(seqs, "float64"))
+    assert got[f"selected_test_len{length}_loss"] == float(scores["loss"])
+    last = evaluate(tasks.restore(straight)[1], metrics.to_batch(seqs, "float64"))
+    assert got[f"test_len{length}_loss"] == float(last["loss"])
+  assert got["test_memory_size"] == 9
+
+
+@pytest.mark.slow
+def test_the_test_sets_take_part_in_no_choice(straight, tmp_path):
+  run(tmp_path, "--steps", str(STEPS))  # no test sets
+  for key in ("train_loss", "eval_loss", "select_len5_loss"):
+    assert records(tmp_path, key) == records(straight, key)
+  got, with_tests = results(tmp_path), results(straight)
+  assert got["selected_step"] == with_tests["selected_step"]
+  assert not any(k.startswith(("test_", "selected_test_")) for k in got)
+  task = generators.TaskConfig("copy", bits=3, max_length=3)
+  held_out = selection.select_set(task, 0, 5, 8)
+  test = selection.test_sets(task, 0, [5], 8)["test_len5"]
+  assert not np.array_equal(held_out.inputs, test.inputs)
+
+
+@pytest.mark.slow
+def test_a_resumed_run_chooses_and_tests_as_an_uninterrupted_one(straight, tmp_path):
+  run(tmp_path, "--steps", "4")
+  run(tmp_path, "--steps", str(STEPS), "--resume")
+  run(tmp_path, "--steps", str(STEPS), "--resume", *TESTS)  # tests only, best/ read back
+  got, want = results(tmp_path), results(straight)
+  tested = [k for k in want if k.startswith(("selected_", "test_"))]
+  assert len(tested) > 10 and {k: got[k] for k in tested} == {k: want[k] for k in tested}
+  with pytest.raises(tasks.checkpoint.CheckpointError, match="chosen at length 5"):
+    run(tmp_path, "--steps", str(STEPS + 2), "--resume", "--select_length", "6")
+
+
+def test_bad_settings_are_refused_in_one_line(tmp_path):
+  with pytest.raises(ValueError, match="--select_length must be a positive integer, got 0"):
+    run(tmp_path, "--select_length", "0")
+  with pytest.raises(ValueError, match="--test_length must be positive, got \\[4, 0\\]"):
+    run(tmp_path, "--test_length", "4", "0")
+  with pytest.raises(ValueError, match="for single runs, not --seeds 2"):
+    run(tmp_path, "--seeds", "2")
+  done = subprocess.run([sys.executable, str(REPO / "experiments" / "tasks.py"), "--workdir",
+                         str(tmp_path / "lstm"), "--model", "lstm", "--test_memory_size", "8"],
+                        capture_output=True, text=True)
+  assert done.returncode == 2
+  assert done.stderr.strip().splitlines() == [
+      "error: --test_memory_size 8: the model LSTMConfig has no memory slots"]
+  assert not (tmp_path / "lstm" / "checkpoints").exists()
