@@ -78,11 +78,9 @@ def _link_step_bwd(residuals, cotangents):
   L_NxN, w_N, p_N, v_RxN = residuals
   gL_new, gf_RxN, gb_RxN = cotangents
   N = L_NxN.shape[0]
-  # H: the cotangent of A (masked). The rank-2R terms are written as 2R broadcast
-  # products, which XLA fuses into H's pass, rather than as a matrix product, which it
-  # writes out as one more [N, N] array first.
-  rank_NxN = sum(gf_RxN[r][:, None] * v_RxN[r][None, :] + v_RxN[r][:, None] * gb_RxN[r][None, :]
-                 for r in range(v_RxN.shape[0]))
+  # H: the cotangent of A (masked), the rank-2R terms as one [N, 2R] x [2R, N] product.
+  rank_NxN = jnp.einsum("ri,rj->ij", jnp.concatenate([gf_RxN, v_RxN]),
+                        jnp.concatenate([v_RxN, gb_RxN]))
   H = jnp.where(jnp.eye(N, dtype=bool), jnp.zeros((), L_NxN.dtype), gL_new + rank_NxN)
   gL = (1 - w_N[:, None] - w_N[None, :]) * H
   HL = H * L_NxN
