@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import optax
 
 import dncjax
-from dncjax import pytrees
+from dncjax import configs, pytrees
 from dncjax.training import optim, train
 
 
@@ -105,8 +105,9 @@ def main(argv=None):
   parser.add_argument("--steps", type=int, default=100, help="timed training steps per row")
   parser.add_argument("--warmup", type=int, default=10, help="untimed steps after compiling")
   parser.add_argument("--lr", type=float, default=1e-3, help="Adagrad learning rate")
-  parser.add_argument("--remat", action=argparse.BooleanOptionalAction, default=True,
-                      help="recompute each step in the backward pass (the config's remat)")
+  parser.add_argument("--remat", action=argparse.BooleanOptionalAction, default=None,
+                      help="recompute each step in the backward pass (the config's remat; "
+                           "default: the model's, off for dnc, on for sdnc and sam)")
   parser.add_argument("--dtype", default="float32", choices=("float32", "float64"))
   parser.add_argument("--peer", nargs="?", const=sys.executable, default=None, metavar="PYTHON",
                       help="also time the PyTorch DNC, interleaved (PYTHON has torch and dnc)")
@@ -115,6 +116,8 @@ def main(argv=None):
   parser.add_argument("--roofline", action="store_true",
                       help="print the roofline table (bytes per step over the bandwidth)")
   args = parser.parse_args(argv)
+  if args.remat is None:
+    args.remat = configs.model_config(args.model, {}).remat
   if args.peer:
     return _peer(args)
   if args.roofline:

@@ -15,7 +15,8 @@ HEAVY = {"jax", "jaxlib", "optax", "orbax", "optuna", "matplotlib", "flax", "tqd
 SCRIPTS = ["alice", "tasks", "sweep", "sample", "dynamic_eval", "gradcheck", "tasks_report"]
 CONSOLE = {"dncjax-train": "alice", "dncjax-tasks": "tasks", "dncjax-sweep": "sweep",
            "dncjax-sample": "sample", "dncjax-dynamic-eval": "dynamic_eval",
-           "dncjax-gradcheck": "gradcheck", "dncjax-tasks-report": "tasks_report"}
+           "dncjax-gradcheck": "gradcheck", "dncjax-tasks-report": "tasks_report",
+           "dncjax-memory-use": "memory_use"}
 
 
 def _imported(argv, cwd=REPO):

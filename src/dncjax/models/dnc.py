@@ -29,9 +29,10 @@ last two add 2 R and W + R W rows to the interface (`access.interface_size`).
 
 With `controller_clip` set, the controller's h and c and the output y_t are clipped to
 [-controller_clip, controller_clip] (deepmind/dnc clips its controller output, state and output
-at 20). With `remat` (the default) the backward pass recomputes each step from its
-inputs instead of storing its intermediates, several [N, N] arrays per step: about
-1.3x faster at N = 256 on a CPU and no slower at N = 16. With `reset_memory`,
+at 20). With `remat` the backward pass recomputes each step from its inputs instead of
+storing what it needs (the link step's backward pass, `links.py`, needs only L_{t-1},
+which the scan keeps anyway): 1.4x less temporary memory at N = 256, but 1.03-1.16x
+slower on a 2-core CPU at N = 16 to 1,024, so it is off by default. With `reset_memory`,
 `truncate` wipes the access state (memory, usage, links, weights, reads) between
 windows; the controller's state always carries over.
 """

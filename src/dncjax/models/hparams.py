@@ -141,8 +141,8 @@ class DNCConfig:
                                "learned exponent per read head (Csordas & Schmidhuber 2019)")
   key_masking: bool = field(False, "learned masks on the content look-ups' keys and memory "
                             "(Csordas & Schmidhuber 2019)")
-  remat: bool = field(True, "recompute each step in the backward pass (jax.checkpoint) instead "
-                      "of storing its [N, N] intermediates: less memory, faster at large N")
+  remat: bool = field(False, "recompute each step in the backward pass (jax.checkpoint) "
+                      "instead of storing what it needs: less memory, slower on a CPU")
   norm_eps: float = field(NORM_EPS, "epsilon inside the norms of the cosine similarity")
   usage_eps: float = field(USAGE_EPS, "usage is clamped to [eps, 1 - eps] before allocation")
   dtype: str = _dtype()
