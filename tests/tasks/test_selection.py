@@ -4,7 +4,6 @@ sets, drawn apart from every other set, are scored once at the end and take part
 choice; a resumed run chooses and tests as an uninterrupted one; bad settings are refused
 in one line."""
 
-import importlib.util
 import json
 import pathlib
 import subprocess
@@ -13,13 +12,10 @@ import sys
 import numpy as np
 import pytest
 
+from dncjax.commands import tasks as command
 from dncjax.tasks import generators, job as tasks, metrics, selection
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-
-spec = importlib.util.spec_from_file_location("tasks_script", REPO / "experiments" / "tasks.py")
-script = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(script)
 
 TINY = ["--hidden", "8", "--memory_size", "6", "--word_size", "4", "--read_heads", "1",
         "--bits", "3", "--max_length", "3", "--batchsize", "4", "--eval_sequences", "8",
@@ -30,7 +26,7 @@ STEPS = 10
 
 
 def run(workdir, *extra):
-  return script.main(["--workdir", str(workdir), *TINY, *extra])
+  return command.main(["--workdir", str(workdir), *TINY, *extra])
 
 
 def records(workdir, key):
@@ -81,7 +77,7 @@ def test_the_test_sets_take_part_in_no_choice(straight, tmp_path):
   assert got["selected_step"] == with_tests["selected_step"]
   assert not any(k.startswith(("test_", "selected_test_")) for k in got)
   task = generators.TaskConfig("copy", bits=3, max_length=3)
-  held_out = selection.select_set(task, 0, 5, 8)
+  held_out = selection.select_sets(task, 0, 5, 8)["select_len5"]
   test = selection.test_sets(task, 0, [5], 8)["test_len5"]
   assert not np.array_equal(held_out.inputs, test.inputs)
 

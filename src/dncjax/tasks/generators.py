@@ -149,3 +149,11 @@ def sample(config: TaskConfig, rng: np.random.Generator, batch_size: int,
     length = int(rng.integers(config.min_length, config.max_length + 1))
     _WRITERS[config.name](config, rng, length, seqs.inputs[b], seqs.targets[b], seqs.mask[b])
   return seqs
+
+
+def sets_at_lengths(config: TaskConfig, seed: int, stream: int, lengths, count: int,
+                    name: str) -> dict[str, Sequences]:
+  """{"<name>_len<L>": `count` sequences of exactly length L} for each of `lengths`, drawn
+  from the numpy seed [seed, stream, L]: fixed sets, apart from other streams."""
+  return {f"{name}_len{n}": sample(config.at_length(n), np.random.default_rng([seed, stream, n]),
+                                   count) for n in lengths}

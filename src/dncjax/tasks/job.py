@@ -59,13 +59,11 @@ def eval_sets(config: RunConfig, options: Options) -> dict[str, generators.Seque
   """Fixed evaluation sequences, drawn apart from the training stream."""
   sets = {"eval": generators.sample(config.task, np.random.default_rng([config.seed, 1]),
                                     options.eval_sequences)}
-  for length in options.eval_lengths:
-    sets[f"eval_len{length}"] = generators.sample(
-        config.task.at_length(length), np.random.default_rng([config.seed, 2, length]),
-        options.eval_sequences)
+  sets.update(generators.sets_at_lengths(config.task, config.seed, 2, options.eval_lengths,
+                                         options.eval_sequences, "eval"))
   if options.select_length is not None:
-    sets[f"select_len{options.select_length}"] = selection_lib.select_set(
-        config.task, config.seed, options.select_length, options.eval_sequences)
+    sets.update(selection_lib.select_sets(config.task, config.seed, options.select_length,
+                                          options.eval_sequences))
   return sets
 
 
@@ -197,8 +195,9 @@ class TaskJob(run.Job):
     o = self.options
     evaluate = selection_lib.test_evaluate(self.model.config, o.test_memory_size)
     chosen = {"": state}
-    if self.selection is not None and self.selection.selected(state) is not None:
-      chosen["selected_"] = self.selection.selected(state)
+    selected = None if self.selection is None else self.selection.selected(state)
+    if selected is not None:
+      chosen["selected_"] = selected
     scores = {} if o.test_memory_size is None else {"test_memory_size": o.test_memory_size}
     for name, seqs in selection_lib.test_sets(self.config.task, self.config.seed,
                                               o.test_lengths, o.eval_sequences).items():

@@ -20,8 +20,6 @@ import dataclasses
 import math
 import pathlib
 
-import numpy as np
-
 from dncjax import models
 from dncjax.tasks import generators, metrics
 from dncjax.training import checkpoint
@@ -29,18 +27,15 @@ from dncjax.training import checkpoint
 SELECT, TEST = 3, 4  # the sets' streams: numpy seeds [seed, SELECT | TEST, length]
 
 
-def select_set(task: generators.TaskConfig, seed: int, length: int,
-               count: int) -> generators.Sequences:
-  """The fixed held-out sequences of `length` the parameters are chosen on."""
-  return generators.sample(task.at_length(length), np.random.default_rng([seed, SELECT, length]),
-                           count)
+def select_sets(task: generators.TaskConfig, seed: int, length: int, count: int):
+  """{"select_len<L>": the fixed held-out sequences of length L the parameters are chosen
+  on}."""
+  return generators.sets_at_lengths(task, seed, SELECT, [length], count, "select")
 
 
 def test_sets(task: generators.TaskConfig, seed: int, lengths, count: int):
   """{"test_len<L>": fresh test sequences of length L} for each of `lengths`."""
-  return {f"test_len{n}": generators.sample(task.at_length(n),
-                                            np.random.default_rng([seed, TEST, n]), count)
-          for n in lengths}
+  return generators.sets_at_lengths(task, seed, TEST, lengths, count, "test")
 
 
 def test_evaluate(model_config, memory_size: int | None):
