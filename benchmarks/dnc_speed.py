@@ -13,12 +13,16 @@ cross-entropy), so only the model's cost is measured. Prints a Markdown table.
   python benchmarks/dnc_speed.py --model sdnc --sparse-k 8 --memory-sizes 1024 4096 16384
   python benchmarks/dnc_speed.py --peer peer/bin/python --memory-sizes 16 64 256 --rounds 3
   python benchmarks/dnc_speed.py --roofline --memory-sizes 64 256 1024 --steps 5
+  python benchmarks/dnc_speed.py --link-kernel both --memory-sizes 64 256 1024 --rounds 3
 
 `--peer PYTHON` times the PyTorch DNC (`pip install dnc`) in the same run, interleaved with
 dncjax, and prints the ratio (benchmarks/peer_compare.py); PYTHON is an interpreter that
 has torch and dnc (default: this one), and without them the script says how to install them.
 `--roofline` prints, per N, XLA's FLOPs and bytes of one step, the link matrix's least bytes
 and the bounds they set at the measured memory bandwidth (benchmarks/roofline.py).
+`--link-kernel native|xla` picks the DNC's temporal link step (`dncjax.models.native`:
+the CPU kernel, or XLA's operations; default: what a run would use); `both` times the two
+interleaved, `--rounds` times each, and prints the best of each and their ratio.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import optax
 
 import dncjax
 from dncjax import configs, pytrees
+from dncjax.models import native
 from dncjax.training import optim, train
 
 
@@ -113,11 +118,16 @@ def main(argv=None):
                       help="also time the PyTorch DNC, interleaved (PYTHON has torch and dnc)")
   parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds with --peer")
   parser.add_argument("--peer-steps", type=int, default=5, help="the peer's timed steps")
+  parser.add_argument("--link-kernel", default="auto", choices=(*native.KINDS, "both"),
+                      help="the DNC's link step: the CPU kernel, XLA's, or both interleaved")
   parser.add_argument("--roofline", action="store_true",
                       help="print the roofline table (bytes per step over the bandwidth)")
   args = parser.parse_args(argv)
   if args.remat is None:
     args.remat = configs.model_config(args.model, {}).remat
+  if args.link_kernel == "both":
+    return _link_kernels(args)
+  native.select(args.link_kernel)
   if args.peer:
     return _peer(args)
   if args.roofline:
@@ -133,6 +143,28 @@ def main(argv=None):
     row = time_one(args, memory_size)
     print(f"| {row['N']} | {row['compile_s']:.2f} | {row['step_ms']:.2f} | {row['cpu_ms']:.2f} "
           f"| {row['steps_per_s']:.1f} |", flush=True)
+
+
+def _link_kernels(args) -> int:
+  """Per N: the step with the native link kernel and with XLA's, interleaved."""
+  print(f"jax {jax.__version__} on {jax.devices()[0].platform}: {args.model} B={args.batch} "
+        f"T={args.time} I={args.input} H={args.hidden} W={args.word} R={args.reads} "
+        f"{args.dtype} remat={args.remat}, best of {args.rounds} interleaved rounds\n")
+  print("| N | native ms / step | XLA ms / step | XLA / native |")
+  print("|---:|---:|---:|---:|")
+  for memory_size in args.memory_sizes:
+    timers = {}
+    for kind in ("native", "xla"):
+      native.select(kind)
+      timers[kind] = prepare(args, memory_size)[1]
+    best = {kind: float("inf") for kind in timers}
+    for _ in range(args.rounds):
+      for kind, timer in timers.items():
+        best[kind] = min(best[kind], 1e3 * timer(args.steps)[0])
+    print(f"| {memory_size} | {best['native']:.2f} | {best['xla']:.2f} "
+          f"| {best['xla'] / best['native']:.2f} |", flush=True)
+  native.select(None)
+  return 0
 
 
 def _roofline(args) -> int:

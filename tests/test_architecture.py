@@ -7,7 +7,7 @@ import pathlib
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
 LAYERS = [  # lowest first; a module may import its own layer and those below
-    {"dncjax.checks", "dncjax.pytrees", "dncjax.fields"},
+    {"dncjax.checks", "dncjax.pytrees", "dncjax.fields", "dncjax.folders"},
     {"dncjax.models"},
     {"dncjax.flax"},
     {"dncjax.configs"},

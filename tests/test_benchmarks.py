@@ -120,6 +120,14 @@ echo '{{"model": "dnc", "N": 4, "threads": 2, "measured": "training step", "step
   assert len(calls.read_text().splitlines()) == 4  # 2 rounds x (1 thread, the default)
 
 
+def test_the_link_kernels_are_timed_interleaved_with_their_ratio(capsys):
+  assert dnc_speed.main(["--link-kernel", "both", *TINY]) == 0
+  out = capsys.readouterr().out
+  row = next(line for line in out.splitlines() if line.startswith("| 4 |"))
+  native_ms, xla_ms, ratio = (float(c) for c in row.strip("|").split("|")[1:])
+  assert ratio == pytest.approx(xla_ms / native_ms, rel=0.01, abs=0.006)
+
+
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import roofline  # noqa: E402  (benchmarks/ is on the path above)

@@ -36,7 +36,7 @@ from typing import Sequence
 import numpy as np
 
 from dncjax.charlm.config import DataConfig, check_fractions
-from dncjax.training import compile_cache
+from dncjax import folders
 
 
 ALICE = "alice29.txt"
@@ -83,7 +83,7 @@ def read_text(path: str | os.PathLike) -> str:
 
 def cache_dir() -> Path:
   """$XDG_CACHE_HOME/dncjax, or ~/.cache/dncjax (the compilation cache's home too)."""
-  return compile_cache.user_cache()
+  return folders.user_cache()
 
 
 def download_alice(dest: str | os.PathLike, url: str = ALICE_URL,

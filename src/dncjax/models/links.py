@@ -36,6 +36,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from dncjax.models import native
+
 
 def _diag_a(L_NxN, w_N, p_N):
   """A[i, i] = (1 - 2 w[i]) L[i, i] + w[i] p[i]: what the expansions must take back."""
@@ -61,17 +63,28 @@ def _new_link(L_NxN, w_N, p_N):
   return jnp.where(jnp.eye(N, dtype=bool), jnp.zeros((), L_NxN.dtype), A)
 
 
-@jax.custom_vjp
 def link_step(L_NxN: jax.Array, w_N: jax.Array, p_N: jax.Array,
               v_RxN: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
   """(L_t [N, N], f_t [R, N], b_t [R, N]) from L_{t-1}, w^w_t, p_{t-1} and w^r_{t-1}:
-  addressing.link_update then addressing.directional_weights, in fewer passes over L."""
+  addressing.link_update then addressing.directional_weights. On the CPU the native
+  kernel (`native.link_step`, one pass over L each way), elsewhere `xla_link_step`;
+  chosen at trace time (`native.usable`, $DNCJAX_LINK_KERNEL)."""
+  if native.usable(L_NxN.dtype, L_NxN.shape[-1]):
+    return native.link_step(L_NxN, w_N, p_N, v_RxN)
+  return xla_link_step(L_NxN, w_N, p_N, v_RxN)
+
+
+@jax.custom_vjp
+def xla_link_step(L_NxN: jax.Array, w_N: jax.Array, p_N: jax.Array,
+                  v_RxN: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """link_step as XLA operations, in fewer passes over L than automatic differentiation
+  of the paper's equations (the module doc)."""
   forward, backward = _directional(L_NxN, w_N, p_N, v_RxN, _diag_a(L_NxN, w_N, p_N))
   return _new_link(L_NxN, w_N, p_N), forward, backward
 
 
 def _link_step_fwd(L_NxN, w_N, p_N, v_RxN):
-  return link_step(L_NxN, w_N, p_N, v_RxN), (L_NxN, w_N, p_N, v_RxN)
+  return xla_link_step(L_NxN, w_N, p_N, v_RxN), (L_NxN, w_N, p_N, v_RxN)
 
 
 def _link_step_bwd(residuals, cotangents):
@@ -98,4 +111,4 @@ def _link_step_bwd(residuals, cotangents):
   return gL, gw, gp, gv
 
 
-link_step.defvjp(_link_step_fwd, _link_step_bwd)
+xla_link_step.defvjp(_link_step_fwd, _link_step_bwd)

@@ -18,16 +18,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from dncjax.folders import user_cache
+
 DIR_VARIABLE = "DNCJAX_CACHE_DIR"
 SWITCH_VARIABLE = "DNCJAX_COMPILE_CACHE"
 _OFF = ("0", "off", "false", "no")
 _enabled: list[Path | None] = []  # what `enable` chose, once it has run in this process
-
-
-def user_cache() -> Path:
-  """$XDG_CACHE_HOME/dncjax, or ~/.cache/dncjax."""
-  base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-  return Path(base) / "dncjax"
 
 
 def cache_dir() -> Path | None:

@@ -1,0 +1,120 @@
+"""The temporal link step as a CPU kernel: one pass over the [N, N] link matrix forward and
+one backward (`link_kernel.cc`), called through XLA's FFI.
+
+`link_step(L, w, p, v)` has the values and gradients of `links.xla_link_step` (the same
+equations, summed in another order: equal to float rounding, tested); any leading batch
+axes (vmap over examples, population members) become the kernel's lanes. The library is
+compiled with the machine's C++ compiler the first time a process needs it and kept in the
+user cache (`build.py`).
+
+Which implementation `links.link_step` uses is chosen when a function is traced:
+DNCJAX_LINK_KERNEL=auto (the default: this kernel for float32/float64 on the CPU backend
+from N = AUTO_MIN_SIZE on, XLA's otherwise or where it cannot be built, saying why once),
+`native` (this kernel; an error where it cannot be), `xla` (never this kernel).
+`select(kind)` sets it in a process.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+
+from dncjax.models.native import build
+
+VARIABLE = "DNCJAX_LINK_KERNEL"
+AUTO_MIN_SIZE = 64  # `auto` leaves smaller link matrices to XLA (as fast there, no FFI call)
+KINDS = ("auto", "native", "xla")
+_TARGETS = {"forward": "DncjaxLinkForward", "backward": "DncjaxLinkBackward"}
+_DTYPES = {jnp.dtype(jnp.float32): "F32", jnp.dtype(jnp.float64): "F64"}
+_state: dict = {"kind": None, "loaded": None, "error": None, "warned": False}
+
+
+def select(kind: str | None) -> None:
+  """Which link step later traces use: 'auto', 'native' or 'xla' (None: $DNCJAX_LINK_KERNEL)."""
+  if kind is not None and kind not in KINDS:
+    raise ValueError(f"link kernel must be one of {', '.join(KINDS)}, got {kind!r}")
+  _state["kind"] = kind
+
+
+def kind() -> str:
+  """The selected kind: select()'s, else $DNCJAX_LINK_KERNEL's, else 'auto'."""
+  chosen = _state["kind"] or os.environ.get(VARIABLE, "").strip().lower() or "auto"
+  if chosen not in KINDS:
+    raise ValueError(f"{VARIABLE} must be one of {', '.join(KINDS)}, got {chosen!r}")
+  return chosen
+
+
+def load() -> None:
+  """Builds (if needed) and loads the library and registers its targets with XLA, once;
+  raises build.BuildError where that fails."""
+  if _state["loaded"]:
+    return
+  if _state["error"] is not None:
+    raise _state["error"]
+  try:
+    library = ctypes.cdll.LoadLibrary(str(build.library()))
+    handlers = {base + suffix: getattr(library, base + suffix)
+                for base in _TARGETS.values() for suffix in _DTYPES.values()}
+  except (build.BuildError, OSError, AttributeError) as e:
+    _state["error"] = e if isinstance(e, build.BuildError) else build.BuildError(str(e))
+    raise _state["error"] from e
+  for name, handler in handlers.items():
+    jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(handler), platform="cpu")
+  _state["loaded"] = library
+
+
+def usable(dtype, memory_size: int) -> bool:
+  """Whether a trace now uses the kernel for a link matrix of `dtype` and N =
+  `memory_size` (see the module doc)."""
+  chosen = kind()
+  if chosen == "xla":
+    return False
+  if chosen == "native":
+    load()
+    return True
+  if (jax.default_backend() != "cpu" or jnp.dtype(dtype) not in _DTYPES
+      or memory_size < AUTO_MIN_SIZE):
+    return False
+  try:
+    load()
+  except build.BuildError as e:
+    if not _state["warned"]:
+      _state["warned"] = True
+      print(f"dncjax: the native link kernel is not used ({e}); XLA's link step instead "
+            f"({VARIABLE}=xla hides this)", file=sys.stderr)
+    return False
+  return True
+
+
+def _call(direction: str, outputs, *args, aliases=None):
+  load()
+  name = _TARGETS[direction] + _DTYPES[jnp.dtype(args[0].dtype)]
+  shapes = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in outputs]
+  return jax.ffi.ffi_call(name, shapes, vmap_method="broadcast_all",
+                          input_output_aliases=aliases)(*args)
+
+
+@jax.custom_vjp
+def link_step(L_NxN: jax.Array, w_N: jax.Array, p_N: jax.Array,
+              v_RxN: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """(L_t, f_t, b_t) from L_{t-1}, w^w_t, p_{t-1} and w^r_{t-1}, as links.xla_link_step."""
+  return tuple(_call("forward", (L_NxN, v_RxN, v_RxN), L_NxN, w_N, p_N, v_RxN,
+                     aliases={0: 0}))
+
+
+def _forward(L_NxN, w_N, p_N, v_RxN):
+  return link_step(L_NxN, w_N, p_N, v_RxN), (L_NxN, w_N, p_N, v_RxN)
+
+
+def _backward(residuals, cotangents):
+  L_NxN, w_N, p_N, v_RxN = residuals
+  gL_new, gf_RxN, gb_RxN = cotangents
+  return tuple(_call("backward", residuals, *residuals, gL_new, gf_RxN, gb_RxN,
+                     aliases={4: 0}))
+
+
+link_step.defvjp(_forward, _backward)

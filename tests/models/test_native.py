@@ -1,0 +1,168 @@
+"""models.native: the CPU link kernel against links.xla_link_step (values and gradients,
+batched, in a scan, inside the DNC), the choice of implementation, and a build from an
+empty cache (and one that fails) in a fresh process."""
+
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import dncjax
+from dncjax.models import core, links, native
+
+jax.config.update("jax_enable_x64", True)
+
+
+@pytest.fixture(autouse=True)
+def _restore_selection():
+  yield
+  native.select(None)
+
+
+def inputs(rng, lead=(), N=9, R=3, dtype=jnp.float64):
+  L = rng.uniform(size=lead + (N, N))
+  w = 0.9 * rng.dirichlet(np.ones(N), size=lead)
+  p = 0.8 * rng.dirichlet(np.ones(N), size=lead)
+  v = rng.dirichlet(np.ones(N), size=lead + (R,))
+  return tuple(jnp.asarray(a, dtype) for a in (L, w, p, v))
+
+
+def cotangents(rng, lead=(), N=9, R=3, dtype=jnp.float64):
+  return tuple(jnp.asarray(rng.normal(size=lead + s), dtype)
+               for s in ((N, N), (R, N), (R, N)))
+
+
+def batched(fn, depth):
+  for _ in range(depth):
+    fn = jax.vmap(fn)
+  return fn
+
+
+@pytest.mark.parametrize("dtype,atol", [(jnp.float64, 1e-12), (jnp.float32, 2e-5)])
+@pytest.mark.parametrize("lead", [(), (5,), (2, 3)])  # one example; vmap; vmap of vmap
+def test_values_and_gradients_equal_the_xla_step(dtype, atol, lead):
+  rng = np.random.default_rng(len(lead))
+  args = inputs(rng, lead, dtype=dtype)
+  want, want_vjp = jax.vjp(batched(links.xla_link_step, len(lead)), *args)
+  got, got_vjp = jax.vjp(batched(native.link_step, len(lead)), *args)
+  for a, b in zip(want, got):
+    assert b.dtype == a.dtype
+    np.testing.assert_allclose(b, a, rtol=0, atol=atol)
+  g = cotangents(rng, lead, dtype=dtype)
+  for a, b in zip(want_vjp(g), got_vjp(g)):
+    np.testing.assert_allclose(b, a, rtol=0, atol=atol * 10)
+
+
+def test_large_batches_split_over_threads_give_the_same_numbers():
+  rng = np.random.default_rng(3)
+  args = inputs(rng, (16,), N=160, R=4)  # 16 x 160^2 entries: above the threading size
+  want, want_vjp = jax.vjp(jax.vmap(links.xla_link_step), *args)
+  got, got_vjp = jax.jit(lambda *a: jax.vjp(jax.vmap(native.link_step), *a))(*args)
+  for a, b in zip(want, got):
+    np.testing.assert_allclose(b, a, rtol=0, atol=1e-12)
+  g = cotangents(rng, (16,), N=160, R=4)
+  for a, b in zip(want_vjp(g), got_vjp(g)):
+    np.testing.assert_allclose(b, a, rtol=0, atol=1e-10)
+
+
+def test_a_scan_of_it_has_the_xla_steps_gradient():
+  rng = np.random.default_rng(4)
+  steps = [inputs(rng, (2,), N=6, R=2) for _ in range(5)]
+  xs = tuple(jnp.stack([s[i] for s in steps]) for i in (1, 2, 3))
+
+  def loss(fn, L0, xs):
+    def body(L, x):
+      new, f, b = fn(L, *x)
+      return new, jnp.sum(jnp.sin(f)) + jnp.sum(b ** 2)
+    L, ys = jax.lax.scan(body, L0, xs)
+    return jnp.sum(ys) + jnp.sum(L * L)
+
+  want = jax.grad(lambda *a: loss(jax.vmap(links.xla_link_step), *a), (0, 1))(steps[0][0], xs)
+  got = jax.grad(lambda *a: loss(jax.vmap(native.link_step), *a), (0, 1))(steps[0][0], xs)
+  for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(got)):
+    np.testing.assert_allclose(b, a, rtol=0, atol=1e-11)
+
+
+def _dnc_loss_and_grad(kind):
+  native.select(kind)
+  model = dncjax.make_model("dnc", 5, 5, hidden=12, memory_size=8, word_size=4,
+                            read_heads=2, dtype="float64")
+  params = model.init(jax.random.key(0))
+  xs = jax.random.normal(jax.random.key(1), (3, 7, 5), jnp.float64)
+
+  def loss(params):
+    _, ys = core.batch_unroll(model, params, core.batch_initial_state(model, 3), xs)
+    return jnp.sum(jnp.tanh(ys) * xs)
+
+  jitted = jax.jit(jax.value_and_grad(loss))
+  return jitted(params), str(jax.make_jaxpr(jitted)(params))
+
+
+def test_the_dnc_trains_with_either_step_to_float_rounding():
+  (loss_xla, grad_xla), jaxpr_xla = _dnc_loss_and_grad("xla")
+  (loss_native, grad_native), jaxpr_native = _dnc_loss_and_grad("native")
+  assert "ffi_call" in jaxpr_native and "ffi_call" not in jaxpr_xla
+  np.testing.assert_allclose(loss_native, loss_xla, rtol=1e-12)
+  for a, b in zip(jax.tree.leaves(grad_xla), jax.tree.leaves(grad_native)):
+    np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)
+
+
+def test_auto_leaves_small_memories_and_other_dtypes_to_xla(monkeypatch):
+  monkeypatch.delenv(native.VARIABLE, raising=False)
+  assert native.kind() == "auto"
+  assert native.usable(jnp.float32, native.AUTO_MIN_SIZE)
+  assert native.usable(jnp.float64, 1024)
+  assert not native.usable(jnp.float32, native.AUTO_MIN_SIZE - 1)
+  assert not native.usable(jnp.bfloat16, 1024)
+  native.select("native")
+  assert native.usable(jnp.float32, 4)
+  native.select("xla")
+  assert not native.usable(jnp.float32, 1024)
+
+
+def test_a_bad_choice_is_refused_by_name(monkeypatch):
+  with pytest.raises(ValueError, match="auto, native, xla"):
+    native.select("fast")
+  monkeypatch.setenv(native.VARIABLE, "fast")
+  with pytest.raises(ValueError, match=native.VARIABLE):
+    native.kind()
+
+
+SCRIPT = """
+import jax, jax.numpy as jnp
+from dncjax.models import links, native
+native.select(KIND)
+L = jnp.ones((64, 64)); w = p = jnp.full((64,), 0.01); v = jnp.full((2, 64), 1 / 64)
+print("native" if native.usable(L.dtype, 64) else "xla")
+print("%.2f" % float(jnp.sum(links.link_step(L, w, p, v)[1])))
+"""
+
+
+def _run(tmp_path, kind, **env):
+  environ = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), **env}
+  environ.pop(native.VARIABLE, None)
+  return subprocess.run([sys.executable, "-c", f"KIND = {kind!r}\n" + SCRIPT], env=environ,
+                        capture_output=True, text=True, timeout=600, check=False)
+
+
+def test_an_empty_cache_builds_the_library_and_a_second_process_loads_it(tmp_path):
+  for _ in range(2):
+    done = _run(tmp_path, "auto")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["native", "123.49"], done.stdout  # 128 x 63 x 0.9801 / 64
+    assert done.stderr == ""
+  assert len(list((tmp_path / "cache" / "dncjax" / "native").glob("*.so"))) == 1
+
+
+def test_a_failed_build_falls_back_to_xla_with_one_message_or_is_an_error(tmp_path):
+  done = _run(tmp_path, "auto", CXX="false")
+  assert done.returncode == 0, done.stderr
+  assert done.stdout.split() == ["xla", "123.49"]
+  assert done.stderr.count("native link kernel is not used") == 1
+  assert "compiling link_kernel.cc failed" in done.stderr
+  done = _run(tmp_path, "native", CXX="false")
+  assert done.returncode != 0 and "BuildError" in done.stderr
