@@ -133,18 +133,23 @@ def test_a_bad_choice_is_refused_by_name(monkeypatch):
 
 
 SCRIPT = """
-import jax, jax.numpy as jnp
+import os, jax, jax.numpy as jnp
 from dncjax.models import links, native
+from dncjax.training import compile_cache
+compile_cache.enable(out=lambda line: None)  # the second process loads the compiled step
 native.select(KIND)
 L = jnp.ones((64, 64)); w = p = jnp.full((64,), 0.01); v = jnp.full((2, 64), 1 / 64)
 print("native" if native.usable(L.dtype, 64) else "xla")
-print("%.2f" % float(jnp.sum(links.link_step(L, w, p, v)[1])))
+f = jax.jit(jax.value_and_grad(lambda L: jnp.sum(links.link_step(L, w, p, v)[1])))
+print("%.2f %.4f" % (float(f(L)[0]), float(jnp.sum(f(L)[1]))))
+print(len(os.listdir(compile_cache.cache_dir())) > 0)
 """
 
 
 def _run(tmp_path, kind, **env):
   environ = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), **env}
-  environ.pop(native.VARIABLE, None)
+  for name in (native.VARIABLE, "DNCJAX_CACHE_DIR", "DNCJAX_COMPILE_CACHE"):
+    environ.pop(name, None)
   return subprocess.run([sys.executable, "-c", f"KIND = {kind!r}\n" + SCRIPT], env=environ,
                         capture_output=True, text=True, timeout=600, check=False)
 
@@ -153,7 +158,8 @@ def test_an_empty_cache_builds_the_library_and_a_second_process_loads_it(tmp_pat
   for _ in range(2):
     done = _run(tmp_path, "auto")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["native", "123.49"], done.stdout  # 128 x 63 x 0.9801 / 64
+    # sum f = 128 x 63 x 0.9801 / 64; d/dL[i, j] = 2 x 0.98 / 64 off the diagonal
+    assert done.stdout.split() == ["native", "123.49", "123.4800", "True"], done.stdout
     assert done.stderr == ""
   assert len(list((tmp_path / "cache" / "dncjax" / "native").glob("*.so"))) == 1
 
@@ -161,7 +167,7 @@ def test_an_empty_cache_builds_the_library_and_a_second_process_loads_it(tmp_pat
 def test_a_failed_build_falls_back_to_xla_with_one_message_or_is_an_error(tmp_path):
   done = _run(tmp_path, "auto", CXX="false")
   assert done.returncode == 0, done.stderr
-  assert done.stdout.split() == ["xla", "123.49"]
+  assert done.stdout.split() == ["xla", "123.49", "123.4800", "True"]
   assert done.stderr.count("native link kernel is not used") == 1
   assert "compiling link_kernel.cc failed" in done.stderr
   done = _run(tmp_path, "native", CXX="false")
