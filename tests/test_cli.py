@@ -63,6 +63,17 @@ def test_an_argument_error_is_one_line_with_exit_status_2(capsys):
   assert err.endswith(" (see prog --help)\n")
 
 
+def test_a_bad_link_kernel_variable_is_one_line_before_the_program_runs(capsys, monkeypatch):
+  ran = []
+  monkeypatch.setenv("DNCJAX_LINK_KERNEL", "fast")
+  code, err = exit_of(capsys, cli.run, lambda: ran.append(1))
+  assert code == 2 and not ran
+  assert err == "error: DNCJAX_LINK_KERNEL must be one of auto, native, xla, got 'fast'\n"
+  monkeypatch.setenv("DNCJAX_LINK_KERNEL", " XLA ")
+  code, _ = exit_of(capsys, cli.run, lambda: ran.append(1))
+  assert code == 0 and ran == [1]
+
+
 def test_the_help_shows_a_default_unless_it_is_none_or_a_false_switch(monkeypatch):
   monkeypatch.setenv("COLUMNS", "400")
   p = cli.ArgumentParser(prog="prog")

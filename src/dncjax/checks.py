@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 
 def check_positive(config, *names: str) -> None:
@@ -48,6 +49,19 @@ DTYPES = ("float32", "float64")
 def check_dtype(dtype: str) -> None:
   """Validates a config dtype (float64 also needs `jax_enable_x64`: see `models.build`)."""
   check_choice("dtype", dtype, DTYPES)
+
+
+LINK_KERNEL_VARIABLE = "DNCJAX_LINK_KERNEL"
+LINK_KERNELS = ("auto", "native", "xla")
+
+
+def link_kernel(environ=None) -> str:
+  """The DNC's link step that $DNCJAX_LINK_KERNEL asks for (models.native): 'auto' when
+  unset; ValueError naming the variable for anything but LINK_KERNELS."""
+  value = (os.environ if environ is None else environ).get(LINK_KERNEL_VARIABLE, "")
+  value = value.strip().lower() or "auto"
+  check_choice(LINK_KERNEL_VARIABLE, value, LINK_KERNELS)
+  return value
 
 
 def check_seed(seed) -> None:

@@ -19,7 +19,7 @@ import sys
 import typing
 from typing import Any, Callable
 
-from dncjax import configs, models
+from dncjax import checks, configs, models
 from dncjax.training.config import RunOptions, Schedule
 from dncjax.training.console import one_line
 
@@ -257,6 +257,7 @@ def run(main: Callable[[], int | None], errors: Errors | Callable[[], Errors] = 
   may be a function returning them (so a job's modules load only when something fails)."""
   signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C while loading: one line
   try:
+    checks.link_kernel()  # the environment's choice, checked before anything loads
     sys.exit(main() or 0)
   except KeyboardInterrupt as e:  # signals.Interrupted carries 128 + the signal (SIGTERM: 143)
     code = getattr(e, "exit_code", 130)

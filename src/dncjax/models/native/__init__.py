@@ -17,17 +17,17 @@ from N = AUTO_MIN_SIZE on, XLA's otherwise or where it cannot be built, saying w
 from __future__ import annotations
 
 import ctypes
-import os
 import sys
 
 import jax
 import jax.numpy as jnp
 
+from dncjax import checks
 from dncjax.models.native import build
 
-VARIABLE = "DNCJAX_LINK_KERNEL"
+VARIABLE = checks.LINK_KERNEL_VARIABLE
 AUTO_MIN_SIZE = 64  # `auto` leaves smaller link matrices to XLA (as fast there, no FFI call)
-KINDS = ("auto", "native", "xla")
+KINDS = checks.LINK_KERNELS
 _TARGETS = {"forward": "DncjaxLinkForward", "backward": "DncjaxLinkBackward"}
 _DTYPES = {jnp.dtype(jnp.float32): "F32", jnp.dtype(jnp.float64): "F64"}
 _state: dict = {"kind": None, "loaded": None, "error": None, "warned": False}
@@ -35,17 +35,14 @@ _state: dict = {"kind": None, "loaded": None, "error": None, "warned": False}
 
 def select(kind: str | None) -> None:
   """Which link step later traces use: 'auto', 'native' or 'xla' (None: $DNCJAX_LINK_KERNEL)."""
-  if kind is not None and kind not in KINDS:
-    raise ValueError(f"link kernel must be one of {', '.join(KINDS)}, got {kind!r}")
+  if kind is not None:
+    checks.check_choice("link kernel", kind, KINDS)
   _state["kind"] = kind
 
 
 def kind() -> str:
   """The selected kind: select()'s, else $DNCJAX_LINK_KERNEL's, else 'auto'."""
-  chosen = _state["kind"] or os.environ.get(VARIABLE, "").strip().lower() or "auto"
-  if chosen not in KINDS:
-    raise ValueError(f"{VARIABLE} must be one of {', '.join(KINDS)}, got {chosen!r}")
-  return chosen
+  return _state["kind"] or checks.link_kernel()
 
 
 def load() -> None:
