@@ -2,7 +2,7 @@
 parameters are those with the fewest held-out bit errors and best/ holds them; the test
 sets, drawn apart from every other set, are scored once at the end and take part in no
 choice; a resumed run chooses and tests as an uninterrupted one; bad settings are refused
-in one line."""
+in one line; each member of a population (--seeds K) does all of it as its single run."""
 
 import json
 import pathlib
@@ -94,13 +94,27 @@ def test_a_resumed_run_chooses_and_tests_as_an_uninterrupted_one(straight, tmp_p
     run(tmp_path, "--steps", str(STEPS + 2), "--resume", "--select_length", "6")
 
 
+@pytest.mark.slow
+def test_each_member_of_a_population_chooses_and_tests_as_its_single_run(straight, tmp_path):
+  run(tmp_path, "--steps", str(STEPS), "--seeds", "2", *TESTS)
+  member = tmp_path / "seed0"  # straight is seed 0's single run
+  got, want = results(member), results(straight)
+  chosen = [k for k in want if k.startswith(("select", "test_"))]
+  assert len(chosen) > 10 and got["selected_step"] == want["selected_step"]
+  for key in chosen:
+    np.testing.assert_allclose(got[key], want[key], rtol=1e-9, atol=1e-12, err_msg=key)
+  assert records(member, "select_len5_bit_errors") == records(straight, "select_len5_bit_errors")
+  for seed in (0, 1):
+    _, _, config, step = tasks.restore(tmp_path / f"seed{seed}", "best")
+    assert (config.seed, step) == (seed, results(tmp_path / f"seed{seed}")["selected_step"])
+  assert results(tmp_path / "seed1")["selected_test_len7_loss"] != got["selected_test_len7_loss"]
+
+
 def test_bad_settings_are_refused_in_one_line(tmp_path):
   with pytest.raises(ValueError, match="--select_length must be a positive integer, got 0"):
     run(tmp_path, "--select_length", "0")
   with pytest.raises(ValueError, match="--test_length must be positive, got \\[4, 0\\]"):
     run(tmp_path, "--test_length", "4", "0")
-  with pytest.raises(ValueError, match="for single runs, not --seeds 2"):
-    run(tmp_path, "--seeds", "2")
   done = subprocess.run([sys.executable, str(REPO / "experiments" / "tasks.py"), "--workdir",
                          str(tmp_path / "lstm"), "--model", "lstm", "--test_memory_size", "8"],
                         capture_output=True, text=True)

@@ -49,7 +49,6 @@ def main(argv=None) -> int:
   given = cli.given(args, p)
   options = cli.options(args, config.Options)
   population = cli.options(args, config.Population)
-  options.check_population(population.seeds)
   args.workdir = args.workdir or f"runs/{given.value('task.name', 'copy')}"
   run_options = cli.run_options(args, RUN)
   if not run_options.resume:  # a fresh run's settings, checked before JAX loads

@@ -102,12 +102,6 @@ class Options:
         raise ValueError(f"{flag} must be a positive integer, got {value!r}")
     checks.check_number("--target", self.target, 0)
 
-  def check_population(self, seeds: int) -> None:
-    """ValueError when the choice or the test sets are asked of a population."""
-    if seeds > 1 and (self.select_length is not None or self.test_lengths):
-      raise ValueError(f"--select_length and --test_length are for single runs, not --seeds "
-                       f"{seeds}: train each seed as its own run")
-
 
 @documented
 @dataclasses.dataclass(frozen=True)

@@ -127,9 +127,7 @@ class TaskJob(run.Job):
   def begin(self, items: dict, step: int, resume: bool) -> None:
     """Sets the batch position to `step`; prints the task and the model."""
     self.position = step
-    if self.options.select_length is not None:
-      self.selection = selection_lib.Selection(self.workdir, self.options.select_length)
-      self.selection.take_up(self.selected_record, resume)
+    self.open_selection(resume)
     n_params = sum(p.size for p in jax.tree.leaves(items["train"].params))
     self.out(f"task {self.config.task}; T = {self.config.task.time_steps}")
     self.out(f"model {self.config.model_name} {self.model.config}; {n_params:,} parameters; "
@@ -150,11 +148,23 @@ class TaskJob(run.Job):
     and the curriculum's (`judge`)."""
     out = {f"{name}_{key}": float(value) for name, batch in self.sets.items()
            for key, value in self.evaluate_fn(state.params, batch).items()}
+    self.choose(state, step, out)
+    return out if self.curriculum is None else {**out, **self.judge(state, step)}
+
+  def open_selection(self, resume: bool) -> None:
+    """With --select_length: the Selection of this run's best/, taking up the record of
+    the checkpoint it resumes from (`restored`) or best/'s own."""
+    if self.options.select_length is not None:
+      self.selection = selection_lib.Selection(self.workdir, self.options.select_length)
+      self.selection.take_up(self.selected_record, resume)
+
+  def choose(self, state, step: int, metrics_: dict) -> None:
+    """Keeps `state` in best/ when its held-out bit errors (in the evaluation's
+    `metrics_`) are the fewest so far."""
     if self.selection is not None and self.selection.consider(state, step,
-                                                              out[self.selection.key]):
+                                                              metrics_[self.selection.key]):
       self.selection.save(step, run.checkpoint_meta(self.kind, self.config, self.model.config,
                                                     step, 0.0, **self.meta(step)))
-    return out if self.curriculum is None else {**out, **self.judge(state, step)}
 
   def judge(self, state, step: int) -> dict:
     """The curriculum's part of an evaluation: the level trained at and, until the last

@@ -3,12 +3,12 @@
 `train_population(options, run_options, given, seeds=K)` trains seeds S .. S + K - 1 (S:
 --seed) of the setting the flags `given` make. Each member is the `job.TaskJob` of its
 seed in `<workdir>/seed<N>/`, with the initial parameters, evaluation sets, batches
-(`job.batch_at`) and curriculum of the single run of that seed; states and batches are
-stacked on a leading member axis and one jit(vmap(step)) trains them all
-(`training.population`), each as alone, to float rounding. Each member writes what a
-single run writes (config.json, checkpoints/, metrics.jsonl, results.json, loss.png,
-bit_errors.png), so tasks_report.py, `job.restore` and a single --resume read it as any
-run; `<workdir>/population.json` names the seeds, `<workdir>/log.txt` keeps the console.
+(`job.batch_at`), curriculum, held-out choice (best/) and test sets of the single run of
+that seed; states and batches are stacked on a leading member axis and one
+jit(vmap(step)) trains them all (`training.population`), each as alone, to float
+rounding. Each member writes what a single run writes, so tasks_report.py, `job.restore`
+and a single --resume read it as any run; `<workdir>/population.json` names the seeds,
+`<workdir>/log.txt` keeps the console.
 On the one schedule (`loop.drive`), Ctrl-C or SIGTERM saves every member; --resume goes
 on as the uninterrupted population would; a member whose loss, state or evaluation turns
 NaN/Inf is frozen (and saved) at its last good state while the others go on.
@@ -70,8 +70,7 @@ class Member(population.Member):
 
 class TaskSession(population.Session):
   """The `loop.Session` of a task population: per-member progress records and
-  evaluations, keyed as a single run's (train_loss, train_bit_errors, seq_per_s,
-  eval_<metric>, eval_len<L>_<metric>)."""
+  evaluations, keyed as a single run's (train_loss, eval_<metric>, ...)."""
   extra = ("bit_errors",)
 
   def __init__(self, members: list[Member], state, step_fn, eval_fn, sets: dict, out,
@@ -119,9 +118,8 @@ class TaskSession(population.Session):
     self.clear_intervals()
 
   def evaluate(self, step: int, which: list | None = None, final: bool = False) -> None:
-    """Each set's metrics of the members `which` (default: those alive), and each one's
-    curriculum (`job.TaskJob.judge`), logged as a single run logs them; a member with a
-    NaN/Inf metric stops."""
+    """Each set's metrics of the members `which` (default: those alive), each one's choice
+    and curriculum (`job.TaskJob`), logged as a single run's; NaN/Inf stops a member."""
     which = self.alive() if which is None else which
     if not which:
       return None
@@ -131,6 +129,7 @@ class TaskSession(population.Session):
     for m in which:
       i = self.members.index(m)
       mine = {f"{name}_{k}": float(v[i]) for name, got in values.items() for k, v in got.items()}
+      m.job.choose(population.member(self.state, i), step, mine)  # with --select_length
       if m.job.curriculum is not None:  # its level's set, and the level's step up
         mine.update(m.job.judge(population.member(self.state, i), step))
       m.log.write({"step": step, "time": self.clock.seconds(), **mine})
@@ -154,12 +153,12 @@ class TaskSession(population.Session):
 
   def summary(self, index: int, m: Member) -> dict:
     """Member `m`'s results.json: a single run's (`job.summarize`), and its place."""
-    summary = m.job.summarise(_result(m), m.log.read())
+    summary = m.job.summarise(_result(m, population.member(self.state, index)), m.log.read())
     return {**summary, "population": {"index": index, "seeds": [n.seed for n in self.members]}}
 
 
-def _result(m: Member) -> loop.LoopResult:
-  return loop.LoopResult(m.step, None, m.stopped_by, m.stopped_at, m.last_saved)
+def _result(m: Member, state=None) -> loop.LoopResult:  # as run.run's, for the job
+  return loop.LoopResult(m.step, state, m.stopped_by, m.stopped_at, m.last_saved)
 
 
 def _spread(values: list[float]) -> str:
@@ -208,6 +207,7 @@ def _train(options, run_options, given, folder, seeds, out) -> list[dict]:
     bar.close()
   summaries = session.close(reason)
   for m, summary in zip(members, summaries):  # plots and the member's last line
+    m.job.close()
     m.job.finish(_result(m), summary, m.log.read())
   _conclude(members, summaries, step, clock.seconds(), options.target, out)
   if reason == "interrupted":  # every member saved
@@ -254,6 +254,7 @@ def _build(options, run_options, given, folder, seeds, out):
       items, done = job.restored(items, meta), meta["elapsed"]
     else:
       ckpts = checkpoint.Checkpoints(mine / "checkpoints", keep=run_options.keep)
+    job.open_selection(resume)
     members.append(Member(workdir=mine, log=None, ckpts=ckpts, seed=seed, job=job, step=step,
                           stopped_at=done, last_saved=step if resume else None))
     states.append(items["train"])
