@@ -147,6 +147,11 @@ def main(argv=None):
 
 def _link_kernels(args) -> int:
   """Per N: the step with the native link kernel and with XLA's, interleaved."""
+  try:
+    native.load()
+  except native.build.BuildError as e:
+    print(f"the native link kernel is not timed: {e}")
+    return 1
   print(f"jax {jax.__version__} on {jax.devices()[0].platform}: {args.model} B={args.batch} "
         f"T={args.time} I={args.input} H={args.hidden} W={args.word} R={args.reads} "
         f"{args.dtype} remat={args.remat}, best of {args.rounds} interleaved rounds\n")
