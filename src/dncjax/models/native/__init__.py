@@ -108,10 +108,8 @@ def _forward(L_NxN, w_N, p_N, v_RxN):
 
 
 def _backward(residuals, cotangents):
-  L_NxN, w_N, p_N, v_RxN = residuals
-  gL_new, gf_RxN, gb_RxN = cotangents
-  return tuple(_call("backward", residuals, *residuals, gL_new, gf_RxN, gb_RxN,
-                     aliases={4: 0}))
+  # (L, w, p, v) and the cotangents (gL', gf, gb) in; (gL, gw, gp, gv) out, gL over gL'.
+  return tuple(_call("backward", residuals, *residuals, *cotangents, aliases={4: 0}))
 
 
 link_step.defvjp(_forward, _backward)
