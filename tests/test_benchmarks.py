@@ -2,7 +2,6 @@
 
 import bz2
 import importlib.util
-import os
 import pathlib
 import shutil
 import sys
@@ -121,7 +120,7 @@ echo '{{"model": "dnc", "N": 4, "threads": 2, "measured": "training step", "step
   assert len(calls.read_text().splitlines()) == 4  # 2 rounds x (1 thread, the default)
 
 
-@pytest.mark.skipif(shutil.which(os.environ.get("CXX", "c++").split()[0]) is None,
+@pytest.mark.skipif(not dnc_speed.native.build.compiler_found(),
                     reason="no C++ compiler ($CXX or c++) for the native link kernel")
 def test_the_link_kernels_are_timed_interleaved_with_their_ratio(capsys):
   assert dnc_speed.main(["--link-kernel", "both", *TINY]) == 0

@@ -55,11 +55,10 @@ LINK_KERNEL_VARIABLE = "DNCJAX_LINK_KERNEL"
 LINK_KERNELS = ("auto", "native", "xla")
 
 
-def link_kernel(environ=None) -> str:
+def link_kernel() -> str:
   """The DNC's link step that $DNCJAX_LINK_KERNEL asks for (models.native): 'auto' when
   unset; ValueError naming the variable for anything but LINK_KERNELS."""
-  value = (os.environ if environ is None else environ).get(LINK_KERNEL_VARIABLE, "")
-  value = value.strip().lower() or "auto"
+  value = os.environ.get(LINK_KERNEL_VARIABLE, "").strip().lower() or "auto"
   check_choice(LINK_KERNEL_VARIABLE, value, LINK_KERNELS)
   return value
 

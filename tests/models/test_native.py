@@ -3,8 +3,6 @@ batched, in a scan, inside the DNC), the choice of implementation, and a build f
 empty cache (and one that fails) in a fresh process."""
 
 import os
-import shlex
-import shutil
 import subprocess
 import sys
 
@@ -15,13 +13,14 @@ import pytest
 
 import dncjax
 from dncjax.models import core, links, native
+from dncjax.models.native import build
 
 jax.config.update("jax_enable_x64", True)
 
 # Without a C++ compiler the kernel cannot exist here (the DNC then runs XLA's step, which
 # the last test checks); with one, every test below must build and run it.
-COMPILER = shutil.which(shlex.split(os.environ.get("CXX", "c++"))[0])
-needs_compiler = pytest.mark.skipif(COMPILER is None, reason="no C++ compiler ($CXX or c++)")
+needs_compiler = pytest.mark.skipif(not build.compiler_found(),
+                                    reason="no C++ compiler ($CXX or c++)")
 
 
 @pytest.fixture(autouse=True)

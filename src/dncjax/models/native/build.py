@@ -14,6 +14,7 @@ import hashlib
 import os
 import platform
 import shlex
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -39,10 +40,19 @@ def _cpu_flags() -> str:
   return platform.machine() + platform.processor()
 
 
+def compiler() -> list[str]:
+  """The C++ compiler's command: $CXX (split as a shell would), else `c++`."""
+  return shlex.split(os.environ.get("CXX", "c++"))
+
+
+def compiler_found() -> bool:
+  """Whether the compiler's program exists here (without it there is no kernel)."""
+  return bool(compiler()) and shutil.which(compiler()[0]) is not None
+
+
 def command(output: Path, include_dir: str) -> list[str]:
   """The compiler command line building SOURCE into `output`."""
-  compiler = shlex.split(os.environ.get("CXX", "c++"))
-  return [*compiler, *FLAGS, f"-I{include_dir}", str(SOURCE), "-o", str(output)]
+  return [*compiler(), *FLAGS, f"-I{include_dir}", str(SOURCE), "-o", str(output)]
 
 
 def library() -> Path:
