@@ -5,8 +5,12 @@ float32 models keep their explicit dtype). The corpus is found through DNCJAX_DA
 as CI sets it; when unset, the shared folder beside the checkout is used if present.
 JAX's compilation cache goes to a temporary folder of the session ($DNCJAX_CACHE_DIR, which
 subprocesses inherit), never to the user's cache. The CPU shows itself as two devices (for
-tests/training/test_parallel.py; subprocesses inherit it); everything else still runs on
-the first one, as before.
+tests/training/test_parallel.py; subprocesses inherit it); everything else runs on
+the first one. Tests compile with XLA's backend optimisation level 0 (unless
+XLA_FLAGS sets one): the same XLA programs, with less LLVM optimisation of their machine code,
+which the tests' small programs spend more time compiling than running. Float32 sums may
+round differently from the default level's, so tests comparing two programs exactly (a
+population member and the run alone) run in float64.
 
 The tests mirror the package: tests/models, tests/training, tests/charlm, tests/tasks and
 tests/sweeps hold one test_<module>.py per module; the end-to-end files stay here at the
@@ -28,7 +32,10 @@ os.environ["DNCJAX_CACHE_DIR"] = _compile_cache
 
 _flags = os.environ.get("XLA_FLAGS", "")
 if "xla_force_host_platform_device_count" not in _flags:  # read when the backend starts
-  os.environ["XLA_FLAGS"] = f"{_flags} --xla_force_host_platform_device_count=2".strip()
+  _flags = f"{_flags} --xla_force_host_platform_device_count=2"
+if "xla_backend_optimization_level" not in _flags:  # most of a test's time is compiling
+  _flags = f"{_flags} --xla_backend_optimization_level=0"
+os.environ["XLA_FLAGS"] = _flags.strip()
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

@@ -127,7 +127,10 @@ def test_the_link_kernels_are_timed_interleaved_with_their_ratio(capsys):
   out = capsys.readouterr().out
   row = next(line for line in out.splitlines() if line.startswith("| 4 |"))
   native_ms, xla_ms, ratio = (float(c) for c in row.strip("|").split("|")[1:])
-  assert ratio == pytest.approx(xla_ms / native_ms, rel=0.01, abs=0.006)
+  half = 0.005  # every column is printed to 2 decimals: each is within this of its value
+  low = (xla_ms - half) / (native_ms + half) - half
+  high = (xla_ms + half) / max(native_ms - half, 1e-9) + half
+  assert low <= ratio <= high  # XLA's time over the kernel's (not the inverse)
 
 
 import jax  # noqa: E402
