@@ -1,5 +1,6 @@
 """Choosing a task run's parameters on a held-out length (dncjax.tasks.selection): the kept
-parameters are those with the fewest held-out bit errors and best/ holds them; the test
+parameters are those with the fewest held-out bit errors (a tie: the lower held-out loss)
+and best/ holds them; the test
 sets, drawn apart from every other set, are scored once at the end and take part in no
 choice; a resumed run chooses and tests as an uninterrupted one; bad settings are refused
 in one line; each member of a population (--seeds K) does all of it as its single run."""
@@ -50,11 +51,12 @@ def test_the_kept_parameters_have_the_fewest_held_out_errors(straight):
   held_out = records(straight, "select_len5_bit_errors")
   assert [s for s, _ in held_out] == list(range(2, STEPS + 1, 2))
   assert len({e for _, e in held_out}) > 1  # the choice is not a tie
-  best = min(e for _, e in held_out)
-  first = next(s for s, e in held_out if e == best)
+  losses = dict(records(straight, "select_len5_loss"))
+  best, first = min((e, losses[s], s) for s, e in held_out)[0::2]
   got = results(straight)
   assert (got["selected_step"], got["selected_bit_errors"], got["select_length"]) == (
       first, best, 5)
+  assert got["selected_loss"] == losses[first]
   model, params, config, step = tasks.restore(straight, "best")
   assert step == first and model.config.memory_size == 6
   # the selected test scores are best/'s parameters on the test sets, on 9 slots
@@ -108,6 +110,18 @@ def test_each_member_of_a_population_chooses_and_tests_as_its_single_run(straigh
     _, _, config, step = tasks.restore(tmp_path / f"seed{seed}", "best")
     assert (config.seed, step) == (seed, results(tmp_path / f"seed{seed}")["selected_step"])
   assert results(tmp_path / "seed1")["selected_test_len7_loss"] != got["selected_test_len7_loss"]
+
+
+def test_fewer_errors_win_and_a_tie_goes_to_the_lower_loss(tmp_path):
+  chosen = selection.Selection(tmp_path, 5)
+  evaluations = [(1, 3.0, 0.9), (2, 1.0, 0.8), (3, 1.0, 0.5), (4, 1.0, 0.6), (5, 2.0, 0.1),
+                 (6, 0.0, 0.7), (7, float("nan"), 0.0), (8, 0.0, float("nan"))]
+  kept = [s for s, errors, loss in evaluations if chosen.consider(f"state{s}", s, errors, loss)]
+  assert kept == [1, 2, 3, 6] and chosen.state == "state6"
+  assert chosen.record == {"length": 5, "bit_errors": 0.0, "loss": 0.7, "step": 6}
+  chosen.take_up({"length": 5, "bit_errors": 0.0, "step": 9}, resume=False)  # no "loss" kept
+  assert chosen.consider("state10", 10, 0.0, 5.0) and chosen.record["step"] == 10
+  chosen.close()
 
 
 def test_bad_settings_are_refused_in_one_line(tmp_path):

@@ -160,9 +160,10 @@ class TaskJob(run.Job):
 
   def choose(self, state, step: int, metrics_: dict) -> None:
     """Keeps `state` in best/ when its held-out bit errors (in the evaluation's
-    `metrics_`) are the fewest so far."""
-    if self.selection is not None and self.selection.consider(state, step,
-                                                              metrics_[self.selection.key]):
+    `metrics_`) are the fewest so far (as few: the lower held-out loss)."""
+    chosen = self.selection
+    if chosen is not None and chosen.consider(state, step, metrics_[chosen.key],
+                                              metrics_[chosen.tie_key]):
       self.selection.save(step, run.checkpoint_meta(self.kind, self.config, self.model.config,
                                                     step, 0.0, **self.meta(step)))
 
@@ -186,15 +187,16 @@ class TaskJob(run.Job):
 
   def summarise(self, result: loop.LoopResult, logged: list[dict]) -> dict:
     """results.json: the last metrics, when eval bit errors fell below the target, the
-    iteration each curriculum level was reached at, the selected parameters' step and
-    held-out bit errors and, after a run that ended on its budget, the test scores."""
+    iteration each curriculum level was reached at, the selected parameters' step,
+    held-out bit errors and loss and, after a run that ended on its budget, the test scores."""
     summary = summarize(logged, result, self.options.target)
     if self.curriculum is not None:
       summary.update(self.curriculum.summary())
     if self.selection is not None:
       record = self.selection.record
       summary.update(select_length=record["length"], selected_step=record["step"],
-                     selected_bit_errors=record["bit_errors"])
+                     selected_bit_errors=record["bit_errors"],
+                     selected_loss=record.get("loss"))
     if self.options.test_lengths and result.reason in ("steps", "timelimit"):
       summary.update(self.test_scores(result.state))
     return summary

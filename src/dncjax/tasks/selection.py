@@ -3,8 +3,10 @@
 With `--select_length L` every evaluation also scores fixed held-out sequences of length L
 (logged as `select_len<L>_<metric>`; drawn apart from the training stream and from every
 other set), and the parameters with the fewest bit errors on them so far are kept in
-`<workdir>/best/`. The record of that choice, {"length", "bit_errors", "step"}, travels in
-every checkpoint's metadata (and best/'s own wins on a resume).
+`<workdir>/best/`; between evaluations with as few errors, the lower held-out loss wins (a
+trained model often reaches 0 errors early, and goes on lowering the loss). The record of
+that choice, {"length", "bit_errors", "loss", "step"}, travels in every checkpoint's
+metadata (and best/'s own wins on a resume; a record without "loss" loses every tie).
 
 With `--test_length L ...` a run that ends on its budget (--steps or --timelimit, not
 Ctrl-C) scores fresh test sequences of each length, used for no choice, once: with its last
@@ -54,18 +56,24 @@ def check_memory_size(model_config, memory_size: int | None) -> None:
 
 
 class Selection:
-  """The parameters with the fewest bit errors at the held-out length: the record, the
-  state (while this process has it) and best/ (keeps one checkpoint)."""
+  """The parameters with the fewest bit errors at the held-out length, ties broken by the
+  lower loss: the record, the state (while this process has it) and best/ (keeps one
+  checkpoint)."""
 
   def __init__(self, folder: pathlib.Path, length: int):
     self.length, self.state = length, None
-    self.record = {"length": length, "bit_errors": None, "step": None}
+    self.record = {"length": length, "bit_errors": None, "loss": None, "step": None}
     self.ckpts = checkpoint.Checkpoints(folder / "best", keep=1)
 
   @property
   def key(self) -> str:
     """The metric it chooses by: 'select_len<L>_bit_errors'."""
     return f"select_len{self.length}_bit_errors"
+
+  @property
+  def tie_key(self) -> str:
+    """The metric that breaks its ties: 'select_len<L>_loss'."""
+    return f"select_len{self.length}_loss"
 
   def take_up(self, record: dict | None, resume: bool) -> None:
     """Takes up a checkpoint's record (None: the run kept none), then best/'s own; a record
@@ -80,12 +88,16 @@ class Selection:
           f"{record['length']}")
     self.record = record
 
-  def consider(self, state, step: int, errors: float) -> bool:
-    """True (the record and state updated) when `errors` is below the record's."""
-    if not math.isfinite(errors) or (self.record["bit_errors"] is not None
-                                      and errors >= self.record["bit_errors"]):
+  def consider(self, state, step: int, errors: float, loss: float) -> bool:
+    """True (the record and state updated) when (`errors`, `loss`) comes before the
+    record's: fewer errors, or as many and a lower loss."""
+    if not (math.isfinite(errors) and math.isfinite(loss)):
       return False
-    self.record = {"length": self.length, "bit_errors": errors, "step": step}
+    if self.record["bit_errors"] is not None:
+      kept = self.record.get("loss")
+      if (errors, loss) >= (self.record["bit_errors"], math.inf if kept is None else kept):
+        return False
+    self.record = {"length": self.length, "bit_errors": errors, "loss": loss, "step": step}
     self.state = state
     return True
 
