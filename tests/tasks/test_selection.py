@@ -3,7 +3,8 @@ parameters are those with the fewest held-out bit errors (a tie: the lower held-
 and best/ holds them; the test
 sets, drawn apart from every other set, are scored once at the end and take part in no
 choice; a resumed run chooses and tests as an uninterrupted one; bad settings are refused
-in one line; each member of a population (--seeds K) does all of it as its single run."""
+in one line; each member of a population (--seeds K) does all of it as its single run, and a
+resumed population as an uninterrupted one."""
 
 import json
 import pathlib
@@ -96,10 +97,16 @@ def test_a_resumed_run_chooses_and_tests_as_an_uninterrupted_one(straight, tmp_p
     run(tmp_path, "--steps", str(STEPS + 2), "--resume", "--select_length", "6")
 
 
+@pytest.fixture(scope="module")
+def population(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("population")
+  run(workdir, "--steps", str(STEPS), "--seeds", "2", *TESTS)
+  return workdir
+
+
 @pytest.mark.slow
-def test_each_member_of_a_population_chooses_and_tests_as_its_single_run(straight, tmp_path):
-  run(tmp_path, "--steps", str(STEPS), "--seeds", "2", *TESTS)
-  member = tmp_path / "seed0"  # straight is seed 0's single run
+def test_each_member_of_a_population_chooses_and_tests_as_its_single_run(straight, population):
+  member = population / "seed0"  # straight is seed 0's single run
   got, want = results(member), results(straight)
   chosen = [k for k in want if k.startswith(("select", "test_"))]
   assert len(chosen) > 10 and got["selected_step"] == want["selected_step"]
@@ -107,9 +114,20 @@ def test_each_member_of_a_population_chooses_and_tests_as_its_single_run(straigh
     np.testing.assert_allclose(got[key], want[key], rtol=1e-9, atol=1e-12, err_msg=key)
   assert records(member, "select_len5_bit_errors") == records(straight, "select_len5_bit_errors")
   for seed in (0, 1):
-    _, _, config, step = tasks.restore(tmp_path / f"seed{seed}", "best")
-    assert (config.seed, step) == (seed, results(tmp_path / f"seed{seed}")["selected_step"])
-  assert results(tmp_path / "seed1")["selected_test_len7_loss"] != got["selected_test_len7_loss"]
+    _, _, config, step = tasks.restore(population / f"seed{seed}", "best")
+    assert (config.seed, step) == (seed, results(population / f"seed{seed}")["selected_step"])
+  assert results(population / "seed1")["selected_test_len7_loss"] != got["selected_test_len7_loss"]
+
+
+@pytest.mark.slow
+def test_a_resumed_population_chooses_and_tests_as_an_uninterrupted_one(population, tmp_path):
+  run(tmp_path, "--steps", "4", "--seeds", "2")
+  run(tmp_path, "--steps", str(STEPS), "--seeds", "2", "--resume", *TESTS)
+  for seed in (0, 1):
+    got, want = results(tmp_path / f"seed{seed}"), results(population / f"seed{seed}")
+    chosen = [k for k in want if k.startswith(("select", "test_"))]
+    assert len(chosen) > 10 and {k: got[k] for k in chosen} == {k: want[k] for k in chosen}
+    assert tasks.restore(tmp_path / f"seed{seed}", "best")[3] == want["selected_step"]
 
 
 def test_fewer_errors_win_and_a_tie_goes_to_the_lower_loss(tmp_path):
