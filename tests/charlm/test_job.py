@@ -12,11 +12,12 @@ import subprocess
 import sys
 import time
 
+import jax
 import numpy as np
 import pytest
 
 from dncjax.charlm import data, evaluate, job as charlm, restore
-from dncjax.training import checkpoint, loop
+from dncjax.training import checkpoint, loop, train
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -60,6 +61,35 @@ def test_resume_continues_exactly(text_file, straight, tmp_path, bpcs):
   a = restore.restore_for_sampling(straight)[1]
   b = restore.restore_for_sampling(tmp_path)[1]
   assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_the_average_is_evaluated_kept_in_best_and_resumed(text_file, tmp_path, bpcs):
+  one, two = tmp_path / "one", tmp_path / "two"
+  run(text_file, one, "--steps", "6", "--average", "0.7", "--score_tail")
+  run(text_file, two, "--steps", "3", "--average", "0.7", "--no-score_tail")
+  run(text_file, two, "--steps", "6", "--resume")  # --average 0.7 from the checkpoint
+  assert bpcs(two, "train_bpc") == bpcs(one, "train_bpc")
+  assert dict(bpcs(two, "dev_bpc")) == dict(bpcs(one, "dev_bpc"))
+  config, model, ts, vocab, meta = restore.restore_trained(one)  # the latest, iter 6
+  static_eval = evaluate.make_static_eval(model)
+  corpus = data.load(config.data)
+  dev = evaluate.stack_validation(corpus.dev_ids, config.data.seq_length, 1)
+  assert config.average == 0.7 and ts.params is ts.opt_state[1].average
+  average_bpc = evaluate.static_bpc(static_eval, ts.params, dev)
+  assert dict(bpcs(one, "dev_bpc"))[6] == average_bpc
+  _, optimizer = charlm.build_model(config, vocab.size)
+  template = {"train": train.init_train_state(model, optimizer, jax.random.key(0), 2),
+              "rng": checkpoint.key_to_array(jax.random.key(0))}
+  ckpts = checkpoint.Checkpoints(one / "checkpoints", create=False)
+  raw = ckpts.restore_state(6, template)["train"].params  # the iterate p_6 itself
+  ckpts.close()
+  assert abs(evaluate.static_bpc(static_eval, raw, dev) - average_bpc) > 1e-6
+  results = json.loads((one / "results.json").read_text())
+  best = restore.restore_for_sampling(one, best=True)[1]
+  assert results["dev_bpc"] == pytest.approx(evaluate.static_bpc(static_eval, best, dev),
+                                             abs=1e-12)  # best/ holds what was evaluated
+  assert results["best_dev_bpc"] == min(dict(bpcs(one, "dev_bpc")).values())
 
 
 @pytest.mark.slow
@@ -164,6 +194,8 @@ BAD = [  # (flags, message, resume into the finished run?)
     (["--batchsize", "-2"], "must be positive", False),
     (["--prime", "Ω"], "not in the vocabulary", False),
     (["--temperature", "0"], "temperature must be positive", False),
+    (["--average", "1"], "--average must be in [0, 1), got 1.0", False),
+    (["--average", "0.9"], "another config", True),
     (["--dynamic_eval", "--dynamic_seq_length", "5000"], "fewer than the 5001", False),
     (["--model", "rnn", "--memory_size", "3"], "--memory_size does not apply to model 'rnn'",
      False),

@@ -23,8 +23,10 @@ from dncjax.training import checkpoint, loop, optim, run, signals, train
 STEPS, MORE = 4, 6
 # float64, so that "as alone" is checked to 1e-9: in float32, Adagrad's first steps amplify the
 # last bit of a differently ordered sum past any rounding-sized tolerance
+# (members evaluate, keep in best/ and save their parameters' average, as alice.py --average)
 BASE = RunConfig(model=LSTMConfig(hidden=8, dtype="float64"),
-                 data=DataConfig(batch_size=8, seq_length=8, dev_fraction=0.0045), dropout=0.1)
+                 data=DataConfig(batch_size=8, seq_length=8, dev_fraction=0.0045), dropout=0.1,
+                 average=0.8)
 # a development split of 18 characters (3 windows) sums its loss over 17 characters, a
 # training window over 64, so member 3's first evaluation is finite, its next training loss
 # is not
@@ -130,8 +132,8 @@ def test_optimizer_matches_each_members_own(configs):
   members = configs[:3] + [extra]
   optimizer = population.make_optimizer(members)  # the population's one chain
   stages = optim.Stages.of(*(c.optim for c in members))
-  pop_state = stack([optim.make(c.optim, stages).init(params)
-                                for c in members])  # each member's numbers in its state
+  pop_state = stack([optim.with_average(optim.make(c.optim, stages), c.average).init(params)
+                     for c in members])  # each member's numbers in its state
   pop_params = stack([params] * len(members))
 
   def update(grads, state, p):
@@ -139,7 +141,8 @@ def test_optimizer_matches_each_members_own(configs):
     return jax.tree.map(lambda a, u: a + u, p, updates), state
 
   update = jax.jit(jax.vmap(update, in_axes=(None, 0, 0)))
-  own_opts = [optim.make(c.optim) for c in members]  # each member's chain when alone
+  own_opts = [optim.with_average(optim.make(c.optim), c.average)
+              for c in members]  # each member's chain when alone
   own = [(params, o.init(params)) for o in own_opts]
   for k in range(3):
     grads = jax.tree.map(lambda a: (a + 0.7 * k - 0.4) * 3.0, params)
@@ -148,7 +151,7 @@ def test_optimizer_matches_each_members_own(configs):
       p, s = own[i]
       updates, s = o.update(grads, s, p)
       own[i] = (jax.tree.map(lambda a, u: a + u, p, updates), s)
-  hyper = member(pop_state, 0).hyperparams
+  hyper = optim.rule_state(member(pop_state, 0)).hyperparams
   assert float(hyper["clip_norm"]) == optim.NO_CLIP and float(hyper["weight_decay"]) == 0.0
   for i, (p, s) in enumerate(own):
     assert_close(member(pop_params, i), p, rtol=1e-6)

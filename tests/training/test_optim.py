@@ -65,3 +65,34 @@ def test_with_hyperparams_changes_the_rate_of_a_state():
   assert jax.tree.structure(state) == jax.tree.structure(opt.init(params))
   with pytest.raises(ValueError, match="not an optimiser hyperparameter: lr"):
     optim.with_hyperparams(state, lr=0.3)
+
+
+@pytest.mark.parametrize("decay", [0.5, 0.999])
+def test_the_average_is_the_normalised_exponential_average_of_the_iterates(decay):
+  config = optim.OptimizerConfig("adagrad", learning_rate=0.1)
+  opt = optim.with_average(optim.make(config), decay)
+  alone = optim.make(config)
+  p = {"w": jnp.array([1.0, -2.0, 3.0]), "b": jnp.array(0.5)}
+  state, state_alone, iterates = opt.init(p), alone.init(p), []
+  assert all(np.array_equal(optim.evaluated(p, state)[n], p[n]) for n in p)  # a_0 = p_0
+  for k in range(5):
+    g = jax.tree.map(lambda a: jnp.sin(a * (k + 1)), p)
+    updates, state = opt.update(g, state, p)
+    want, state_alone = alone.update(g, state_alone, p)
+    assert all(np.array_equal(updates[n], want[n]) for n in p)  # the updates are untouched
+    p = optax.apply_updates(p, updates)
+    iterates.append(p)
+    weights = decay ** np.arange(len(iterates))[::-1]  # p_s weighs decay^(t - s)
+    for n in p:
+      expected = sum(w * np.asarray(q[n]) for w, q in zip(weights, iterates)) / weights.sum()
+      np.testing.assert_allclose(optim.evaluated(p, state)[n], expected, rtol=1e-12)
+  assert not np.allclose(optim.evaluated(p, state)["w"], p["w"])
+  changed = optim.with_hyperparams(state, learning_rate=0.3)
+  assert float(optim.rule_state(changed).hyperparams["learning_rate"]) == 0.3
+  assert optim.evaluated(p, changed) is changed[1].average
+  assert optim.rule_state(state_alone) is state_alone and optim.evaluated(p, state_alone) is p
+
+
+def test_no_average_leaves_the_chain_and_its_state_as_they_are():
+  opt = optim.make(optim.OptimizerConfig())
+  assert optim.with_average(opt, 0.0) is opt

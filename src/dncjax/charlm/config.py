@@ -75,11 +75,14 @@ class RunConfig(configs.RunConfigBase):
                           "before the readout")
   weight_drop: float = _field(0.3, "DropConnect on the recurrent matrices W_hh, one mask "
                               "per window (AWD-LSTM)")
+  average: float = _field(0.0, "evaluate, choose (best/) and score the parameters' moving "
+                          "average with this decay, e.g. 0.9995 (0: the parameters "
+                          "themselves; dncjax.training.optim.averaged_parameters)")
   seed: int = _field(0, "seed for parameters, lanes and sampling")
 
   def __post_init__(self):
     checks.check_seed(self.seed)
-    for name in ("dropout", "weight_drop"):
+    for name in ("dropout", "weight_drop", "average"):
       checks.check_number(f"--{name}", getattr(self, name), 0, 1, high_open=True)
 
   @classmethod

@@ -86,8 +86,8 @@ def dynamic_bpc(model: core.Model, config, ids: np.ndarray, train_ids: np.ndarra
   if windows is None:
     raise data.DataError(f"the split scored is shorter than one window of {seq_length}")
   if rule == "adagrad":
-    optimizer = optim.make(config.optim)
-    opt_state = optim.with_hyperparams(opt_state, learning_rate=lr)
+    optimizer = optim.make(config.optim)  # the rule continued, without --average's stage
+    opt_state = optim.with_hyperparams(optim.rule_state(opt_state), learning_rate=lr)
   else:
     optimizer = dynamic.rms_rule(lr, decay, eps)
     if ms_state is None:

@@ -35,8 +35,13 @@ def build_model(config: RunConfig, vocab_size: int):
   model = models.build(dataclasses.replace(config.model, input_size=vocab_size,
                                            output_size=vocab_size))
   train.check_dropout(model, config.dropout, config.weight_drop)
-  train.check_fits(model)
-  return model, optim.make(config.optim)
+  train.check_fits(model, copies=5 if config.average else 4)
+  return model, optim.with_average(optim.make(config.optim), config.average)
+
+
+def evaluated(state):
+  """`state` with the parameters a run evaluates: their average with --average."""
+  return state._replace(params=optim.evaluated(state.params, state.opt_state))
 
 
 def initial_run_state(model, optimizer, batcher: batches.LaneBatcher, config: RunConfig):
@@ -173,6 +178,7 @@ class CharLM(run.Job):
     """Dev BPC, on the development split (a new best is saved in best/), and, if asked, a
     sample printed."""
     metrics = {}
+    state = evaluated(state)  # best/ holds the parameters evaluated
     params = state.params if self.mesh is None else parallel.to_host(state.params)
     if self.dev_windows is not None:
       metrics["dev_bpc"] = parallel.from_primary(  # on one device, the same on every process
@@ -222,7 +228,7 @@ class CharLM(run.Job):
     """(TrainState, checkpoint folder, step) of the state the run is scored by: the best
     on the development split, else (no development split) the last."""
     if not self.has_dev or self.best["step"] is None:
-      return result.state, "checkpoints/", result.step
+      return evaluated(result.state), "checkpoints/", result.step
     if self.best_state is None:  # found before a resume
       template = {"train": result.state, "rng": self.rng}
       self.best_state = self.best_ckpts.restore_state(self.best["step"], template)["train"]

@@ -8,13 +8,14 @@ import jax
 
 from dncjax.charlm import data
 from dncjax.charlm.config import RunConfig
-from dncjax.charlm.job import KIND, build_model
+from dncjax.charlm.job import KIND, build_model, evaluated
 from dncjax.training import checkpoint, run, train
 
 
 def restore_trained(workdir: str | pathlib.Path, best: bool = False):
   """(config, model, TrainState, vocab, meta) from the latest (or, with `best`, the best on
-  the development split) checkpoint of an alice.py run; nothing in `workdir` is modified.
+  the development split) checkpoint of an alice.py run, its params those the run evaluates
+  (their average with --average); nothing in `workdir` is modified.
   A run saved before the development split existed reads as dev_fraction 0
   (`RunConfig.from_json`)."""
   folder = pathlib.Path(workdir) / ("best" if best else "checkpoints")
@@ -39,7 +40,8 @@ def restore_trained(workdir: str | pathlib.Path, best: bool = False):
             "rng": checkpoint.key_to_array(jax.random.key(0))}
 
   step, meta, restored = run.restore_latest(folder, KIND, template)
-  return built["config"], built["model"], restored["train"], built["vocab"], {**meta, "step": step}
+  ts = evaluated(restored["train"])  # the averaged parameters of a run with --average
+  return built["config"], built["model"], ts, built["vocab"], {**meta, "step": step}
 
 
 def restore_for_sampling(workdir: str | pathlib.Path, best: bool = False):

@@ -13,7 +13,7 @@ import numpy as np
 
 from dncjax.charlm import batches, data, job
 from dncjax.charlm.config import RunConfig
-from dncjax.training import checkpoint, population, progress, run
+from dncjax.training import checkpoint, optim, population, progress, run
 from dncjax.training.population import member, stack, stack_batches
 
 __all__ = ["Member", "PopulationSession", "member", "stack", "stack_batches"]
@@ -86,7 +86,8 @@ class PopulationSession(population.Session):
     which = self.alive() if which is None else which
     if self.windows is None or not which:
       return None
-    bpcs = np.asarray(self.eval_fn(self.state.params, self.windows)) / (math.log(2) * self.n_val)
+    params = optim.evaluated(self.state.params, self.state.opt_state)  # --average's
+    bpcs = np.asarray(self.eval_fn(params, self.windows)) / (math.log(2) * self.n_val)
     shown = {}
     for m in which:
       i = self.members.index(m)
@@ -99,7 +100,7 @@ class PopulationSession(population.Session):
         continue
       if bpc < m.best["dev_bpc"]:
         m.best = {"dev_bpc": bpc, "step": step}
-        self.save_member(m, m.best_ckpts)
+        self.save_member(m, m.best_ckpts, evaluated=True)
       reason = self.on_eval(i, step, bpc) if self.on_eval is not None else None
       if reason and not final:  # as a single run: the final evaluation stops nothing
         self._stop(m, str(reason))
@@ -108,12 +109,16 @@ class PopulationSession(population.Session):
              f"{np.mean(list(shown.values())):.4f} over {len(shown)} members")
     return None
 
-  def save_member(self, m: Member, ckpts: checkpoint.Checkpoints) -> None:
-    """Member `m`'s checkpoint as a single run's: its state, sampling key and metadata."""
+  def save_member(self, m: Member, ckpts: checkpoint.Checkpoints,
+                  evaluated: bool = False) -> None:
+    """Member `m`'s checkpoint as a single run's: its state (`evaluated`: with the
+    parameters evaluated, as best/ keeps them), sampling key and metadata."""
     elapsed = m.stopped_at if m.stopped_at is not None else self.clock.seconds()
     meta = run.checkpoint_meta(job.KIND, m.config, m.model.config, m.step, elapsed,
                                **job.meta_extra(m.vocab, m.lanes, m.best))
-    ckpts.save(m.step, {"train": member(self.state, self.members.index(m)), "rng": m.rng}, meta)
+    state = member(self.state, self.members.index(m))
+    ckpts.save(m.step, {"train": job.evaluated(state) if evaluated else state, "rng": m.rng},
+               meta)
 
   def summary(self, index: int, m: Member) -> dict:
     """Member `m`'s results.json: where and why it stopped, its best dev BPC."""

@@ -75,8 +75,9 @@ def _shaping(config: RunConfig) -> dict:
 
 def make_optimizer(configs_: list[RunConfig]):
   """The one optimiser of a population (its numbers live in each member's state)."""
-  return optim.make(configs_[0].optim,
-                    optim.Stages.of(*(c.optim for c in configs_)))
+  return optim.with_average(optim.make(configs_[0].optim,  # --average: shared by all
+                                      optim.Stages.of(*(c.optim for c in configs_))),
+                           configs_[0].average)
 
 
 def make_step(model, optimizer, dropout: float = 0.0, weight_drop: float = 0.0):
@@ -160,7 +161,7 @@ def _build(configs_: list[RunConfig], workdirs: list[pathlib.Path], keep: int):
   members, states = [], []
   for config, folder in zip(configs_, workdirs):
     model, _ = job.build_model(config, corpus.vocab.size)
-    own = optim.make(config.optim, stages)  # its numbers in its state
+    own = optim.with_average(optim.make(config.optim, stages), config.average)  # its numbers
     ts, lanes, rng = job.initial_run_state(model, own, batcher, config)
     states.append(ts)
     folder.mkdir(parents=True, exist_ok=True)

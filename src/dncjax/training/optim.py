@@ -17,12 +17,18 @@ changes how XLA fuses the norm's reduction, and so the last bit of the updates.
 
 Adagrad is the seed's: G_t = G_{t-1} + g^2 (G_0 = 0), p -= lr g / sqrt(G_t + eps).
 RMSProp is deepmind/dnc's (decay 0.9, eps inside the square root) with momentum.
+
+`with_average` appends a stage that changes no update and keeps a moving average of the
+parameters (`averaged_parameters`); `evaluated` reads it. Without it the state is the chain's
+alone, as it always was for such a run.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Any, NamedTuple
 
+import jax
 import jax.numpy as jnp
 import optax
 
@@ -30,7 +36,8 @@ from dncjax.training.config import (  # the settings live there, without JAX
     DEFAULT_EPS, HYPERPARAMETERS, NO_CLIP, RMS_DECAY, RULES, OptimizerConfig)
 
 __all__ = ["DEFAULT_EPS", "HYPERPARAMETERS", "NO_CLIP", "RMS_DECAY", "RULES", "OptimizerConfig",
-           "Stages", "make", "with_hyperparams"]
+           "Stages", "make", "with_hyperparams", "AverageState", "averaged_parameters", "with_average",
+           "evaluated", "rule_state"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,9 +82,62 @@ def make(config: OptimizerConfig, stages: Stages | None = None
 
 def with_hyperparams(opt_state, **values):
   """`opt_state` with some hyperparameters replaced (e.g. dynamic evaluation's rate)."""
+  if _averages(opt_state):
+    return (with_hyperparams(opt_state[0], **values), opt_state[1])
   unknown = set(values) - set(HYPERPARAMETERS)
   if unknown:
     raise ValueError(f"not an optimiser hyperparameter: {', '.join(sorted(unknown))}")
   hyper = {**opt_state.hyperparams,
            **{k: jnp.full_like(opt_state.hyperparams[k], v) for k, v in values.items()}}
   return opt_state._replace(hyperparams=hyper)
+
+
+class AverageState(NamedTuple):
+  """count t, the updates averaged; average, the parameters' average a_t."""
+  count: jax.Array
+  average: Any
+
+
+def averaged_parameters(decay: float) -> optax.GradientTransformation:
+  """A stage that leaves the updates as they are and averages the parameters p_t that they
+  make: a_t = a_{t-1} + r_t (p_t - a_{t-1}), r_t = (1 - decay) / (1 - decay^t), a_0 = p_0.
+
+  That is the exponential moving average of p_1 .. p_t with weights decay^(t-s), divided by
+  their sum (optax.ema's debiasing): a uniform (Polyak) average while t << 1 / (1 - decay),
+  an exponential one after. The parameters a run evaluates (Polyak and Juditsky, 1992;
+  AWD-LSTM's averaged SGD, Merity et al., 2018)."""
+  def init(params):
+    return AverageState(jnp.zeros([], jnp.int32), jax.tree.map(jnp.array, params))
+
+  def update(updates, state, params):
+    count = state.count + 1
+
+    def step(a, p, u):
+      t = count.astype(a.dtype)
+      rate = (1 - decay) / (1 - jnp.power(jnp.asarray(decay, a.dtype), t))
+      return a + rate * (p + u - a)
+
+    return updates, AverageState(count, jax.tree.map(step, state.average, params, updates))
+
+  return optax.GradientTransformation(init, update)
+
+
+def with_average(optimizer, decay: float):
+  """`optimizer` followed by `averaged_parameters(decay)`; `optimizer` itself at decay 0."""
+  return optax.chain(optimizer, averaged_parameters(decay)) if decay else optimizer
+
+
+def _averages(opt_state) -> bool:
+  return (isinstance(opt_state, tuple) and len(opt_state) == 2
+          and isinstance(opt_state[1], AverageState))
+
+
+def evaluated(params, opt_state):
+  """The parameters to evaluate: the average `opt_state` keeps (`with_average`), else
+  `params`."""
+  return opt_state[1].average if _averages(opt_state) else params
+
+
+def rule_state(opt_state):
+  """The update rule's chain's state (`make`'s), without the average."""
+  return opt_state[0] if _averages(opt_state) else opt_state
