@@ -36,8 +36,8 @@ from dncjax.training.config import (  # the settings live there, without JAX
     DEFAULT_EPS, HYPERPARAMETERS, NO_CLIP, RMS_DECAY, RULES, OptimizerConfig)
 
 __all__ = ["DEFAULT_EPS", "HYPERPARAMETERS", "NO_CLIP", "RMS_DECAY", "RULES", "OptimizerConfig",
-           "Stages", "make", "with_hyperparams", "AverageState", "averaged_parameters", "with_average",
-           "evaluated", "rule_state"]
+           "Stages", "make", "with_hyperparams", "AverageState", "averaged_parameters",
+           "with_average", "evaluated", "rule_state"]
 
 
 @dataclasses.dataclass(frozen=True)
