@@ -246,6 +246,7 @@ def test_diverged_member_is_frozen_while_the_others_go_on(configs, pop):
     ({"model.dtype": "float32"}, "dtype"),
     ({"data.path": "other.txt"}, "data"),
     ({"model.forget_bias": 0.0}, "forget_bias"),
+    ({"average": 0.5}, "average"),  # one averaging stage for all: its decay is not in the state
 ])
 def test_members_may_differ_only_in_vmappable_fields(configs, tmp_path, change, name):
   other = changed(configs[0], {"optim.learning_rate": 0.3, "seed": 5, **change})

@@ -19,8 +19,8 @@ Adagrad is the seed's: G_t = G_{t-1} + g^2 (G_0 = 0), p -= lr g / sqrt(G_t + eps
 RMSProp is deepmind/dnc's (decay 0.9, eps inside the square root) with momentum.
 
 `with_average` appends a stage that changes no update and keeps a moving average of the
-parameters (`averaged_parameters`); `evaluated` reads it. Without it the state is the chain's
-alone, as it always was for such a run.
+parameters (`averaged_parameters`); `evaluated` reads it. Without it the state is the
+chain's alone.
 """
 
 from __future__ import annotations
