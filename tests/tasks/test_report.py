@@ -1,5 +1,6 @@
 """tasks_report's numbers on hand-made runs (dncjax.tasks.report): per setting, the mean,
-spread and count of seeds below the target of the bit errors at the last evaluation."""
+spread and count of seeds below the target of the bit errors at the last evaluation, and
+the test sets' scores with the count of seeds below the target."""
 
 import dataclasses
 import json
@@ -60,3 +61,23 @@ def test_tables_show_mean_spread_and_seeds_below_target(runs):
   plain = report.tables(runs, tasks_config.RunConfig(), 0, 1.0)
   assert plain.splitlines()[-1].split() == ["copy", "hidden=128", "20", "5", "2.0116", "4.3115",
                                             "0.0000..9.7200", "4/5"]
+
+
+def test_the_test_sets_are_tabled_with_the_seeds_below_target(runs, tmp_path):
+  tests = [  # (last, chosen) bit errors at length 15 per seed; seed 3 scored no test set
+      (0.0, 0.01), (25.5, 26.4), (0.0, 0.0), None, (0.625, 0.0156)]
+  for seed, scores in enumerate(tests):
+    if scores is not None:
+      last, chosen = scores
+      (tmp_path / f"copy_{seed}" / "results.json").write_text(json.dumps({
+          "test_len15_bit_errors": last, "test_len15_perfect": 0.5,
+          "selected_test_len15_bit_errors": chosen, "selected_test_len15_perfect": 0.25}))
+  again = [report.run_report(tmp_path / f"copy_{seed}") for seed in range(5)]
+  assert again[0]["tests"] == {15: {"last": (0.0, 0.5), "chosen": (0.01, 0.25)}}
+  assert again[3]["tests"] == {} and runs[5]["tests"] == {}
+  text = report.tables(again, tasks_config.RunConfig(), 0, 0.05, markdown=True)
+  assert "| run | seed | test 15, last | test 15, chosen |" in text
+  assert "| copy_1 | 1 | 25.5000 (50.0%) | 26.4000 (25.0%) |" in text
+  assert "| copy_3 | 3 | - | - |" in text
+  assert "| below 0.05 |  | 2/5 | 3/5 |" in text
+  assert "test 15" not in report.tables(runs[5:], tasks_config.RunConfig(), 0, 0.05)

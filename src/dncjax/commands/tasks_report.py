@@ -9,9 +9,12 @@ sequence at the last evaluation, their mean and median over the evaluations from
 iteration --since on, how many of those were below --target, and the mean share of
 perfect sequences there; then one line per group; last, one row per group over its seeds'
 last evaluations: mean, standard deviation, min..max and how many end below --target
-(e.g. 4/5). The members of a population (experiments/tasks.py --seeds) are runs like any
-other. Reads each run's config.json and metrics.jsonl only. --markdown prints tables for a
-README.
+(e.g. 4/5). Runs that scored test sets at their end (tasks.py --test_length) also get a
+table of those: bit errors per sequence and the share of perfect sequences at each test
+length, with the last parameters and the ones --select_length chose, and how many runs are
+below --target in each column. The members of a population (experiments/tasks.py --seeds)
+are runs like any other. Reads each run's config.json, metrics.jsonl and results.json
+only. --markdown prints tables for a README.
 """
 
 from __future__ import annotations

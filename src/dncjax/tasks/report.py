@@ -1,11 +1,13 @@
-"""Reading finished task runs: how one run's bit errors went at one evaluation length, and
-a label of what a run changed from the defaults (experiments/tasks_report.py)."""
+"""Reading finished task runs: how one run's bit errors went at one evaluation length, its
+test sets' scores, and a label of what a run changed from the defaults
+(experiments/tasks_report.py)."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import pathlib
+import re
 import statistics
 
 import numpy as np
@@ -54,7 +56,52 @@ def run_report(workdir: str | pathlib.Path, length: int | None = None, since: in
           "end": rows[-1][f"{prefix}_bit_errors"], "mean": float(errors.mean()),
           "median": float(np.median(errors)), "below": int((errors < target).sum()),
           "evaluations": len(late),
-          "perfect": float(np.mean([r[f"{prefix}_perfect"] for r in late]))}
+          "perfect": float(np.mean([r[f"{prefix}_perfect"] for r in late])),
+          "tests": test_scores(workdir)}
+
+
+def test_scores(workdir: str | pathlib.Path) -> dict:
+  """{L: {"last": (bit errors, perfect share), "chosen": the same or None}} of the test
+  sets a run scored once at its end (results.json's test_len<L>_* and, with
+  --select_length, selected_test_len<L>_*); {} for a run without them."""
+  try:
+    results = json.loads((pathlib.Path(workdir) / "results.json").read_text())
+  except (OSError, ValueError):
+    return {}
+  scores = {}
+  for key in results:
+    found = re.fullmatch(r"test_len(\d+)_bit_errors", key)
+    if found:
+      length = int(found.group(1))
+      scores[length] = {kind: (results[f"{pre}test_len{length}_bit_errors"],
+                               results.get(f"{pre}test_len{length}_perfect"))
+                        if f"{pre}test_len{length}_bit_errors" in results else None
+                        for kind, pre in (("last", ""), ("chosen", "selected_"))}
+  return dict(sorted(scores.items()))
+
+
+def _tests_table(rows: list[dict], target: float, markdown: bool) -> str:
+  """A table of `rows`' test-set scores: a column per length and kind, then how many runs
+  are below `target` in each."""
+  def score(r, length, kind):
+    return r["tests"].get(length, {}).get(kind)
+
+  def cell(found):
+    if found is None:
+      return "-"
+    return f"{found[0]:.4f}" + ("" if found[1] is None else f" ({found[1]:.1%})")
+
+  def below(column):
+    found = [score(r, *column) for r in rows]
+    return f"{sum(1 for f in found if f is not None and f[0] < target)}/{len(rows)}"
+
+  columns = [(length, kind) for length in sorted({n for r in rows for n in r["tests"]})
+             for kind in ("last", "chosen") if any(score(r, length, kind) for r in rows)]
+  table = [["run", "seed"] + [f"test {n}, {kind}" for n, kind in columns]]
+  table += [[r["run"], str(r["config"].seed)] + [cell(score(r, *c)) for c in columns]
+            for r in rows]
+  table.append([f"below {target}", ""] + [below(c) for c in columns])
+  return _table(table, markdown)
 
 
 def options_label(config: RunConfig, defaults: RunConfig) -> str:
@@ -128,6 +175,10 @@ def tables(reports: list[dict], defaults: RunConfig, since: int, target: float,
     out.append(f"\n{'### ' if markdown else ''}{label} ({at})\n")
     out.append(_table(table, markdown))
     ends = summarise_ends(rows, target)
+    if any(r["tests"] for r in rows):
+      out.append("\nTest sets, scored once at the end (bit errors per sequence, perfect share; "
+                 "chosen: the parameters --select_length kept):\n")
+      out.append(_tests_table(rows, target, markdown))
     out.append(f"\n{len(rows)} runs; at the end: mean {ends['mean']:.4f}, std "
                f"{ends['std']:.4f}, {ends['min']:.4f}..{ends['max']:.4f}, "
                f"{ends['below']}/{ends['runs']} < {target}; mean of means "
