@@ -62,6 +62,8 @@ def test_values_and_gradients_equal_the_xla_step(dtype, atol, lead):
   g = cotangents(rng, lead, dtype=dtype)
   for a, b in zip(want_vjp(g), got_vjp(g)):
     np.testing.assert_allclose(b, a, rtol=0, atol=atol * 10)
+
+
 @needs_compiler
 def test_large_batches_split_over_threads_give_the_same_numbers():
   rng = np.random.default_rng(3)
@@ -73,6 +75,8 @@ def test_large_batches_split_over_threads_give_the_same_numbers():
   g = cotangents(rng, (16,), N=160, R=4)
   for a, b in zip(want_vjp(g), got_vjp(g)):
     np.testing.assert_allclose(b, a, rtol=0, atol=1e-10)
+
+
 @needs_compiler
 def test_a_scan_of_it_has_the_xla_steps_gradient():
   rng = np.random.default_rng(4)
@@ -105,6 +109,8 @@ def _dnc_loss_and_grad(kind):
 
   jitted = jax.jit(jax.value_and_grad(loss))
   return jitted(params), str(jax.make_jaxpr(jitted)(params))
+
+
 @needs_compiler
 def test_the_dnc_trains_with_either_step_to_float_rounding():
   (loss_xla, grad_xla), jaxpr_xla = _dnc_loss_and_grad("xla")
@@ -113,6 +119,8 @@ def test_the_dnc_trains_with_either_step_to_float_rounding():
   np.testing.assert_allclose(loss_native, loss_xla, rtol=1e-12)
   for a, b in zip(jax.tree.leaves(grad_xla), jax.tree.leaves(grad_native)):
     np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)
+
+
 @needs_compiler
 def test_auto_leaves_small_memories_and_other_dtypes_to_xla(monkeypatch):
   monkeypatch.delenv(native.VARIABLE, raising=False)
@@ -155,6 +163,8 @@ def _run(tmp_path, kind, **env):
     environ.pop(name, None)
   return subprocess.run([sys.executable, "-c", f"KIND = {kind!r}\n" + SCRIPT], env=environ,
                         capture_output=True, text=True, timeout=600, check=False)
+
+
 @needs_compiler
 def test_an_empty_cache_builds_the_library_and_a_second_process_loads_it(tmp_path):
   for _ in range(2):

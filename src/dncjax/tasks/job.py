@@ -164,8 +164,8 @@ class TaskJob(run.Job):
     chosen = self.selection
     if chosen is not None and chosen.consider(state, step, metrics_[chosen.key],
                                               metrics_[chosen.tie_key]):
-      self.selection.save(step, run.checkpoint_meta(self.kind, self.config, self.model.config,
-                                                    step, 0.0, **self.meta(step)))
+      chosen.save(step, run.checkpoint_meta(self.kind, self.config, self.model.config, step,
+                                            0.0, **self.meta(step)))
 
   def judge(self, state, step: int) -> dict:
     """The curriculum's part of an evaluation: the level trained at and, until the last

@@ -68,16 +68,16 @@ def test_scores(workdir: str | pathlib.Path) -> dict:
     results = json.loads((pathlib.Path(workdir) / "results.json").read_text())
   except (OSError, ValueError):
     return {}
-  scores = {}
-  for key in results:
-    found = re.fullmatch(r"test_len(\d+)_bit_errors", key)
-    if found:
-      length = int(found.group(1))
-      scores[length] = {kind: (results[f"{pre}test_len{length}_bit_errors"],
-                               results.get(f"{pre}test_len{length}_perfect"))
-                        if f"{pre}test_len{length}_bit_errors" in results else None
-                        for kind, pre in (("last", ""), ("chosen", "selected_"))}
-  return dict(sorted(scores.items()))
+
+  def score(name: str):
+    if f"{name}_bit_errors" not in results:
+      return None
+    return results[f"{name}_bit_errors"], results.get(f"{name}_perfect")
+
+  found = (re.fullmatch(r"test_len(\d+)_bit_errors", key) for key in results)
+  lengths = sorted(int(m.group(1)) for m in found if m)
+  return {n: {"last": score(f"test_len{n}"), "chosen": score(f"selected_test_len{n}")}
+          for n in lengths}
 
 
 def _tests_table(rows: list[dict], target: float, markdown: bool) -> str:
