@@ -111,8 +111,8 @@ def main(argv=None):
   parser.add_argument("--warmup", type=int, default=10, help="untimed steps after compiling")
   parser.add_argument("--lr", type=float, default=1e-3, help="Adagrad learning rate")
   parser.add_argument("--remat", action=argparse.BooleanOptionalAction, default=None,
-                      help="recompute each step in the backward pass (the config's remat; "
-                           "default: the model's, off for dnc, on for sdnc and sam)")
+                      help="recompute each step in the backward pass (the config's remat, "
+                           "off by default for every model)")
   parser.add_argument("--dtype", default="float32", choices=("float32", "float64"))
   parser.add_argument("--peer", nargs="?", const=sys.executable, default=None, metavar="PYTHON",
                       help="also time the PyTorch DNC, interleaved (PYTHON has torch and dnc)")

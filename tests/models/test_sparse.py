@@ -103,6 +103,30 @@ def test_content_weights_at_k_n_are_the_dense_ones_and_below_the_top_k():
   np.testing.assert_allclose(sorted_rows(got.value), sorted_rows(renormalised), **TOL)
 
 
+def test_content_weights_backward_touches_k_rows_with_top_ks_gradient():
+  """The K scores are recomputed from K gathered rows: the gradient equals that of top_k
+  over all N scores, and nothing the forward pass keeps for the backward has N rows."""
+  n, k = 23, 3  # 23: no other size here
+  memory, keys = RNG.normal(size=(n, W)), RNG.normal(size=(R, W))
+  strengths, probe = 1 + RNG.exponential(size=R), RNG.normal(size=(R, k))
+
+  def reference(memory, keys, strengths, k):
+    scores = strengths[:, None] * addressing.cosine_similarity(memory, keys)
+    top, index = jax.lax.top_k(scores, k)
+    return sparse.SparseWeights(index.astype(jnp.int32), jax.nn.softmax(top, axis=-1))
+
+  loss = lambda fn: lambda *args: jnp.sum(probe * fn(*args, k).value)
+  args = (jnp.asarray(memory), jnp.asarray(keys), jnp.asarray(strengths))
+  got = jax.grad(loss(sparse.content_weights), argnums=(0, 1, 2))(*args)
+  want = jax.grad(loss(reference), argnums=(0, 1, 2))(*args)
+  for g, w in zip(got, want):
+    np.testing.assert_allclose(g, w, **TOL)
+  assert np.count_nonzero(np.abs(got[0]).sum(-1)) <= R * k  # only the chosen rows
+  saved = lambda fn: [a.shape for a in jax.tree.leaves(jax.vjp(loss(fn), *args)[1])]
+  assert not [s for s in saved(sparse.content_weights) if n in s], saved(sparse.content_weights)
+  assert [s for s in saved(reference) if n in s]  # the check can fail: the dense form keeps N
+
+
 def test_write_read_precedence_and_mix_at_k_n_are_the_dense_ones():
   memory, erase, vector = RNG.normal(size=(N, W)), RNG.uniform(size=W), RNG.normal(size=W)
   w, p = weighting(), weighting()

@@ -182,8 +182,11 @@ def square_shapes(model, N):
 def test_no_array_has_two_axes_of_size_n(name):
   N = 13  # no other size is 13 (interfaces 19, 25, 38; 4H 20; K, K+1, K^2, R K ...)
   model_name, extra = MODELS[name]
-  shapes, primitives = square_shapes(tiny(model_name, N=N, K=3, **extra), N)
-  assert not shapes, shapes
+  primitives = set()
+  for remat in (False, True):  # True: the walk goes inside jax.checkpoint's jaxpr as well
+    shapes, walked = square_shapes(tiny(model_name, N=N, K=3, remat=remat, **extra), N)
+    assert not shapes, (remat, shapes)
+    primitives |= walked
   assert {"scan", "jit", "top_k", "sort"} <= primitives, primitives  # walked inside them
   assert primitives & {"remat2", "checkpoint"}, primitives
 
@@ -192,6 +195,28 @@ def test_the_dense_dnc_shows_its_n_by_n_arrays():
   dense = dncjax.make_model("dnc", I, O, hidden=H, memory_size=13, word_size=W, read_heads=R)
   shapes, _ = square_shapes(dense, 13)
   assert (13, 13) in shapes
+
+
+@pytest.mark.parametrize("name, per_slot", [("sam", 0), ("sdnc", 4 * 2 + 1)])
+def test_training_keeps_no_memory_rows_per_step(name, per_slot):
+  """What the forward pass keeps for the backward pass (the vjp's residuals), without
+  remat: no [N, W] memory per step (the content reads keep their K gathered rows); only
+  the SDNC's two link arrays (values, indices: 4 K per slot) and w^w_t dense (1 per slot).
+  With remat each step's whole state is kept instead, memory included."""
+  N, K, T, B = 17, 2, 4, 2  # 17: no other size is 17 (interfaces 13, 19; W 3; H 5)
+  xs = jnp.ones((B, T, I))
+
+  def kept_per_step_and_slot(remat):
+    model = tiny(name, N=N, K=K, remat=remat)
+    residuals = jax.tree.leaves(jax.vjp(loss_of(model, xs), model.init(jax.random.key(0)))[1])
+    return [r.shape for r in residuals if N in r.shape], sum(
+        r.size for r in residuals if N in r.shape and r.shape[:2] == (T, B)) / (T * B * N)
+
+  shapes, per_step = kept_per_step_and_slot(remat=False)
+  assert per_step == per_slot, shapes
+  assert not [s for s in shapes if s[-1:] == (W,) or s[-2:] == (W, N)], shapes
+  shapes, per_step = kept_per_step_and_slot(remat=True)
+  assert (T, B, N, W) in shapes and per_step > per_slot, shapes
 
 
 # ----- gradients ------------------------------------------------------------------------------

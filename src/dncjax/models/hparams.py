@@ -175,8 +175,9 @@ class SparseMemoryConfig:
                                   "used slot is the one accessed longest ago)")
   reset_memory: bool = field(False, "wipe the memory access state at each window (the "
                              "controller's state carries over)")
-  remat: bool = field(True, "recompute each step in the backward pass (jax.checkpoint) instead "
-                      "of storing its intermediates")
+  remat: bool = field(False, "recompute each step in the backward pass (jax.checkpoint): "
+                      "each step's whole state is stored instead of what its backward pass "
+                      "needs (K rows of M, the links' K entries per slot); slower")
   norm_eps: float = field(NORM_EPS, "epsilon inside the norms of the cosine similarity")
   dtype: str = _dtype()
 

@@ -18,7 +18,9 @@ O(N K) for the link matrices, never O(N^2):
 top_K keeps the K largest entries of a weighting (`compact`, which first sums the entries
 that name the same slot). At K = N every top_K keeps everything and each function equals
 its dense counterpart in `addressing.py`. Gradients reach only the slots the weightings
-hold (gathers and scatters); the choice of slots (the top K) is piecewise constant.
+hold (gathers and scatters); the choice of slots (the top K) is piecewise constant, so it
+is made without gradients, and what the backward pass keeps of a step is O(K) rows of M,
+the links' values and indices, and w^w_t dense: no [N, W] array.
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ class SparseWeights(NamedTuple):
 
 
 _IN_BOUNDS = dict(mode="promise_in_bounds", wrap_negative_indices=False)
+# rows written by a weighting's K distinct slots: no two updates meet, so the scatter's
+# gradient needs only the indices (no [N, ...] mask of which entries were overwritten)
+_ROWS = dict(_IN_BOUNDS, unique_indices=True)
 
 
 def take(array: jax.Array, index: jax.Array) -> jax.Array:
@@ -123,11 +128,19 @@ def content_weights(memory_NxW: jax.Array, keys_HxW: jax.Array, strengths_H: jax
   """C_K(M, k^h, beta^h): softmax over the K largest of beta^h D(k^h, M[i]) -> [H, K].
 
   `jax.lax.top_k` over the N cosine similarities (`addressing.cosine_similarity`), ties to
-  the lower slot; at K = N the values are `addressing.content_weights`' (in top-K order)."""
-  scores_HxN = strengths_H[:, None] * addressing.cosine_similarity(
-      memory_NxW, keys_HxW, norm_eps=norm_eps)
-  top_HxK, index_HxK = jax.lax.top_k(scores_HxN, k)
-  return SparseWeights(index_HxK.astype(jnp.int32), jax.nn.softmax(top_HxK, axis=-1))
+  the lower slot, chooses the K slots without gradients; their K scores are then computed
+  again from the K gathered rows. The gradient is top_k's (it reaches only the K slots),
+  but the backward pass, and what the forward pass keeps for it, touch K rows of M, not N.
+  At K = N the values are `addressing.content_weights`' (in top-K order)."""
+  memory_const, keys_const, strengths_const = jax.lax.stop_gradient(
+      (memory_NxW, keys_HxW, strengths_H))
+  scores_HxN = strengths_const[:, None] * addressing.cosine_similarity(
+      memory_const, keys_const, norm_eps=norm_eps)
+  index_HxK = jax.lax.top_k(scores_HxN, k)[1].astype(jnp.int32)
+  similarity = lambda rows_KxW, key_W: addressing.cosine_similarity(
+      rows_KxW, key_W[None], norm_eps=norm_eps)[0]
+  top_HxK = strengths_H[:, None] * jax.vmap(similarity)(take(memory_NxW, index_HxK), keys_HxW)
+  return SparseWeights(index_HxK, jax.nn.softmax(top_HxK, axis=-1))
 
 
 def read_memory(memory_NxW: jax.Array, weights: SparseWeights) -> jax.Array:
@@ -162,14 +175,21 @@ def link_update(link: SparseWeights, written_N: jax.Array, rows: SparseWeights,
   `written_N` is w^w_t dense. Every entry decays, O(N K); the rows that `rows` holds gain
   the entries rows[a] columns[b] and keep their K largest."""
   k = link.index.shape[-1]
-  decayed = (1 - written_N[:, None] - take(written_N, link.index)) * link.value
+  decayed = _decay(link.value, written_N, link.index)
   new_value = rows.value[:, None] * columns.value[None, :]
   new_value = jnp.where(columns.index[None, :] == rows.index[:, None], 0, new_value)  # L[i, i]
   new_index = jnp.broadcast_to(columns.index[None, :], new_value.shape)
   merged = compact_rows(jnp.concatenate([take(link.index, rows.index), new_index], axis=-1),
                         jnp.concatenate([take(decayed, rows.index), new_value], axis=-1), k)
-  return SparseWeights(link.index.at[rows.index].set(merged.index, **_IN_BOUNDS),
-                       decayed.at[rows.index].set(merged.value, **_IN_BOUNDS))
+  return SparseWeights(link.index.at[rows.index].set(merged.index, **_ROWS),
+                       decayed.at[rows.index].set(merged.value, **_ROWS))
+
+
+@jax.checkpoint
+def _decay(value_NxK: jax.Array, written_N: jax.Array, index_NxK: jax.Array) -> jax.Array:
+  """(1 - w[i] - w[j]) L[i, j] for the K entries (j = index) of each row i, recomputed in
+  the backward pass: it keeps L's values and indices, not the [N, K] factors as well."""
+  return (1 - written_N[:, None] - take(written_N, index_NxK)) * value_NxK
 
 
 def spread(link: SparseWeights, weights: SparseWeights, k: int) -> SparseWeights:
