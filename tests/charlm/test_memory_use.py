@@ -60,7 +60,7 @@ def test_the_command_end_to_end(text_file, tmp_path):
   alice.main(["--data", str(text_file), "--workdir", str(workdir), "--model", "dnc",
               "--hidden", "8", "--memory_size", "6", "--word_size", "4", "--read_heads", "2",
               "--batchsize", "2", "--seqlength", "8", "--steps", "4", "--eval_every", "4",
-              "--sample_length", "0", "--fp64"])
+              "--sample_length", "0", "--no-dynamic_eval", "--fp64"])
   assert command.main(["--workdir", str(workdir), "--best", "--chars", "50",
                        "--excerpt", "30"]) == 0
   found = json.loads((workdir / "memory_use.json").read_text())
@@ -72,7 +72,7 @@ def test_the_command_end_to_end(text_file, tmp_path):
   lstm = tmp_path / "lstm"
   alice.main(["--data", str(text_file), "--workdir", str(lstm), "--model", "lstm",
               "--hidden", "8", "--batchsize", "2", "--seqlength", "8", "--steps", "2",
-              "--eval_every", "2", "--sample_length", "0"])
+              "--eval_every", "2", "--sample_length", "0", "--no-dynamic_eval", "--no-score_tail"])
   done = subprocess.run([sys.executable, str(REPO / "experiments" / "memory_use.py"),
                          "--workdir", str(lstm)], capture_output=True, text=True)
   assert done.returncode == 2, done.stderr
