@@ -1,6 +1,8 @@
 """models.native: the CPU link kernel against links.xla_link_step (values and gradients,
-batched, in a scan, inside the DNC), the choice of implementation, and a build from an
-empty cache (and one that fails) in a fresh process."""
+batched, in a scan, inside the DNC), the sparse links' decay kernel against
+sparse._decay_rule (values and gradients, batched, several at once split over threads,
+inside the SDNC), the choice of implementation, and a build from an empty cache (and one that
+fails) in a fresh process."""
 
 import os
 import subprocess
@@ -12,7 +14,7 @@ import numpy as np
 import pytest
 
 import dncjax
-from dncjax.models import core, links, native
+from dncjax.models import core, links, native, sparse
 from dncjax.models.native import build
 
 jax.config.update("jax_enable_x64", True)
@@ -96,10 +98,79 @@ def test_a_scan_of_it_has_the_xla_steps_gradient():
     np.testing.assert_allclose(b, a, rtol=0, atol=1e-11)
 
 
-def _dnc_loss_and_grad(kind):
+# ----- the sparse links' decay ----------------------------------------------------------------
+
+def decay_inputs(rng, lead=(), N=11, K=3, Kw=4, dtype=jnp.float64):
+  """Link values and slots [..., N, K] and w^w_t's Kw distinct slots and values, the
+  written slots also among the entries' slots (both terms of the decay at work)."""
+  value = jnp.asarray(rng.uniform(size=lead + (N, K)), dtype)
+  written = rng.permuted(np.broadcast_to(np.arange(N), lead + (N,)), axis=-1)[..., :Kw]
+  index = rng.integers(0, N, size=lead + (N, K))
+  index[..., :Kw, 0] = written  # rows 0 .. Kw-1 point at the written slots
+  written_value = jnp.asarray(rng.dirichlet(np.ones(Kw), size=lead) * 0.9, dtype)
+  return value, jnp.asarray(index, jnp.int32), jnp.asarray(written, jnp.int32), written_value
+
+
+def decay_vjp(fn, args, lead):
+  value, index, written, written_value = args
+  return jax.vjp(lambda v, u: batched(fn, len(lead))(v, index, written, u), value,
+                 written_value)
+
+
+@needs_compiler
+@pytest.mark.parametrize("dtype,atol", [(jnp.float64, 1e-12), (jnp.float32, 2e-5)])
+@pytest.mark.parametrize("lead", [(), (5,), (2, 3)])
+def test_sparse_decay_values_and_gradients_equal_the_xla_form(dtype, atol, lead):
+  rng = np.random.default_rng(10 + len(lead))
+  args = decay_inputs(rng, lead, dtype=dtype)
+  want, want_vjp = decay_vjp(sparse._decay_rule, args, lead)
+  got, got_vjp = decay_vjp(native.sparse_decay, args, lead)
+  assert got.dtype == want.dtype
+  np.testing.assert_allclose(got, want, rtol=0, atol=atol)
+  g = jnp.asarray(rng.normal(size=want.shape), dtype)
+  for a, b in zip(want_vjp(g), got_vjp(g)):
+    assert float(jnp.max(jnp.abs(a))) > 0.1  # both cotangents are in play
+    np.testing.assert_allclose(b, a, rtol=0, atol=atol * 10)
+
+
+AT_ONCE = """
+import jax, jax.numpy as jnp
+import dncjax
+from dncjax.models import core, native
+model = dncjax.make_model("sdnc", 8, 8, hidden=16, memory_size=4096, word_size=4,
+                          read_heads=2, sparse_k=8)
+params = model.init(jax.random.key(0))
+xs = jax.random.normal(jax.random.key(1), (16, 3, 8))
+def loss(params):  # 16 x 4096 x 8 link entries per kernel call: above the threading size
+  _, ys = core.batch_unroll(model, params, core.batch_initial_state(model, 16), xs)
+  return jnp.sum(jnp.tanh(ys) * xs)
+grads = []
+for kind in ("native", "xla"):
   native.select(kind)
-  model = dncjax.make_model("dnc", 5, 5, hidden=12, memory_size=8, word_size=4,
-                            read_heads=2, dtype="float64")
+  step = jax.jit(jax.grad(loss))
+  for _ in range(10 if kind == "native" else 1):
+    grads.append(jax.block_until_ready(step(params)))
+print(max(float(jnp.max(jnp.abs(a - b)))
+          for a, b in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[-1]))))
+"""
+
+
+@needs_compiler
+def test_kernels_that_run_at_once_and_split_over_threads_finish():
+  """The SDNC's two link directions decay in kernels that XLA may run on the pool's
+  threads at once, each splitting its lanes over the pool: ten gradient steps finish
+  (none waits for a task that another kernel's thread holds) and equal XLA's form. In a
+  process of its own, so that a hang fails the test rather than stalling the run."""
+  done = subprocess.run([sys.executable, "-c", AT_ONCE], capture_output=True, text=True,
+                        timeout=300, check=False)
+  assert done.returncode == 0, done.stderr
+  assert float(done.stdout) < 1e-5
+
+
+def _dnc_loss_and_grad(kind, name="dnc", **extra):
+  native.select(kind)
+  model = dncjax.make_model(name, 5, 5, hidden=12, memory_size=8, word_size=4,
+                            read_heads=2, dtype="float64", **extra)
   params = model.init(jax.random.key(0))
   xs = jax.random.normal(jax.random.key(1), (3, 7, 5), jnp.float64)
 
@@ -112,9 +183,10 @@ def _dnc_loss_and_grad(kind):
 
 
 @needs_compiler
-def test_the_dnc_trains_with_either_step_to_float_rounding():
-  (loss_xla, grad_xla), jaxpr_xla = _dnc_loss_and_grad("xla")
-  (loss_native, grad_native), jaxpr_native = _dnc_loss_and_grad("native")
+@pytest.mark.parametrize("name, extra", [("dnc", {}), ("sdnc", {"sparse_k": 3})])
+def test_the_dnc_trains_with_either_step_to_float_rounding(name, extra):
+  (loss_xla, grad_xla), jaxpr_xla = _dnc_loss_and_grad("xla", name, **extra)
+  (loss_native, grad_native), jaxpr_native = _dnc_loss_and_grad("native", name, **extra)
   assert "ffi_call" in jaxpr_native and "ffi_call" not in jaxpr_xla
   np.testing.assert_allclose(loss_native, loss_xla, rtol=1e-12)
   for a, b in zip(jax.tree.leaves(grad_xla), jax.tree.leaves(grad_native)):
@@ -181,6 +253,6 @@ def test_a_failed_build_falls_back_to_xla_with_one_message_or_is_an_error(tmp_pa
   assert done.returncode == 0, done.stderr
   assert done.stdout.split() == ["xla", "123.49", "123.4800", "True"]
   assert done.stderr.count("native link kernel is not used") == 1
-  assert "compiling link_kernel.cc failed" in done.stderr
+  assert "compiling link_kernel.cc, sparse_link_kernel.cc failed" in done.stderr
   done = _run(tmp_path, "native", CXX="false")
   assert done.returncode != 0 and "BuildError" in done.stderr

@@ -148,9 +148,8 @@ def test_link_update_and_directional_weights_at_k_n_are_the_dense_ones():
   link, p, w, reads = links(), weighting(), weighting(), weighting(R)
   w[[1, 4]] = 0  # rows written and rows only decayed
   want = np.asarray(addressing.link_update(link, p, w))
-  written = jnp.asarray(w)
-  forward_rows = link_update(full(link), written, full(w), full(p))
-  backward_rows = link_update(full(link.T), written, full(p), full(w))
+  forward_rows = link_update(full(link), full(w), full(w), full(p))
+  backward_rows = link_update(full(link.T), full(w), full(p), full(w))
   np.testing.assert_allclose(dense(forward_rows), want, **TOL)
   np.testing.assert_allclose(dense(backward_rows), want.T, **TOL)
   forward, backward = directional_weights(forward_rows, backward_rows, full(reads))
@@ -166,12 +165,11 @@ def test_below_n_each_link_row_keeps_the_top_k_of_the_dense_update():
   link_rows = top(links(), k)                         # K entries per row of L
   link_cols = top(links().T, k)                       # and per row of L^T, independently
   p, w = top(weighting(), k), top(weighting(), k + 1)
-  written = sparse.to_dense(w, N)
   for rows, by, new_rows, new_cols in ((link_rows, False, w, p), (link_cols, True, p, w)):
     start = dense(rows).T if by else dense(rows)      # the dense L this direction holds
     after = np.asarray(addressing.link_update(start, dense(p), dense(w)))
     after = after.T if by else after
-    got = link_update(rows, written, new_rows, new_cols)
+    got = link_update(rows, w, new_rows, new_cols)
     assert distinct(got)
     np.testing.assert_allclose(sorted_rows(got.value), sorted_rows(after)[:, -k:], **TOL)
     np.testing.assert_allclose(np.take_along_axis(after, np.asarray(got.index), 1),

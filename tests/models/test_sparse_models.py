@@ -188,7 +188,7 @@ def test_no_array_has_two_axes_of_size_n(name):
     shapes, walked = square_shapes(tiny(model_name, N=N, K=3, remat=remat, **extra), N)
     assert not shapes, (remat, shapes)
     primitives |= walked
-  assert {"scan", "jit", "top_k", "sort"} <= primitives, primitives  # walked inside them
+  assert {"scan", "jit", "top_k"} <= primitives, primitives  # walked inside them
   assert primitives & {"remat2", "checkpoint"}, primitives
 
 
@@ -198,12 +198,12 @@ def test_the_dense_dnc_shows_its_n_by_n_arrays():
   assert (13, 13) in shapes
 
 
-@pytest.mark.parametrize("name, per_slot", [("sam", lambda K: 0), ("sdnc", lambda K: 4 * K + 1)])
+@pytest.mark.parametrize("name, per_slot", [("sam", lambda K: 0), ("sdnc", lambda K: 4 * K)])
 def test_training_keeps_no_memory_rows_per_step(name, per_slot):
   """What the forward pass keeps for the backward pass (the vjp's residuals), without
   remat: no [N, W] memory per step (the content reads keep their K gathered rows); only
-  the SDNC's two link arrays (values, indices: 4 K per slot) and w^w_t dense (1 per slot).
-  With remat each step's whole state is kept instead, memory included."""
+  the SDNC's two link arrays (values and indices: 4 K per slot; their decay compares the
+  indices with w^w_t's K slots, so w^w_t dense is not kept). With remat each step's whole state is kept instead, memory included."""
   N, K, T, B = 17, 2, 4, 2  # 17: no other size is 17 (interfaces 13, 19; W 3; H 5)
   xs = jnp.ones((B, T, I))
 

@@ -97,10 +97,9 @@ def link_and_read(state: SDNCAccessState, memory: jax.Array, write_weights: spar
                   interface, *, norm_eps: float) -> SDNCAccessState:
   """The links, precedence, reads and read vectors after the write (M_t, w^w_t) -> the
   next state (its usage still u_{t-1}'s or U_{t-1}'s)."""
-  N, K = memory.shape[0], state.read_weights.index.shape[-1]
-  written_N = sparse.to_dense(write_weights, N)
-  link = sparse.link_update(state.link, written_N, write_weights, state.precedence)
-  link_t = sparse.link_update(state.link_t, written_N, state.precedence, write_weights)
+  K = state.read_weights.index.shape[-1]
+  link = sparse.link_update(state.link, write_weights, write_weights, state.precedence)
+  link_t = sparse.link_update(state.link_t, write_weights, state.precedence, write_weights)
   precedence = sparse.precedence_update(state.precedence, write_weights)
   forward, backward = sparse.directional_weights(link, link_t, state.read_weights)
   content = sparse.content_weights(memory, interface.read_keys, interface.read_strengths, K,

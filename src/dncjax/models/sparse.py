@@ -19,8 +19,9 @@ top_K keeps the K largest entries of a weighting (`compact`, which first sums th
 that name the same slot). At K = N every top_K keeps everything and each function equals
 its dense counterpart in `addressing.py`. Gradients reach only the slots the weightings
 hold (gathers and scatters); the choice of slots (the top K) is piecewise constant, so it
-is made without gradients, and what the backward pass keeps of a step is O(K) rows of M,
-the links' values and indices, and w^w_t dense: no [N, W] array.
+is made without gradients, and what the backward pass keeps of a step is O(K) rows of M
+and the links' values and indices: no [N, W] array. On the CPU the links' decay, the one
+pass over all N K stored entries, is a C++ kernel (`native.sparse_decay`).
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from dncjax.models import addressing
+from dncjax.models import addressing, native
 from dncjax.models.hparams import NORM_EPS
 
 
@@ -86,23 +88,24 @@ def _fillers(index_k: jax.Array, kept_k: jax.Array) -> jax.Array:
 def compact(index_C: jax.Array, value_C: jax.Array, k: int) -> SparseWeights:
   """The weighting sum_c value_c e_{index_c} kept to its k largest entries (one vector).
 
-  Entries naming the same slot are summed (a sort by slot, then a segment sum, O(C log C));
-  the k largest sums are kept. With fewer than k distinct slots the rest are zero entries
-  at free slots of 0 .. k-1. Values are taken >= 0 (every weighting here is)."""
+  Entries naming the same slot are summed: each entry's total is the sum over the entries
+  equal to it (C x C compares, which for the C <= K^2 entries here cost less than a sort),
+  and the first entry of each slot stands for it; the k largest totals are kept. With
+  fewer than k distinct slots the rest are zero entries at free slots of 0 .. k-1. Values
+  are taken >= 0 (every weighting here is)."""
   if index_C.shape[-1] < k:  # pad with zeros at the first slot (they add nothing)
     pad = k - index_C.shape[-1]
     index_C = jnp.concatenate([index_C, jnp.broadcast_to(index_C[:1], (pad,))])
     value_C = jnp.concatenate([value_C, jnp.zeros((pad,), value_C.dtype)])
   C = index_C.shape[-1]
-  sorted_index, sorted_value = jax.lax.sort((index_C.astype(jnp.int32), value_C), num_keys=1)
-  starts = jnp.concatenate([jnp.ones((1,), bool), sorted_index[1:] != sorted_index[:-1]])
-  segment = jnp.cumsum(starts, dtype=jnp.int32) - 1    # which distinct slot, ascending
-  totals = scatter_add(jnp.zeros((C,), value_C.dtype), segment, sorted_value)
-  slots = jnp.zeros((C,), jnp.int32).at[segment].max(sorted_index, **_IN_BOUNDS)
-  live = jnp.arange(C, dtype=jnp.int32) <= segment[-1]  # segments that exist
-  _, pick = jax.lax.top_k(jnp.where(live, totals, -jnp.inf), k)
-  kept = take(live, pick)
-  index = jnp.where(kept, take(slots, pick), 0)
+  index_C = index_C.astype(jnp.int32)
+  same_CxC = index_C[:, None] == index_C[None, :]
+  totals = jnp.sum(jnp.where(same_CxC, value_C[None, :], 0), axis=1)
+  earlier_CxC = jnp.arange(C)[None, :] < jnp.arange(C)[:, None]
+  first = ~jnp.any(same_CxC & earlier_CxC, axis=1)    # one entry per distinct slot
+  _, pick = jax.lax.top_k(jnp.where(first, totals, -jnp.inf), k)
+  kept = take(first, pick)
+  index = jnp.where(kept, take(index_C, pick), 0)
   index = jnp.where(kept, index, _fillers(index, kept))
   return SparseWeights(index, jnp.where(kept, take(totals, pick), 0))
 
@@ -165,17 +168,17 @@ def precedence_update(precedence: SparseWeights, write_weights: SparseWeights) -
                  precedence.index.shape[-1])
 
 
-def link_update(link: SparseWeights, written_N: jax.Array, rows: SparseWeights,
+def link_update(link: SparseWeights, written: SparseWeights, rows: SparseWeights,
                 columns: SparseWeights) -> SparseWeights:
   """One direction of L_t[i, j] = (1 - w[i] - w[j]) L_{t-1}[i, j] + w[i] p_{t-1}[j] on
   rows of K entries (link [N, K]), with a zero diagonal.
 
   Forward, `link` holds the rows of L (row i, entries j): rows = w^w_t, columns = p_{t-1}.
   Backward, it holds the rows of L^T (row j, entries i): rows = p_{t-1}, columns = w^w_t.
-  `written_N` is w^w_t dense. Every entry decays, O(N K); the rows that `rows` holds gain
-  the entries rows[a] columns[b] and keep their K largest."""
+  `written` is w^w_t. Every entry decays, O(N K); the rows that `rows` holds gain the
+  entries rows[a] columns[b] and keep their K largest."""
   k = link.index.shape[-1]
-  decayed = _decay(link.value, written_N, link.index)
+  decayed = _decay(link.value, link.index, written)
   new_value = rows.value[:, None] * columns.value[None, :]
   new_value = jnp.where(columns.index[None, :] == rows.index[:, None], 0, new_value)  # L[i, i]
   new_index = jnp.broadcast_to(columns.index[None, :], new_value.shape)
@@ -185,11 +188,60 @@ def link_update(link: SparseWeights, written_N: jax.Array, rows: SparseWeights,
                        decayed.at[rows.index].set(merged.value, **_ROWS))
 
 
-@jax.checkpoint
-def _decay(value_NxK: jax.Array, written_N: jax.Array, index_NxK: jax.Array) -> jax.Array:
-  """(1 - w[i] - w[j]) L[i, j] for the K entries (j = index) of each row i, recomputed in
-  the backward pass: it keeps L's values and indices, not the [N, K] factors as well."""
-  return (1 - written_N[:, None] - take(written_N, index_NxK)) * value_NxK
+def _decay(value_NxK: jax.Array, index_NxK: jax.Array, written: SparseWeights) -> jax.Array:
+  """(1 - w[i] - w[j]) L[i, j] for the K entries (j = index) of each row i: the CPU kernel
+  (`native.sparse_decay`) where the link kernel is chosen for this N (`native.usable`),
+  else `_decay_rule`; the same numbers to float rounding."""
+  if native.usable(value_NxK.dtype, value_NxK.shape[0]):
+    return native.sparse_decay(value_NxK, index_NxK, written.index, written.value)
+  return _decay_rule(value_NxK, index_NxK, written.index, written.value)
+
+
+def _at_slots(slots: jax.Array, written_index: jax.Array, written_value: jax.Array):
+  """w[slots] for an int array of slots: each compared with w's K slots (an elementwise
+  pass, where a gather from w dense would index memory per entry)."""
+  total = jnp.zeros(slots.shape, written_value.dtype)
+  for a in range(written_index.shape[-1]):
+    total = total + jnp.where(slots == written_index[a], written_value[a], 0)
+  return total
+
+
+def _decay_factor(index_NxK, written_index, written_value):
+  rows_N = jnp.arange(index_NxK.shape[0], dtype=index_NxK.dtype)
+  return (1 - _at_slots(rows_N, written_index, written_value)[:, None]
+          - _at_slots(index_NxK, written_index, written_value))
+
+
+@jax.custom_vjp
+def _decay_rule(value_NxK, index_NxK, written_index, written_value):
+  return _decay_factor(index_NxK, written_index, written_value) * value_NxK
+
+
+def _decay_rule_forward(value_NxK, index_NxK, written_index, written_value):
+  residuals = (value_NxK, index_NxK, written_index, written_value)
+  return _decay_rule(*residuals), residuals
+
+
+def _decay_rule_backward(residuals, cotangent_NxK):
+  """dL = g (1 - w[i] - w[j]); dw[a] = -sum of g L over the entries whose row or column
+  is slot a: one pass over [N, K] summing into the K slots' totals at once (a variadic
+  reduce), no scatter-add of N K entries into w dense."""
+  value_NxK, index_NxK, written_index, written_value = residuals
+  minus_NxK = -cotangent_NxK * value_NxK
+  slots = range(written_index.shape[-1])
+  at_column = [jnp.where(index_NxK == written_index[a], minus_NxK, 0) for a in slots]
+  column = jax.lax.reduce(at_column, [jnp.zeros((), minus_NxK.dtype)] * len(at_column),
+                          lambda xs, ys: [x + y for x, y in zip(xs, ys)], (0, 1))
+  row_N = jnp.sum(minus_NxK, axis=1)
+  rows_N = jnp.arange(row_N.shape[0], dtype=index_NxK.dtype)
+  row = [jnp.sum(jnp.where(rows_N == written_index[a], row_N, 0)) for a in slots]
+  no_cotangent = lambda x: np.zeros(x.shape, jax.dtypes.float0)
+  return (cotangent_NxK * _decay_factor(index_NxK, written_index, written_value),
+          no_cotangent(index_NxK), no_cotangent(written_index),
+          jnp.stack(column) + jnp.stack(row))
+
+
+_decay_rule.defvjp(_decay_rule_forward, _decay_rule_backward)
 
 
 def spread(link: SparseWeights, weights: SparseWeights, k: int) -> SparseWeights:

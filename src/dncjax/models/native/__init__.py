@@ -1,5 +1,6 @@
 """The temporal link step as a CPU kernel: one pass over the [N, N] link matrix forward and
-one backward (`link_kernel.cc`), called through XLA's FFI.
+one backward (`link_kernel.cc`), called through XLA's FFI; and the sparse links' decay
+(`sparse_link_kernel.cc`, `sparse_decay`: one pass over the [N, K] entries each way).
 
 `link_step(L, w, p, v)` has the values and gradients of `links.xla_link_step` (the same
 equations, summed in another order: equal to float rounding, tested); any leading batch
@@ -21,6 +22,7 @@ import sys
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from dncjax import checks
 from dncjax.models.native import build
@@ -28,7 +30,9 @@ from dncjax.models.native import build
 VARIABLE = checks.LINK_KERNEL_VARIABLE
 AUTO_MIN_SIZE = 64  # `auto` leaves smaller link matrices to XLA (as fast there, no FFI call)
 KINDS = checks.LINK_KERNELS
-_TARGETS = {"forward": "DncjaxLinkForward", "backward": "DncjaxLinkBackward"}
+_TARGETS = {"forward": "DncjaxLinkForward", "backward": "DncjaxLinkBackward",
+            "sparse forward": "DncjaxSparseDecayForward",
+            "sparse backward": "DncjaxSparseDecayBackward"}
 _DTYPES = {jnp.dtype(jnp.float32): "F32", jnp.dtype(jnp.float64): "F64"}
 _state: dict = {"kind": None, "loaded": None, "error": None, "warned": False}
 
@@ -113,3 +117,28 @@ def _backward(residuals, cotangents):
 
 
 link_step.defvjp(_forward, _backward)
+
+
+@jax.custom_vjp
+def sparse_decay(value_NxK: jax.Array, index_NxK: jax.Array, written_index: jax.Array,
+                 written_value: jax.Array) -> jax.Array:
+  """(1 - w[i] - w[index[i, k]]) value[i, k] with w = w^w_t given by its slots and values,
+  as `sparse`'s XLA form (`sparse_link_kernel.cc`)."""
+  return _call("sparse forward", (value_NxK,), value_NxK, index_NxK, written_index,
+               written_value)[0]
+
+
+def _sparse_forward(value_NxK, index_NxK, written_index, written_value):
+  residuals = (value_NxK, index_NxK, written_index, written_value)
+  return sparse_decay(*residuals), residuals
+
+
+def _sparse_backward(residuals, cotangent_NxK):
+  value_NxK, index_NxK, written_index, written_value = residuals
+  g_value, g_written = _call("sparse backward", (value_NxK, written_value), *residuals,
+                             cotangent_NxK)
+  no_cotangent = lambda x: np.zeros(x.shape, jax.dtypes.float0)
+  return g_value, no_cotangent(index_NxK), no_cotangent(written_index), g_written
+
+
+sparse_decay.defvjp(_sparse_forward, _sparse_backward)

@@ -1,7 +1,8 @@
-"""Compiling the CPU kernels (`link_kernel.cc`) into a shared library, once per machine.
+"""Compiling the CPU kernels (`link_kernel.cc`, `sparse_link_kernel.cc`, sharing `lanes.h`)
+into one shared library, once per machine.
 
 The library goes to <user cache>/native/ (`dncjax.folders.user_cache`), named by a hash of
-the source, the compiler command, the JAX version and the CPU's instruction sets, so a
+the sources, the compiler command, the JAX version and the CPU's instruction sets, so a
 changed kernel, compiler or JAX rebuilds and a kept one loads at once. The compiler is
 $CXX, or `c++`; it needs C++17 and XLA's FFI headers, which jaxlib ships. A build writes
 to a temporary name and renames it, so processes building at once (test workers) never
@@ -21,7 +22,9 @@ from pathlib import Path
 
 from dncjax import folders
 
-SOURCE = Path(__file__).with_name("link_kernel.cc")
+SOURCES = tuple(Path(__file__).with_name(name)
+                for name in ("link_kernel.cc", "sparse_link_kernel.cc"))
+HEADERS = (Path(__file__).with_name("lanes.h"),)
 FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-fopenmp-simd")
 
 
@@ -51,17 +54,18 @@ def compiler_found() -> bool:
 
 
 def command(output: Path, include_dir: str) -> list[str]:
-  """The compiler command line building SOURCE into `output`."""
-  return [*compiler(), *FLAGS, f"-I{include_dir}", str(SOURCE), "-o", str(output)]
+  """The compiler command line building SOURCES into `output`."""
+  return [*compiler(), *FLAGS, f"-I{include_dir}", *map(str, SOURCES), "-o", str(output)]
 
 
 def library() -> Path:
-  """The built library's path, compiling it first if no build of this source is kept."""
+  """The built library's path, compiling it first if no build of these sources is kept."""
   import jax  # pylint: disable=import-outside-toplevel
   include_dir = jax.ffi.include_dir()
   folder = folders.user_cache() / "native"
   key = hashlib.sha256()
-  for part in (SOURCE.read_bytes(), " ".join(command(Path("out"), include_dir)).encode(),
+  sources = [f.read_bytes() for f in SOURCES + HEADERS]
+  for part in (*sources, " ".join(command(Path("out"), include_dir)).encode(),
                jax.__version__.encode(), _cpu_flags().encode()):
     key.update(part)
   target = folder / f"link_kernel-{key.hexdigest()[:16]}.so"
@@ -83,6 +87,7 @@ def library() -> Path:
     os.unlink(temporary)
     lines = done.stderr.strip().splitlines()
     first = next((l for l in lines if "error" in l), lines[-1] if lines else "(no message)")
-    raise BuildError(f"compiling {SOURCE.name} failed: {first.strip()}")
+    names = ", ".join(f.name for f in SOURCES)
+    raise BuildError(f"compiling {names} failed: {first.strip()}")
   os.replace(temporary, target)
   return target

@@ -19,19 +19,16 @@
 // Lanes are split over XLA's CPU thread pool when there is enough work.
 
 #include <algorithm>
-#include <condition_variable>
 #include <cstdint>
-#include <mutex>
 #include <vector>
 
+#include "lanes.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
+using dncjax::ForLanes;
 
 namespace {
-
-// Below this many link entries per call the lanes run on the calling thread.
-constexpr int64_t kParallelEntries = 1 << 18;
 
 // y += alpha x, returning dot(x, z): one pass over a row for two of its uses.
 template <typename T>
@@ -176,31 +173,6 @@ void BackwardLane(const T* L, const T* w_in, const T* p_in, const T* v, const T*
   std::copy(gp, gp + n, out.gp);
   for (int64_t r = 0; r < R; ++r)
     for (int64_t k = 0; k < n; ++k) out.gv[r * n + k] += rows[kFixed + 2 * R + r][k];
-}
-
-// Runs body(first, last) over [0, lanes) in as many chunks as the pool has threads: the
-// calling thread takes the first, the pool the others.
-template <typename Body>
-void ForLanes(ffi::ThreadPool& pool, int64_t lanes, int64_t entries, Body body) {
-  const int64_t threads = std::max<int64_t>(1, pool.num_threads());
-  const int64_t chunks = entries < kParallelEntries ? 1 : std::min(lanes, threads);
-  if (chunks <= 1) {
-    body(0, lanes);
-    return;
-  }
-  std::mutex mutex;
-  std::condition_variable done;
-  int64_t left = chunks - 1;
-  for (int64_t c = 1; c < chunks; ++c) {
-    pool.Schedule([&, c] {
-      body(lanes * c / chunks, lanes * (c + 1) / chunks);
-      std::lock_guard<std::mutex> lock(mutex);
-      if (--left == 0) done.notify_one();
-    });
-  }
-  body(0, lanes / chunks);
-  std::unique_lock<std::mutex> lock(mutex);
-  done.wait(lock, [&] { return left == 0; });
 }
 
 // Leading dimensions of an [..., N, N] link buffer = lanes; checks that w and p are
