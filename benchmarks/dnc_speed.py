@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import optax
 
 import dncjax
-from dncjax import configs, pytrees
+from dncjax import cli, configs, pytrees
 from dncjax.models import native
 from dncjax.training import optim, train
 
@@ -197,4 +197,4 @@ def _peer(args) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  cli.run(main, command=True)

@@ -144,4 +144,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  cli.run(main)
+  cli.run(main, command=True)

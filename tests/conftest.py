@@ -3,6 +3,7 @@
 float64 is switched on for the whole session (gradient and oracle checks need it; the
 float32 models keep their explicit dtype). The corpus is found through DNCJAX_DATA_DIR,
 as CI sets it; when unset, the shared folder beside the checkout is used if present.
+Subprocesses get glibc's huge-page tunable (as `cli.hugepages.use()` gives a command).
 JAX's compilation cache goes to a temporary folder of the session ($DNCJAX_CACHE_DIR, which
 subprocesses inherit), never to the user's cache. The CPU shows itself as two devices (for
 tests/training/test_parallel.py; subprocesses inherit it); everything else runs on
@@ -29,6 +30,12 @@ import tempfile
 _compile_cache = tempfile.mkdtemp(prefix="dncjax-test-compile-cache-")
 atexit.register(shutil.rmtree, _compile_cache, ignore_errors=True)
 os.environ["DNCJAX_CACHE_DIR"] = _compile_cache
+
+# The commands the tests start run as a console command does after `cli.hugepages.use()`
+# (glibc's huge-page tunable set), without running themselves again first.
+_tunables = os.environ.get("GLIBC_TUNABLES", "")
+if "glibc.malloc.hugetlb" not in _tunables:
+  os.environ["GLIBC_TUNABLES"] = f"{_tunables}:glibc.malloc.hugetlb=1".lstrip(":")
 
 _flags = os.environ.get("XLA_FLAGS", "")
 if "xla_force_host_platform_device_count" not in _flags:  # read when the backend starts

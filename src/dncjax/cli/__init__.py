@@ -20,6 +20,7 @@ import typing
 from typing import Any, Callable
 
 from dncjax import checks, configs, models
+from dncjax.cli import hugepages
 from dncjax.training.config import RunOptions, Schedule
 from dncjax.training.console import one_line
 
@@ -252,12 +253,18 @@ def options(args: argparse.Namespace, cls: type, **more):
 Errors = tuple[type[BaseException], ...]
 
 
-def run(main: Callable[[], int | None], errors: Errors | Callable[[], Errors] = ()) -> None:
+def run(main: Callable[[], int | None], errors: Errors | Callable[[], Errors] = (),
+        command: bool = False) -> None:
   """Runs `main`; known errors become one line on stderr and a non-zero exit. `errors`
-  may be a function returning them (so a job's modules load only when something fails)."""
+  may be a function returning them (so a job's modules load only when something fails).
+  `command=True` (a console entry point: `main` is what this process is for) first runs
+  the process again with huge pages where they help (`hugepages.use`)."""
   signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C while loading: one line
   try:
-    checks.link_kernel()  # the environment's choice, checked before anything loads
+    checks.link_kernel()  # the environment's choices, checked before anything loads
+    hugepages.variable()
+    if command:
+      hugepages.use()
     sys.exit(main() or 0)
   except KeyboardInterrupt as e:  # signals.Interrupted carries 128 + the signal (SIGTERM: 143)
     code = getattr(e, "exit_code", 130)

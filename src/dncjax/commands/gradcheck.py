@@ -50,4 +50,4 @@ def main(argv=None) -> int:
 
 def console() -> None:
   """The console command: `main` with one-line errors and exit statuses."""
-  cli.run(main)
+  cli.run(main, command=True)

@@ -86,4 +86,4 @@ def errors():
 
 def console() -> None:
   """The console command: `main` with one-line errors and exit statuses."""
-  cli.run(main, errors)
+  cli.run(main, errors, command=True)
