@@ -16,6 +16,8 @@ import time
 import jax
 import jax.numpy as jnp
 
+from dncjax import cli
+
 KERNELS = {  # name -> (function of (a, b, c), arrays moved per element)
     "copy": (lambda a, b, c: a, 2),
     "scale": (lambda a, b, c: 3.0 * a, 2),
@@ -66,4 +68,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  raise SystemExit(main())
+  cli.run(main, command=True)  # with huge pages, as the speed benchmarks run
