@@ -76,3 +76,10 @@ def test_run_without_command_never_runs_the_process_again(monkeypatch):
   with pytest.raises(SystemExit) as info:
     cli.run(lambda: ran.append(1))
   assert info.value.code == 0 and ran == [1]
+
+
+def test_not_wanted_when_turned_off_or_already_set():
+  assert not hugepages.wanted({hugepages.VARIABLE: "0"})
+  assert not hugepages.wanted({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"})  # the user's
+  with pytest.raises(ValueError, match=hugepages.VARIABLE):
+    hugepages.wanted({hugepages.VARIABLE: "2"})

@@ -27,10 +27,11 @@ TUNABLE = "glibc.malloc.hugetlb=1"
 THP_MODE = "/sys/kernel/mm/transparent_hugepage/enabled"
 
 
-def variable() -> bool:
+def variable(environ=None) -> bool:
   """Whether $DNCJAX_HUGE_PAGES allows huge pages ('1' or unset: yes, '0': no);
   ValueError naming the variable for anything else."""
-  value = os.environ.get(VARIABLE, "").strip() or "1"
+  environ = os.environ if environ is None else environ
+  value = environ.get(VARIABLE, "").strip() or "1"
   if value not in ("0", "1"):
     raise ValueError(f"{VARIABLE} must be 0 or 1, got {value!r}")
   return value == "1"
@@ -53,9 +54,10 @@ def _thp_on_request() -> bool:
 
 
 def wanted(environ=None) -> bool:
-  """Whether `use()` would run the command again (see the module doc)."""
+  """Whether `use()` would run the command again (see the module doc), for `environ`
+  (default: this process's environment)."""
   environ = os.environ if environ is None else environ
-  return (sys.platform == "linux" and variable()
+  return (variable(environ) and sys.platform == "linux"
           and "glibc.malloc.hugetlb" not in environ.get("GLIBC_TUNABLES", "")
           and _glibc_has_tunable() and _thp_on_request())
 

@@ -214,6 +214,7 @@ def _decay_factor(index_NxK, written_index, written_value):
 
 @jax.custom_vjp
 def _decay_rule(value_NxK, index_NxK, written_index, written_value):
+  """XLA's form of the decay (w given by its slots and values), with its own backward pass."""
   return _decay_factor(index_NxK, written_index, written_value) * value_NxK
 
 
