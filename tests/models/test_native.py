@@ -144,14 +144,12 @@ xs = jax.random.normal(jax.random.key(1), (16, 3, 8))
 def loss(params):  # 16 x 4096 x 8 link entries per kernel call: above the threading size
   _, ys = core.batch_unroll(model, params, core.batch_initial_state(model, 16), xs)
   return jnp.sum(jnp.tanh(ys) * xs)
-grads = []
-for kind in ("native", "xla"):
-  native.select(kind)
-  step = jax.jit(jax.grad(loss))
-  for _ in range(10 if kind == "native" else 1):
-    grads.append(jax.block_until_ready(step(params)))
-print(max(float(jnp.max(jnp.abs(a - b)))
-          for a, b in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[-1]))))
+native.select("native")
+step = jax.jit(jax.grad(loss))
+grads = [jax.block_until_ready(step(params)) for _ in range(10)]
+leaves = [jax.tree.leaves(g) for g in grads]
+print(all(bool(jnp.all(jnp.isfinite(a))) for a in leaves[0]),
+      max(float(jnp.max(jnp.abs(a - b))) for other in leaves for a, b in zip(leaves[0], other)))
 """
 
 
@@ -159,12 +157,13 @@ print(max(float(jnp.max(jnp.abs(a - b)))
 def test_kernels_that_run_at_once_and_split_over_threads_finish():
   """The SDNC's two link directions decay in kernels that XLA may run on the pool's
   threads at once, each splitting its lanes over the pool: ten gradient steps finish
-  (none waits for a task that another kernel's thread holds) and equal XLA's form. In a
+  (none waits for a task that another kernel's thread holds: a kernel that waited for
+  the tasks it scheduled would hang here within the ten), finite and equal. In a
   process of its own, so that a hang fails the test rather than stalling the run."""
   done = subprocess.run([sys.executable, "-c", AT_ONCE], capture_output=True, text=True,
                         timeout=300, check=False)
   assert done.returncode == 0, done.stderr
-  assert float(done.stdout) < 1e-5
+  assert done.stdout.split() == ["True", "0.0"], done.stdout
 
 
 def _dnc_loss_and_grad(kind, name="dnc", **extra):
