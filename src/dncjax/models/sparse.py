@@ -225,21 +225,20 @@ def _decay_rule_forward(value_NxK, index_NxK, written_index, written_value):
 
 def _decay_rule_backward(residuals, cotangent_NxK):
   """dL = g (1 - w[i] - w[j]); dw[a] = -sum of g L over the entries whose row or column
-  is slot a: one pass over [N, K] summing into the K slots' totals at once (a variadic
-  reduce), no scatter-add of N K entries into w dense."""
+  is slot a: one pass over [N, K] summing into the K slots' column totals at once (a
+  variadic reduce), no scatter-add of N K entries into w dense; the row totals are the
+  row sums gathered at the K slots."""
   value_NxK, index_NxK, written_index, written_value = residuals
   minus_NxK = -cotangent_NxK * value_NxK
   slots = range(written_index.shape[-1])
   at_column = [jnp.where(index_NxK == written_index[a], minus_NxK, 0) for a in slots]
   column = jax.lax.reduce(at_column, [jnp.zeros((), minus_NxK.dtype)] * len(at_column),
                           lambda xs, ys: [x + y for x, y in zip(xs, ys)], (0, 1))
-  row_N = jnp.sum(minus_NxK, axis=1)
-  rows_N = jnp.arange(row_N.shape[0], dtype=index_NxK.dtype)
-  row = [jnp.sum(jnp.where(rows_N == written_index[a], row_N, 0)) for a in slots]
+  row = take(jnp.sum(minus_NxK, axis=1), written_index)  # the K written rows' sums
   no_cotangent = lambda x: np.zeros(x.shape, jax.dtypes.float0)
   return (cotangent_NxK * _decay_factor(index_NxK, written_index, written_value),
           no_cotangent(index_NxK), no_cotangent(written_index),
-          jnp.stack(column) + jnp.stack(row))
+          jnp.stack(column) + row)
 
 
 _decay_rule.defvjp(_decay_rule_forward, _decay_rule_backward)
