@@ -84,7 +84,9 @@ def main(argv=None):
   import optax  # pylint: disable=import-outside-toplevel
   import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
   from dncjax.tasks import generators, metrics  # pylint: disable=import-outside-toplevel
+  from dncjax.training import compile_cache  # pylint: disable=import-outside-toplevel
 
+  compile_cache.enable()  # a second run of the same settings loads its compiled programs
   task, model, optimizer = build(args)
   rng = np.random.default_rng(args.seed)
   params = model.init(jax.random.key(args.seed), np.zeros((1, task.time_steps, task.input_size)))

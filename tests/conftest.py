@@ -4,10 +4,10 @@ float64 is switched on for the whole session (gradient and oracle checks need it
 float32 models keep their explicit dtype). The corpus is found through DNCJAX_DATA_DIR,
 as CI sets it; when unset, the shared folder beside the checkout is used if present.
 Subprocesses get glibc's huge-page tunable (as `cli.hugepages.use()` gives a command).
-JAX's compilation cache goes to a temporary folder of the session ($DNCJAX_CACHE_DIR, which
-subprocesses inherit), never to the user's cache. The CPU shows itself as two devices (for
-tests/training/test_parallel.py; subprocesses inherit it); everything else runs on
-the first one. Tests compile with XLA's backend optimisation level 0 (unless
+JAX's compilation cache goes to a temporary folder of the test run ($DNCJAX_CACHE_DIR,
+which xdist's workers and subprocesses inherit), never to the user's cache. The CPU shows
+itself as two devices (for tests/training/test_parallel.py; subprocesses inherit it);
+everything else runs on the first one. Tests compile with XLA's backend optimisation level 0 (unless
 XLA_FLAGS sets one): the same XLA programs, with less LLVM optimisation of their machine code,
 which the tests' small programs spend more time compiling than running. Float32 sums may
 round differently from the default level's, so tests comparing two programs exactly (a
@@ -27,9 +27,14 @@ import pathlib
 import shutil
 import tempfile
 
-_compile_cache = tempfile.mkdtemp(prefix="dncjax-test-compile-cache-")
-atexit.register(shutil.rmtree, _compile_cache, ignore_errors=True)
-os.environ["DNCJAX_CACHE_DIR"] = _compile_cache
+# One cache for the whole test run: pytest-xdist's workers inherit the folder from the
+# process that made it (which removes it when it exits), so a program one worker compiled
+# loads in the other and in both workers' subprocesses.
+_SHARED_CACHE = "DNCJAX_TEST_COMPILE_CACHE"
+if _SHARED_CACHE not in os.environ:
+  os.environ[_SHARED_CACHE] = tempfile.mkdtemp(prefix="dncjax-test-compile-cache-")
+  atexit.register(shutil.rmtree, os.environ[_SHARED_CACHE], ignore_errors=True)
+os.environ["DNCJAX_CACHE_DIR"] = os.environ[_SHARED_CACHE]
 
 # The commands the tests start run as a console command does after `cli.hugepages.use()`
 # (glibc's huge-page tunable set), without running themselves again first.
