@@ -4,6 +4,7 @@ Float64 throughout (jax_enable_x64 is switched on here); functions are called ea
 on tiny sizes (N = 5, W = 3, R = 2), so there is almost nothing to compile.
 """
 
+import functools
 import itertools
 
 import jax
@@ -96,14 +97,41 @@ def test_usage_matches_numpy_and_hand():
   np.testing.assert_allclose(out, [0.45, 0.0], rtol=1e-12)
 
 
-def test_allocation_matches_numpy_and_hand():
+@pytest.mark.parametrize("by_ranks", [False, True], ids=["sorted", "ranks"])
+def test_allocation_matches_numpy_and_hand(by_ranks):
+  alloc = functools.partial(ad.allocation_weights, by_ranks=by_ranks)
   usage = RNG.uniform(size=N)
-  np.testing.assert_allclose(ad.allocation_weights(usage), np_allocation(usage), rtol=1e-12)
+  np.testing.assert_allclose(alloc(usage), np_allocation(usage), rtol=1e-12)
   ties = np.array([0.3, 0.1, 0.3, 0.1, 0.9])
-  np.testing.assert_allclose(ad.allocation_weights(ties), np_allocation(ties), rtol=1e-12)
+  np.testing.assert_allclose(alloc(ties), np_allocation(ties), rtol=1e-12)
   # By hand (eps -> 0): order 1, 2, 0: a[1] = 0.8, a[2] = 0.5 * 0.2, a[0] = 0.1 * 0.2 * 0.5.
-  out = ad.allocation_weights(np.array([0.9, 0.2, 0.5]), usage_eps=1e-300)
+  out = alloc(np.array([0.9, 0.2, 0.5]), usage_eps=1e-300)
   np.testing.assert_allclose(out, [0.1 * 0.2 * 0.5, 0.8, 0.5 * 0.2], rtol=1e-12)
+  # A usage of exactly 0 (eps 0): nothing after it in the order gets any weight.
+  out = alloc(np.array([0.5, 0.0, 0.5]), usage_eps=0.0)
+  np.testing.assert_allclose(out, [0.0, 1.0, 0.0], atol=1e-300)
+  g = jax.grad(lambda u: jnp.sum(alloc(u, usage_eps=0.0) * jnp.arange(3.0)))(
+      jnp.array([0.5, 0.0, 0.5]))
+  assert np.all(np.isfinite(g))
+
+
+@pytest.mark.parametrize("n", [6, 200])
+def test_allocation_by_ranks_equals_the_sorted_form(n):
+  """Same weights and gradients, float32, with ties, at zero and full usage; the default
+  takes ranks up to RANKS_MAX_N and the sort above."""
+  rng = np.random.default_rng(n)
+  cases = [rng.uniform(size=n), rng.choice([0.1, 0.5, 0.9], size=n), np.zeros(n), np.ones(n),
+           np.where(rng.uniform(size=n) < 0.5, 0.0, rng.uniform(size=n))]
+  project = jnp.asarray(rng.normal(size=n), jnp.float32)
+  for usage in cases:
+    usage = jnp.asarray(usage, jnp.float32)
+    forms = [functools.partial(ad.allocation_weights, by_ranks=b) for b in (False, True)]
+    sorted_a, ranked_a = (f(usage) for f in forms)
+    np.testing.assert_allclose(ranked_a, sorted_a, rtol=2e-5, atol=1e-7)
+    sorted_g, ranked_g = (jax.grad(lambda u, f=f: jnp.dot(f(u), project))(usage) for f in forms)
+    np.testing.assert_allclose(ranked_g, sorted_g, rtol=2e-4, atol=1e-6)
+    default = ad.allocation_weights(usage)
+    np.testing.assert_array_equal(default, ranked_a if n <= ad.RANKS_MAX_N else sorted_a)
 
 
 def test_write_weights_and_memory_match_numpy():
@@ -207,14 +235,17 @@ def test_no_nan_gradients_at_zero_memory_and_equal_usage():
     assert np.isfinite(value)
     for g in grads:
       assert np.all(np.isfinite(g))
-  g_usage = jax.grad(lambda u: jnp.sum(ad.allocation_weights(u) * jnp.arange(N)))(jnp.full(N, 0.5))
-  assert np.all(np.isfinite(g_usage)) and np.any(g_usage != 0)
+  for by_ranks in (False, True):
+    g_usage = jax.grad(lambda u, b=by_ranks: jnp.sum(
+        ad.allocation_weights(u, by_ranks=b) * jnp.arange(N)))(jnp.full(N, 0.5))
+    assert np.all(np.isfinite(g_usage)) and np.any(g_usage != 0)
 
 
-def test_allocation_gradient_matches_finite_differences():
+@pytest.mark.parametrize("by_ranks", [False, True], ids=["sorted", "ranks"])
+def test_allocation_gradient_matches_finite_differences(by_ranks):
   usage = RNG.uniform(size=N)  # distinct values: the sort is locally constant
   weights = RNG.normal(size=N)
-  f = lambda u: jnp.dot(ad.allocation_weights(u), weights)
+  f = lambda u: jnp.dot(ad.allocation_weights(u, by_ranks=by_ranks), weights)
   grad = jax.grad(f)(usage)
   for i in range(N):
     d = np.zeros(N)

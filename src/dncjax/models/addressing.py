@@ -35,6 +35,7 @@ import jax.numpy as jnp
 from dncjax.models.hparams import NORM_EPS, USAGE_EPS
 
 SHARPEN_EPS = 1e-6
+RANKS_MAX_N = 128  # allocation by ranks (N^2 compares) up to here, by a sort above
 
 
 def cosine_similarity(memory_NxW: jax.Array, keys_HxW: jax.Array, *,
@@ -84,15 +85,25 @@ def usage_update(usage_N: jax.Array, write_weights_prev_N: jax.Array, free_gates
   return written_N * retention(free_gates_R, read_weights_prev_RxN)
 
 
-def allocation_weights(usage_N: jax.Array, *, usage_eps: float = USAGE_EPS) -> jax.Array:
+def allocation_weights(usage_N: jax.Array, *, usage_eps: float = USAGE_EPS,
+                       by_ranks: bool | None = None) -> jax.Array:
   """a_t[phi_t[j]] = (1 - u_t[phi_t[j]]) prod_{i<j} u_t[phi_t[i]] -> [N], sums to <= 1.
 
-  phi_t lists the slots by ascending usage (a stable sort, so ties go to the lower
-  index). The sort only yields the permutation; the usages are gathered through it
-  and the weights scattered back, so gradients flow to every u_t[i] (the order itself
-  is piecewise constant). Usage is first clamped to eps + (1 - eps) u.
+  phi_t lists the slots by ascending usage (ties go to the lower index). Usage is first
+  clamped to eps + (1 - eps) u. Two forms of the same weights, gradients to every u_t[i]
+  (the order itself is piecewise constant):
+    sorted    phi_t from a stable argsort, the exclusive cumulative product along it, the
+              weights scattered back;
+    by ranks  slot i comes before slot j when u_i < u_j (or u_i = u_j and i < j), and
+              a_t[j] = (1 - u_t[j]) exp(sum_{i before j} log u_t[i]): N^2 compares, no
+              sort, which XLA runs faster for small N.
+  `by_ranks` None takes ranks for N <= RANKS_MAX_N.
   """
   usage_N = usage_eps + (1 - usage_eps) * usage_N
+  if by_ranks is None:
+    by_ranks = usage_N.shape[-1] <= RANKS_MAX_N
+  if by_ranks:
+    return (1 - usage_N) * jnp.exp(_log_product_before(usage_N))
   order_N = jnp.argsort(usage_N, stable=True)              # phi_t
   sorted_usage_N = usage_N[order_N]
   # Exclusive cumulative product prod_{i<j}: jnp.cumprod is inclusive, so shift it.
@@ -100,6 +111,17 @@ def allocation_weights(usage_N: jax.Array, *, usage_eps: float = USAGE_EPS) -> j
   exclusive_N = jnp.concatenate([jnp.ones_like(inclusive_N[:1]), inclusive_N[:-1]])
   sorted_allocation_N = (1 - sorted_usage_N) * exclusive_N
   return jnp.zeros_like(usage_N).at[order_N].set(sorted_allocation_N, unique_indices=True)
+
+
+def _log_product_before(usage_N: jax.Array) -> jax.Array:
+  """sum_{i before j} log u[i] for each slot j -> [N] (before: lower usage, then lower
+  index). A usage of 0 (only when usage_eps rounds to 0 in the dtype) counts as the
+  dtype's smallest normal number, so the sum stays finite and so do its gradients."""
+  index_N = jnp.arange(usage_N.shape[-1])
+  lower_NxN = usage_N[:, None] < usage_N[None, :]
+  tie_NxN = (usage_N[:, None] == usage_N[None, :]) & (index_N[:, None] < index_N[None, :])
+  log_N = jnp.log(jnp.maximum(usage_N, jnp.finfo(usage_N.dtype).tiny))
+  return jnp.sum(jnp.where(lower_NxN | tie_NxN, log_N[:, None], 0), axis=0)
 
 
 def write_weights(memory_prev_NxW: jax.Array, write_key_W: jax.Array, write_strength: jax.Array,

@@ -81,7 +81,9 @@ def dnc_write(state: SDNCAccessState, interface: access.Interface, *, norm_eps: 
   N, K = state.memory.shape[0], state.read_weights.index.shape[-1]
   usage = addressing.usage_update(state.usage, sparse.to_dense(state.write_weights, N),
                                   interface.free_gates, sparse.to_dense(state.read_weights, N))
-  top, index = jax.lax.top_k(addressing.allocation_weights(usage, usage_eps=usage_eps), K)
+  # The sorted form: by ranks would build [N, N] compares, which a sparse model never does.
+  allocation_N = addressing.allocation_weights(usage, usage_eps=usage_eps, by_ranks=False)
+  top, index = jax.lax.top_k(allocation_N, K)
   content = sparse.content_weights(state.memory, interface.write_key[None],
                                    jnp.reshape(interface.write_strength, (1,)), K,
                                    norm_eps=norm_eps)
