@@ -14,6 +14,7 @@ cross-entropy), so only the model's cost is measured. Prints a Markdown table.
   python benchmarks/dnc_speed.py --peer peer/bin/python --memory-sizes 16 64 256 --rounds 3
   python benchmarks/dnc_speed.py --roofline --memory-sizes 64 256 1024 --steps 5
   python benchmarks/dnc_speed.py --link-kernel both --memory-sizes 64 256 1024 --rounds 3
+  python benchmarks/dnc_speed.py --link-history both --memory-sizes 64 256 1024 --rounds 3
 
 `--peer PYTHON` times the PyTorch DNC (`pip install dnc`) in the same run, interleaved with
 dncjax, and prints the ratio (benchmarks/peer_compare.py); PYTHON is an interpreter that
@@ -23,6 +24,8 @@ and the bounds they set at the measured memory bandwidth (benchmarks/roofline.py
 `--link-kernel native|xla` picks the DNC's temporal link step (`dncjax.models.native`:
 the CPU kernel, or XLA's operations; default: what a run would use); `both` times the two
 interleaved, `--rounds` times each, and prints the best of each and their ratio.
+`--link-history on|off|both` likewise for the DNC's `link_history` (`dncjax.models.history`:
+every L_t kept where the link kernel writes it, or lax.scan's stack of them).
 """
 
 from __future__ import annotations
@@ -50,7 +53,8 @@ def bit_loss(logits_BxSxI, targets_BxSxI):
 
 def build(args, memory_size: int):
   """(jitted train step, its initial state, the batch) of the model at `memory_size`."""
-  sparse = {} if args.model == "dnc" else {"sparse_k": args.sparse_k}
+  sparse = ({"link_history": args.link_history} if args.model == "dnc"
+            else {"sparse_k": args.sparse_k})
   model = dncjax.make_model(
       args.model, args.input, args.input, hidden=args.hidden, memory_size=memory_size,
       word_size=args.word, read_heads=args.reads, remat=args.remat, dtype=args.dtype, **sparse)
@@ -120,6 +124,10 @@ def main(argv=None):
   parser.add_argument("--peer-steps", type=int, default=5, help="the peer's timed steps")
   parser.add_argument("--link-kernel", default="auto", choices=(*native.KINDS, "both"),
                       help="the DNC's link step: the CPU kernel, XLA's, or both interleaved")
+  parser.add_argument("--link-history", default="on", choices=("on", "off", "both"),
+                      help="the DNC's training keeps every L_t where the link kernel writes "
+                           "it (the config's link_history), lax.scan's stack, or both "
+                           "interleaved")
   parser.add_argument("--roofline", action="store_true",
                       help="print the roofline table (bytes per step over the bandwidth)")
   args = parser.parse_args(argv)
@@ -128,6 +136,9 @@ def main(argv=None):
   if args.link_kernel == "both":
     return _link_kernels(args)
   native.select(args.link_kernel)
+  if args.link_history == "both":
+    return _link_histories(args)
+  args.link_history = args.link_history == "on"
   if args.peer:
     return _peer(args)
   if args.roofline:
@@ -152,22 +163,38 @@ def _link_kernels(args) -> int:
   except native.build.BuildError as e:
     print(f"the native link kernel is not timed: {e}")
     return 1
+  args.link_history = args.link_history != "off"
+  return _interleaved(args, "link kernel", {"native": lambda: native.select("native"),
+                                            "XLA": lambda: native.select("xla")})
+
+
+def _link_histories(args) -> int:
+  """Per N: the DNC's step with its link history and with lax.scan's stack, interleaved."""
+  return _interleaved(args, "link history", {
+      "history": lambda: setattr(args, "link_history", True),
+      "lax.scan": lambda: setattr(args, "link_history", False)})
+
+
+def _interleaved(args, what: str, variants: dict) -> int:
+  """Per N: the step built after each of `variants`' set-ups (two), --rounds interleaved
+  rounds each; prints the best of each and the second's time over the first's."""
   print(f"jax {jax.__version__} on {jax.devices()[0].platform}: {args.model} B={args.batch} "
         f"T={args.time} I={args.input} H={args.hidden} W={args.word} R={args.reads} "
-        f"{args.dtype} remat={args.remat}, best of {args.rounds} interleaved rounds\n")
-  print("| N | native ms / step | XLA ms / step | XLA / native |")
+        f"{args.dtype} remat={args.remat}, {what}: best of {args.rounds} interleaved rounds\n")
+  first, second = variants
+  print(f"| N | {first} ms / step | {second} ms / step | {second} / {first} |")
   print("|---:|---:|---:|---:|")
   for memory_size in args.memory_sizes:
     timers = {}
-    for kind in ("native", "xla"):
-      native.select(kind)
-      timers[kind] = prepare(args, memory_size)[1]
-    best = {kind: float("inf") for kind in timers}
+    for name, set_up in variants.items():
+      set_up()
+      timers[name] = prepare(args, memory_size)[1]
+    best = {name: float("inf") for name in timers}
     for _ in range(args.rounds):
-      for kind, timer in timers.items():
-        best[kind] = min(best[kind], 1e3 * timer(args.steps)[0])
-    print(f"| {memory_size} | {best['native']:.2f} | {best['xla']:.2f} "
-          f"| {best['xla'] / best['native']:.2f} |", flush=True)
+      for name, timer in timers.items():
+        best[name] = min(best[name], 1e3 * timer(args.steps)[0])
+    print(f"| {memory_size} | {best[first]:.2f} | {best[second]:.2f} "
+          f"| {best[second] / best[first]:.2f} |", flush=True)
   native.select(None)
   return 0
 

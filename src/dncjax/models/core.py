@@ -36,6 +36,8 @@ class Model(NamedTuple):
   recur, readout: None, or `step` split as readout o recur (`split_model`): recur
     (params, state, x) -> (state, features) inside the scan, readout (params, features) -> y
     outside it, time-parallel.
+  scan: None, or the model's own scan over time (fn, params, state, xs) -> (state, outputs)
+    of fn = recur (or step): the values of lax.scan's, differentiated another way.
   """
   init: Callable[[jax.Array], Params]
   initial_state: Callable[[], State]
@@ -47,6 +49,11 @@ class Model(NamedTuple):
   # (one [B*T, .] matmul instead of T small ones; dropout on the features goes between).
   recur: Callable[[Params, State, jax.Array], tuple[State, Any]] | None = None
   readout: Callable[[Params, Any], jax.Array] | None = None
+  # Optional: the model's own scan over time, (fn, params, state, xs) -> (state, outputs)
+  # for fn = recur (or step), with the values of lax.scan's and another way of
+  # differentiating it (the DNC's link history, history.py); unroll_features uses it when
+  # there is no reset.
+  scan: Callable[[Callable, Params, State, jax.Array], tuple[State, Any]] | None = None
 
 
 def split_model(init, initial_state, recur, readout, truncate, config) -> Model:
@@ -98,6 +105,8 @@ def unroll_features(model: Model, params: Params, state: State, xs: jax.Array,
   For a model without a recur/readout split the features are its outputs y. With `reset`
   [T] bool, the state is returned to `initial_state()` before each step t it marks."""
   fn = model.step if model.recur is None else model.recur
+  if reset is None and model.scan is not None:
+    return model.scan(fn, params, state, xs)
   if reset is None:
     return jax.lax.scan(lambda s, x: fn(params, s, x), state, xs)
   check_reset(reset, xs.shape[:1])

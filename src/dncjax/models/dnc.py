@@ -32,7 +32,10 @@ With `controller_clip` set, the controller's h and c and the output y_t are clip
 at 20). With `remat` the backward pass recomputes each step from its inputs instead of
 storing what it needs (the link step's backward pass, `links.py`, needs only L_{t-1},
 which the scan keeps anyway): 1.4x less temporary memory at N = 256, but 1.03-1.16x
-slower on a 2-core CPU at N = 16 to 1,024, so it is off by default. With `reset_memory`,
+slower on a 2-core CPU at N = 16 to 1,024, so it is off by default. Without `remat` and with
+`link_history` (the default), training differentiates the unroll through `history.py`
+(every L_t kept in one buffer that the CPU link kernel writes in place; the model's
+`scan`), where that kernel is the link step. With `reset_memory`,
 `truncate` wipes the access state (memory, usage, links, weights, reads) between
 windows; the controller's state always carries over.
 """
@@ -43,7 +46,7 @@ from typing import NamedTuple
 
 import jax
 
-from dncjax.models import access, controller, core, lstm
+from dncjax.models import access, controller, core, history, lstm
 from dncjax.models.hparams import DNCConfig
 
 
@@ -67,6 +70,18 @@ def make(config: DNCConfig) -> core.Model:
     return access.access_step(state, interface, norm_eps=config.norm_eps,
                               usage_eps=config.usage_eps, deallocate=config.deallocate)
 
-  return controller.make(config, access.interface_size(W, R, *extras),
-                         lambda: access.initial_access_state(N, W, R, config.dtype),
-                         access_step, state_type=DNCState)
+  model = controller.make(config, access.interface_size(W, R, *extras),
+                          lambda: access.initial_access_state(N, W, R, config.dtype),
+                          access_step, state_type=DNCState)
+  if not config.link_history or config.remat:
+    return model
+  return model._replace(scan=lambda fn, params, state, xs: history.scan(
+      fn, (_get_link, _put_link), params, state, xs))
+
+
+def _get_link(state: DNCState):
+  return state.access.link
+
+
+def _put_link(state: DNCState, link) -> DNCState:
+  return state._replace(access=state.access._replace(link=link))

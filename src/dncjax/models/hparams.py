@@ -143,6 +143,9 @@ class DNCConfig:
                             "(Csordas & Schmidhuber 2019)")
   remat: bool = field(False, "recompute each step in the backward pass (jax.checkpoint) "
                       "instead of storing what it needs: less memory, slower on a CPU")
+  link_history: bool = field(True, "training keeps every L_t in one buffer that the CPU link "
+                             "kernel writes in place (models/history.py; without remat, "
+                             "where the kernel is used); off: lax.scan keeps them")
   norm_eps: float = field(NORM_EPS, "epsilon inside the norms of the cosine similarity")
   usage_eps: float = field(USAGE_EPS, "usage is clamped to [eps, 1 - eps] before allocation")
   dtype: str = _dtype()

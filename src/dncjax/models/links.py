@@ -33,6 +33,8 @@ gradients against addressing.link_update and addressing.directional_weights.
 
 from __future__ import annotations
 
+import contextlib
+
 import jax
 import jax.numpy as jnp
 
@@ -63,12 +65,29 @@ def _new_link(L_NxN, w_N, p_N):
   return jnp.where(jnp.eye(N, dtype=bool), jnp.zeros((), L_NxN.dtype), A)
 
 
+_overrides: list = []  # link steps put in place by `override`, innermost last
+
+
+@contextlib.contextmanager
+def override(step):
+  """Within the block, link_step calls are `step(L, w, p, v)` (at trace time: what is
+  traced inside the block uses it). `history.py` uses this to keep L_t in place."""
+  _overrides.append(step)
+  try:
+    yield
+  finally:
+    _overrides.pop()
+
+
 def link_step(L_NxN: jax.Array, w_N: jax.Array, p_N: jax.Array,
               v_RxN: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
   """(L_t [N, N], f_t [R, N], b_t [R, N]) from L_{t-1}, w^w_t, p_{t-1} and w^r_{t-1}:
   addressing.link_update then addressing.directional_weights. On the CPU the native
   kernel (`native.link_step`, one pass over L each way), elsewhere `xla_link_step`;
-  chosen at trace time (`native.usable`, $DNCJAX_LINK_KERNEL)."""
+  chosen at trace time (`native.usable`, $DNCJAX_LINK_KERNEL); inside `override`, its
+  step."""
+  if _overrides:
+    return _overrides[-1](L_NxN, w_N, p_N, v_RxN)
   if native.usable(L_NxN.dtype, L_NxN.shape[-1]):
     return native.link_step(L_NxN, w_N, p_N, v_RxN)
   return xla_link_step(L_NxN, w_N, p_N, v_RxN)

@@ -31,6 +31,9 @@ VARIABLE = checks.LINK_KERNEL_VARIABLE
 AUTO_MIN_SIZE = 64  # `auto` leaves smaller link matrices to XLA (as fast there, no FFI call)
 KINDS = checks.LINK_KERNELS
 _TARGETS = {"forward": "DncjaxLinkForward", "backward": "DncjaxLinkBackward",
+            "history start": "DncjaxLinkHistoryStart",
+            "history forward": "DncjaxLinkHistoryForward",
+            "history backward": "DncjaxLinkHistoryBackward",
             "sparse forward": "DncjaxSparseDecayForward",
             "sparse backward": "DncjaxSparseDecayBackward"}
 _DTYPES = {jnp.dtype(jnp.float32): "F32", jnp.dtype(jnp.float64): "F64"}
@@ -92,6 +95,7 @@ def usable(dtype, memory_size: int) -> bool:
 
 
 def _call(direction: str, outputs, *args, aliases=None):
+  """The kernel of `direction` for the dtype of args[0], with results shaped as `outputs`."""
   load()
   name = _TARGETS[direction] + _DTYPES[jnp.dtype(args[0].dtype)]
   shapes = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in outputs]
@@ -117,6 +121,33 @@ def _backward(residuals, cotangents):
 
 
 link_step.defvjp(_forward, _backward)
+
+
+def history_start(L_NxN: jax.Array, slots: int) -> jax.Array:
+  """A history H [..., slots, N, N] of link matrices whose slot 0 is L_NxN [..., N, N];
+  the kernel writes nothing else (each later slot is written by `history_step` before it
+  is read)."""
+  shape = L_NxN.shape[:-2] + (slots,) + L_NxN.shape[-2:]
+  return _call("history start", (jax.ShapeDtypeStruct(shape, L_NxN.dtype),), L_NxN)[0]
+
+
+def history_step(H_SxNxN: jax.Array, t: jax.Array, w_N: jax.Array, p_N: jax.Array,
+                 v_RxN: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """(H with slot t + 1 = L_t, f_t, b_t) from slot t = L_{t-1} and w^w_t, p_{t-1}, w^r_{t-1}:
+  link_step's forward pass on a history of link matrices, in place (H's buffer is the
+  result's). Not differentiable itself: `history.py` differentiates the unroll."""
+  t = jnp.broadcast_to(jnp.asarray(t, jnp.int32), w_N.shape[:-1])  # one per lane
+  return tuple(_call("history forward", (H_SxNxN, v_RxN, v_RxN), H_SxNxN, t, w_N, p_N,
+                     v_RxN, aliases={0: 0}))
+
+
+def history_backward(H_SxNxN: jax.Array, t: jax.Array, w_N, p_N, v_RxN, gL_NxN, gf_RxN,
+                     gb_RxN) -> tuple[jax.Array, ...]:
+  """link_step's backward pass with L = slot t of H: (gL, gw, gp, gv) from the cotangents
+  (gL', gf, gb), gL written over gL'."""
+  t = jnp.broadcast_to(jnp.asarray(t, jnp.int32), w_N.shape[:-1])
+  return tuple(_call("history backward", (gL_NxN, w_N, p_N, v_RxN), H_SxNxN, t, w_N, p_N,
+                     v_RxN, gL_NxN, gf_RxN, gb_RxN, aliases={5: 0}))
 
 
 @jax.custom_vjp

@@ -16,250 +16,227 @@
 //   gv[r, j] = sum_i gf[r, i] L'[i, j] + sum_i gb[r, i] L'[j, i]
 // row by row, L' recomputed from L: L and gL' read once, gL written once (over gL').
 //
-// Lanes are split over XLA's CPU thread pool when there is enough work.
+// The maths per lane is link_lanes.h; lanes are split over XLA's CPU thread pool when
+// there is enough work. The history handlers take L_{t-1} from slot t of a lane's history
+// of link matrices H [S, N, N] and write L_t into slot t + 1 (history.py keeps every L_t of
+// an unroll there for its backward pass).
 
 #include <algorithm>
 #include <cstdint>
 #include <vector>
 
 #include "lanes.h"
+#include "link_lanes.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
+using dncjax::BackwardLane;
 using dncjax::ForLanes;
+using dncjax::ForwardLane;
+using dncjax::Grads;
+using dncjax::Rows;
 
 namespace {
 
-// y += alpha x, returning dot(x, z): one pass over a row for two of its uses.
+// Where lane k's [N, N] link matrix starts: a plain [..., N, N] buffer (slots = 1, no t),
+// or slot t[k] of a history [..., S, N, N] (slots = S).
 template <typename T>
-T AxpyDot(T alpha, const T* x, T* y, const T* z, int64_t n) {
-  T acc = 0;
-#pragma omp simd reduction(+ : acc)
-  for (int64_t j = 0; j < n; ++j) {
-    y[j] += alpha * x[j];
-    acc += x[j] * z[j];
-  }
-  return acc;
-}
-
-// y += alpha x + beta z.
-template <typename T>
-void Axpy2(T alpha, const T* x, T beta, const T* z, T* y, int64_t n) {
-#pragma omp simd
-  for (int64_t j = 0; j < n; ++j) y[j] += alpha * x[j] + beta * z[j];
-}
-
-// h = g + sum_r (alpha[r] x[r] + beta[r] z[r]) over rows of length n, in one pass when
-// the number of terms is known when compiling (kR = 1..8), else one pass per term.
-template <typename T, int kR = 1>
-void SumRows(const T* g, const T* alpha, T* const* x, const T* beta, T* const* z,
-             int64_t R, T* h, int64_t n) {
-  if constexpr (kR <= 8) {
-    if (R != kR) return SumRows<T, kR + 1>(g, alpha, x, beta, z, R, h, n);
-    T a[kR], b[kR];
-    const T *xs[kR], *zs[kR];
-    for (int r = 0; r < kR; ++r) a[r] = alpha[r], b[r] = beta[r], xs[r] = x[r], zs[r] = z[r];
-#pragma omp simd
-    for (int64_t j = 0; j < n; ++j) {
-      T acc = g[j];
-      for (int r = 0; r < kR; ++r) acc += a[r] * xs[r][j] + b[r] * zs[r][j];
-      h[j] = acc;
-    }
-  } else {
-    std::copy(g, g + n, h);
-    for (int64_t r = 0; r < R; ++r) Axpy2(alpha[r], x[r], beta[r], z[r], h, n);
-  }
-}
-
-// Row i of L' = the masked A, into a_row.
-template <typename T>
-void NewLinkRow(const T* L_row, const T* w, const T* p, int64_t i, int64_t n, T* a_row) {
-  const T keep = T(1) - w[i], wi = w[i];
-#pragma omp simd
-  for (int64_t j = 0; j < n; ++j) a_row[j] = (keep - w[j]) * L_row[j] + wi * p[j];
-  a_row[i] = 0;
-}
-
-// A lane's rows of length n in one buffer, each starting kPadBytes later modulo 4 KiB
-// than a plain [rows, n] array would: at n = 1,024 float32 rows of a plain array share
-// their low 12 address bits, and the CPU then stalls loads behind unrelated stores
-// ("4K aliasing"), which made the backward pass slower at N = 1,024 than at N = 1,000.
-template <typename T>
-class Rows {
- public:
-  static constexpr int64_t kPadBytes = 1088;  // 17 cache lines
-  void Reset(int64_t rows, int64_t n) {
-    stride_ = (n * int64_t(sizeof(T)) + 63) / 64 * 64 / int64_t(sizeof(T)) +
-              kPadBytes / int64_t(sizeof(T));
-    data_.assign(rows * stride_, T(0));
-  }
-  T* operator[](int64_t row) { return data_.data() + row * stride_; }
-
- private:
-  std::vector<T> data_;
-  int64_t stride_ = 0;
+struct LinkAt {
+  T* base;
+  int64_t n, slots = 1;
+  const int32_t* t = nullptr;
+  T* operator()(int64_t k) const { return base + (k * slots + (t ? t[k] : 0)) * n * n; }
 };
 
-enum Row : int64_t { kW, kP, kA, kH, kGw, kGp, kFixed };  // then R rows of v, gb, gv, b
-
-template <typename T>
-void ForwardLane(const T* L, const T* w, const T* p, const T* v, int64_t n, int64_t R,
-                 T* L_new, T* f, T* b, Rows<T>& rows) {
-  rows.Reset(kFixed + 2 * R, n);
-  std::copy(w, w + n, rows[kW]);
-  std::copy(p, p + n, rows[kP]);
-  for (int64_t r = 0; r < R; ++r) std::copy(v + r * n, v + (r + 1) * n, rows[kFixed + r]);
-  T* a_row = rows[kA];
-  for (int64_t i = 0; i < n; ++i) {
-    NewLinkRow(L + i * n, rows[kW], rows[kP], i, n, a_row);
-    std::copy(a_row, a_row + n, L_new + i * n);  // L_new may be L: row i is read by now
-    for (int64_t r = 0; r < R; ++r)
-      f[r * n + i] = AxpyDot(v[r * n + i], a_row, rows[kFixed + R + r], rows[kFixed + r], n);
-  }
-  for (int64_t r = 0; r < R; ++r) {
-    const T* b_r = rows[kFixed + R + r];
-    std::copy(b_r, b_r + n, b + r * n);
-  }
-}
-
-template <typename T>
-struct Grads {  // one lane's cotangent outputs
-  T* gL;
-  T* gw;
-  T* gp;
-  T* gv;
-};
-
-template <typename T>
-void BackwardLane(const T* L, const T* w_in, const T* p_in, const T* v, const T* gL_new,
-                  const T* gf, const T* gb, int64_t n, int64_t R, Grads<T> out,
-                  Rows<T>& rows) {
-  rows.Reset(kFixed + 3 * R, n);
-  T *w = rows[kW], *p = rows[kP], *a_row = rows[kA], *h_row = rows[kH];
-  T *gw_cols = rows[kGw], *gp = rows[kGp];  // gw_cols: - sum_i H[i, k] L[i, k]
-  std::copy(w_in, w_in + n, w);
-  std::copy(p_in, p_in + n, p);
-  std::vector<T*> v_rows(R), gb_rows(R);
-  std::vector<T> gf_i(R), v_i(R);
-  for (int64_t r = 0; r < R; ++r) {
-    v_rows[r] = rows[kFixed + r], gb_rows[r] = rows[kFixed + R + r];
-    std::copy(v + r * n, v + (r + 1) * n, v_rows[r]);
-    std::copy(gb + r * n, gb + (r + 1) * n, gb_rows[r]);
-  }
-  for (int64_t i = 0; i < n; ++i) {
-    const T* L_row = L + i * n;
-    const T* g_row = gL_new + i * n;
-    T* gL_row = out.gL + i * n;  // may be g_row itself: element j is read, then written
-    NewLinkRow(L_row, w, p, i, n, a_row);
-    for (int64_t r = 0; r < R; ++r) gf_i[r] = gf[r * n + i], v_i[r] = v[r * n + i];
-    SumRows(g_row, gf_i.data(), v_rows.data(), v_i.data(), gb_rows.data(), R, h_row, n);
-    h_row[i] = 0;
-    const T keep = T(1) - w[i], wi = w[i];
-    T gw_row = 0;
-#pragma omp simd reduction(+ : gw_row)
-    for (int64_t j = 0; j < n; ++j) {
-      const T h = h_row[j];
-      gL_row[j] = (keep - w[j]) * h;
-      gw_row += h * (p[j] - L_row[j]);
-      gw_cols[j] -= h * L_row[j];
-      gp[j] += h * wi;
-    }
-    out.gw[i] = gw_row;
-    for (int64_t r = 0; r < R; ++r)  // gv[r, i] from b, here; gv[r, :] from f, by column
-      out.gv[r * n + i] = AxpyDot(gf[r * n + i], a_row, rows[kFixed + 2 * R + r],
-                                  rows[kFixed + R + r], n);
-  }
-  for (int64_t k = 0; k < n; ++k) out.gw[k] += gw_cols[k];
-  std::copy(gp, gp + n, out.gp);
-  for (int64_t r = 0; r < R; ++r)
-    for (int64_t k = 0; k < n; ++k) out.gv[r * n + k] += rows[kFixed + 2 * R + r][k];
-}
-
-// Leading dimensions of an [..., N, N] link buffer = lanes; checks that w and p are
-// [..., N] and v [..., R, N] for as many lanes.
-template <typename B>
-ffi::Error Shapes(const B& L, const B& w, const B& p, const B& v, int64_t& lanes,
-                  int64_t& n, int64_t& R) {
-  auto dims = L.dimensions();
+// Lanes, N and R from w [..., N] and v [..., R, N]; checks that p is [..., N] and that the
+// link buffer holds `slots` [N, N] matrices per lane.
+template <typename B, typename A>
+ffi::Error Shapes(const A& link, int64_t slots, const B& w, const B& p, const B& v,
+                  int64_t& lanes, int64_t& n, int64_t& R) {
   auto vdims = v.dimensions();
-  if (dims.size() < 2 || vdims.size() != dims.size() || dims.back() != vdims.back())
-    return ffi::Error::InvalidArgument("link step: L must be [..., N, N], v [..., R, N]");
-  n = dims.back();
+  if (vdims.size() < 2)
+    return ffi::Error::InvalidArgument("link step: v must be [..., R, N]");
+  n = vdims.back();
   R = vdims[vdims.size() - 2];
-  lanes = n == 0 ? 0 : static_cast<int64_t>(L.element_count()) / (n * n);
+  lanes = n == 0 ? 0 : static_cast<int64_t>(w.element_count()) / n;
   const auto count = static_cast<size_t>(lanes * n);
   if (w.element_count() != count || p.element_count() != count ||
-      v.element_count() != count * static_cast<size_t>(R))
-    return ffi::Error::InvalidArgument("link step: w, p must be [..., N], v [..., R, N]");
+      v.element_count() != count * static_cast<size_t>(R) ||
+      link.element_count() != count * static_cast<size_t>(slots * n))
+    return ffi::Error::InvalidArgument(
+        "link step: L must be [..., N, N] (or H [..., S, N, N]), w, p [..., N], v [..., R, N]");
   return ffi::Error::Success();
 }
 
-template <ffi::DataType D>
-ffi::Error Forward(ffi::ThreadPool pool, ffi::Buffer<D> L, ffi::Buffer<D> w,
-                   ffi::Buffer<D> p, ffi::Buffer<D> v, ffi::ResultBuffer<D> L_new,
-                   ffi::ResultBuffer<D> f, ffi::ResultBuffer<D> b) {
-  int64_t lanes, n, R;
-  if (auto e = Shapes(L, w, p, v, lanes, n, R); e.failure()) return e;
-  using T = ffi::NativeType<D>;
+// Slots S of a history H [..., S, N, N].
+template <typename B>
+ffi::Error Slots(const B& H, int64_t& slots) {
+  auto dims = H.dimensions();
+  if (dims.size() < 3) return ffi::Error::InvalidArgument("link history: H must be [..., S, N, N]");
+  slots = dims[dims.size() - 3];
+  return ffi::Error::Success();
+}
+
+// Checks that t has one entry per lane, each in [0, S - 1).
+inline ffi::Error CheckSteps(const ffi::Buffer<ffi::S32>& t, int64_t lanes, int64_t slots) {
+  if (static_cast<int64_t>(t.element_count()) != lanes)
+    return ffi::Error::InvalidArgument("link history: t must have one entry per lane");
+  for (int64_t k = 0; k < lanes; ++k)
+    if (t.typed_data()[k] < 0 || t.typed_data()[k] + 1 >= slots)
+      return ffi::Error::InvalidArgument("link history: t + 1 outside H");
+  return ffi::Error::Success();
+}
+
+template <typename T>
+void RunForward(ffi::ThreadPool& pool, int64_t lanes, int64_t n, int64_t R, LinkAt<T> L,
+                const T* w, const T* p, const T* v, LinkAt<T> L_new, T* f, T* b) {
   ForLanes(pool, lanes, lanes * n * n, [&](int64_t first, int64_t last) {
     Rows<T> rows;
     for (int64_t k = first; k < last; ++k)
-      ForwardLane<T>(L.typed_data() + k * n * n, w.typed_data() + k * n,
-                     p.typed_data() + k * n, v.typed_data() + k * R * n, n, R,
-                     L_new->typed_data() + k * n * n, f->typed_data() + k * R * n,
-                     b->typed_data() + k * R * n, rows);
+      ForwardLane<T>(L(k), w + k * n, p + k * n, v + k * R * n, n, R, L_new(k),
+                   f + k * R * n, b + k * R * n, rows);
   });
-  return ffi::Error::Success();
 }
 
-template <ffi::DataType D>
-ffi::Error Backward(ffi::ThreadPool pool, ffi::Buffer<D> L, ffi::Buffer<D> w,
-                    ffi::Buffer<D> p, ffi::Buffer<D> v, ffi::Buffer<D> gL_new,
-                    ffi::Buffer<D> gf, ffi::Buffer<D> gb, ffi::ResultBuffer<D> gL,
-                    ffi::ResultBuffer<D> gw, ffi::ResultBuffer<D> gp,
-                    ffi::ResultBuffer<D> gv) {
-  int64_t lanes, n, R;
-  if (auto e = Shapes(L, w, p, v, lanes, n, R); e.failure()) return e;
-  using T = ffi::NativeType<D>;
+template <typename T>
+void RunBackward(ffi::ThreadPool& pool, int64_t lanes, int64_t n, int64_t R, LinkAt<T> L,
+                 const T* w, const T* p, const T* v, const T* gL_new, const T* gf,
+                 const T* gb, Grads<T> out) {
   ForLanes(pool, lanes, lanes * n * n, [&](int64_t first, int64_t last) {
     Rows<T> rows;
     for (int64_t k = first; k < last; ++k) {
       const int64_t m = k * n * n, s = k * n, q = k * R * n;
-      Grads<T> out{gL->typed_data() + m, gw->typed_data() + s, gp->typed_data() + s,
-                   gv->typed_data() + q};
-      BackwardLane<T>(L.typed_data() + m, w.typed_data() + s, p.typed_data() + s,
-                      v.typed_data() + q, gL_new.typed_data() + m, gf.typed_data() + q,
-                      gb.typed_data() + q, n, R, out, rows);
+      Grads<T> lane{out.gL + m, out.gw + s, out.gp + s, out.gv + q};
+      BackwardLane<T>(L(k), w + s, p + s, v + q, gL_new + m, gf + q, gb + q, n, R, lane, rows);
     }
   });
+}
+
+template <ffi::DataType D>
+using Buf = ffi::Buffer<D>;
+template <ffi::DataType D>
+using Ret = ffi::ResultBuffer<D>;
+
+template <ffi::DataType D>
+ffi::Error Forward(ffi::ThreadPool pool, Buf<D> L, Buf<D> w, Buf<D> p, Buf<D> v,
+                   Ret<D> L_new, Ret<D> f, Ret<D> b) {
+  int64_t lanes, n, R;
+  if (auto e = Shapes(L, 1, w, p, v, lanes, n, R); e.failure()) return e;
+  using T = ffi::NativeType<D>;
+  RunForward<T>(pool, lanes, n, R, {L.typed_data(), n}, w.typed_data(), p.typed_data(),
+                v.typed_data(), {L_new->typed_data(), n}, f->typed_data(), b->typed_data());
+  return ffi::Error::Success();
+}
+
+template <ffi::DataType D>
+ffi::Error Backward(ffi::ThreadPool pool, Buf<D> L, Buf<D> w, Buf<D> p, Buf<D> v,
+                    Buf<D> gL_new, Buf<D> gf, Buf<D> gb, Ret<D> gL, Ret<D> gw, Ret<D> gp,
+                    Ret<D> gv) {
+  int64_t lanes, n, R;
+  if (auto e = Shapes(L, 1, w, p, v, lanes, n, R); e.failure()) return e;
+  using T = ffi::NativeType<D>;
+  RunBackward<T>(pool, lanes, n, R, {L.typed_data(), n}, w.typed_data(), p.typed_data(),
+                 v.typed_data(), gL_new.typed_data(), gf.typed_data(), gb.typed_data(),
+                 {gL->typed_data(), gw->typed_data(), gp->typed_data(), gv->typed_data()});
+  return ffi::Error::Success();
+}
+
+// H [..., S, N, N] with slot 0 = L_0 [..., N, N]; the other slots are left as they are
+// (the forward steps write each before anything reads it).
+template <ffi::DataType D>
+ffi::Error HistoryStart(Buf<D> L0, Ret<D> H) {
+  auto dims = H->dimensions();
+  if (dims.size() < 3) return ffi::Error::InvalidArgument("link history: H must be [..., S, N, N]");
+  const int64_t n = dims.back(), slots = dims[dims.size() - 3];
+  const int64_t lanes = n == 0 ? 0 : static_cast<int64_t>(L0.element_count()) / (n * n);
+  if (H->element_count() != L0.element_count() * static_cast<size_t>(slots))
+    return ffi::Error::InvalidArgument("link history: H must be [..., S, N, N] for L [..., N, N]");
+  for (int64_t k = 0; k < lanes; ++k)
+    std::copy(L0.typed_data() + k * n * n, L0.typed_data() + (k + 1) * n * n,
+              H->typed_data() + k * slots * n * n);
+  return ffi::Error::Success();
+}
+
+template <ffi::DataType D>
+ffi::Error HistoryForward(ffi::ThreadPool pool, Buf<D> H, Buf<ffi::S32> t, Buf<D> w,
+                          Buf<D> p, Buf<D> v, Ret<D> H_out, Ret<D> f, Ret<D> b) {
+  int64_t lanes, n, R, slots;
+  if (auto e = Slots(H, slots); e.failure()) return e;
+  if (auto e = Shapes(H, slots, w, p, v, lanes, n, R); e.failure()) return e;
+  if (auto e = CheckSteps(t, lanes, slots); e.failure()) return e;
+  using T = ffi::NativeType<D>;
+  T* out = H_out->typed_data();  // H's own buffer when XLA aliases them; else a copy first
+  if (out != H.typed_data()) std::copy(H.typed_data(), H.typed_data() + H.element_count(), out);
+  const int32_t* at = t.typed_data();
+  RunForward<T>(pool, lanes, n, R, {out, n, slots, at}, w.typed_data(), p.typed_data(),
+                v.typed_data(), {out + n * n, n, slots, at}, f->typed_data(), b->typed_data());
+  return ffi::Error::Success();
+}
+
+template <ffi::DataType D>
+ffi::Error HistoryBackward(ffi::ThreadPool pool, Buf<D> H, Buf<ffi::S32> t, Buf<D> w,
+                           Buf<D> p, Buf<D> v, Buf<D> gL_new, Buf<D> gf, Buf<D> gb,
+                           Ret<D> gL, Ret<D> gw, Ret<D> gp, Ret<D> gv) {
+  int64_t lanes, n, R, slots;
+  if (auto e = Slots(H, slots); e.failure()) return e;
+  if (auto e = Shapes(H, slots, w, p, v, lanes, n, R); e.failure()) return e;
+  if (auto e = CheckSteps(t, lanes, slots); e.failure()) return e;
+  if (gL_new.element_count() != static_cast<size_t>(lanes * n * n))
+    return ffi::Error::InvalidArgument("link history: gL must be [..., N, N]");
+  using T = ffi::NativeType<D>;
+  RunBackward<T>(pool, lanes, n, R, {H.typed_data(), n, slots, t.typed_data()},
+                 w.typed_data(), p.typed_data(), v.typed_data(), gL_new.typed_data(),
+                 gf.typed_data(), gb.typed_data(),
+                 {gL->typed_data(), gw->typed_data(), gp->typed_data(), gv->typed_data()});
   return ffi::Error::Success();
 }
 
 // The handlers' signatures: the thread pool, the input buffers, the output buffers.
-template <ffi::DataType D>
+// A handler's leading arguments: the thread pool, L (or H and t).
+template <ffi::DataType D, bool kHistory>
+auto BindLink() {
+  if constexpr (kHistory) {
+    return ffi::Ffi::Bind().template Ctx<ffi::ThreadPool>().template Arg<Buf<D>>()
+        .template Arg<Buf<ffi::S32>>();
+  } else {
+    return ffi::Ffi::Bind().template Ctx<ffi::ThreadPool>().template Arg<Buf<D>>();
+  }
+}
+
+template <ffi::DataType D, bool kHistory>
 auto BindForward() {
-  using B = ffi::Buffer<D>;
-  return ffi::Ffi::Bind().template Ctx<ffi::ThreadPool>()
-      .template Arg<B>().template Arg<B>().template Arg<B>().template Arg<B>()  // L w p v
-      .template Ret<B>().template Ret<B>().template Ret<B>();                   // L' f b
+  return BindLink<D, kHistory>()
+      .template Arg<Buf<D>>().template Arg<Buf<D>>().template Arg<Buf<D>>()          // w p v
+      .template Ret<Buf<D>>().template Ret<Buf<D>>().template Ret<Buf<D>>();         // L' f b
+}
+
+template <ffi::DataType D, bool kHistory>
+auto BindBackward() {
+  return BindLink<D, kHistory>()
+      .template Arg<Buf<D>>().template Arg<Buf<D>>().template Arg<Buf<D>>()          // w p v
+      .template Arg<Buf<D>>().template Arg<Buf<D>>().template Arg<Buf<D>>()          // gL' gf gb
+      .template Ret<Buf<D>>().template Ret<Buf<D>>().template Ret<Buf<D>>()
+      .template Ret<Buf<D>>();                                                      // gL gw gp gv
 }
 
 template <ffi::DataType D>
-auto BindBackward() {
-  using B = ffi::Buffer<D>;
-  return ffi::Ffi::Bind().template Ctx<ffi::ThreadPool>()
-      .template Arg<B>().template Arg<B>().template Arg<B>().template Arg<B>()  // L w p v
-      .template Arg<B>().template Arg<B>().template Arg<B>()                    // gL' gf gb
-      .template Ret<B>().template Ret<B>().template Ret<B>().template Ret<B>();  // gL gw gp gv
+auto BindStart() {
+  return ffi::Ffi::Bind().template Arg<Buf<D>>().template Ret<Buf<D>>();  // L_0 -> H
 }
 
 }  // namespace
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(DncjaxLinkForwardF32, Forward<ffi::F32>,
-                              BindForward<ffi::F32>());
-XLA_FFI_DEFINE_HANDLER_SYMBOL(DncjaxLinkForwardF64, Forward<ffi::F64>,
-                              BindForward<ffi::F64>());
-XLA_FFI_DEFINE_HANDLER_SYMBOL(DncjaxLinkBackwardF32, Backward<ffi::F32>,
-                              BindBackward<ffi::F32>());
-XLA_FFI_DEFINE_HANDLER_SYMBOL(DncjaxLinkBackwardF64, Backward<ffi::F64>,
-                              BindBackward<ffi::F64>());
+#define DNCJAX_LINK_HANDLERS(T)                                                          \
+  XLA_FFI_DEFINE_HANDLER_SYMBOL(DncjaxLinkForward##T, Forward<ffi::T>,                   \
+                                (BindForward<ffi::T, false>()));                         \
+  XLA_FFI_DEFINE_HANDLER_SYMBOL(DncjaxLinkBackward##T, Backward<ffi::T>,                 \
+                                (BindBackward<ffi::T, false>()));                        \
+  XLA_FFI_DEFINE_HANDLER_SYMBOL(DncjaxLinkHistoryStart##T, HistoryStart<ffi::T>,         \
+                                BindStart<ffi::T>());                                    \
+  XLA_FFI_DEFINE_HANDLER_SYMBOL(DncjaxLinkHistoryForward##T, HistoryForward<ffi::T>,     \
+                                (BindForward<ffi::T, true>()));                          \
+  XLA_FFI_DEFINE_HANDLER_SYMBOL(DncjaxLinkHistoryBackward##T, HistoryBackward<ffi::T>,   \
+                                (BindBackward<ffi::T, true>()));
+
+DNCJAX_LINK_HANDLERS(F32)
+DNCJAX_LINK_HANDLERS(F64)
