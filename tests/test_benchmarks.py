@@ -127,10 +127,26 @@ def test_the_link_kernels_are_timed_interleaved_with_their_ratio(capsys):
   out = capsys.readouterr().out
   row = next(line for line in out.splitlines() if line.startswith("| 4 |"))
   native_ms, xla_ms, ratio = (float(c) for c in row.strip("|").split("|")[1:])
-  half = 0.005  # every column is printed to 2 decimals: each is within this of its value
-  low = (xla_ms - half) / (native_ms + half) - half
-  high = (xla_ms + half) / max(native_ms - half, 1e-9) + half
-  assert low <= ratio <= high  # XLA's time over the kernel's (not the inverse)
+  assert_ratio(ratio, xla_ms, native_ms)  # XLA's time over the kernel's (not the inverse)
+
+
+def assert_ratio(ratio, over, under):
+  """ratio is over / under, each of the three printed to 2 decimals."""
+  half = 0.005  # each printed figure is within this of its value
+  low = (over - half) / (under + half) - half
+  high = (over + half) / max(under - half, 1e-9) + half
+  assert low <= ratio <= high, (ratio, over, under)
+
+
+@pytest.mark.skipif(not dnc_speed.native.build.compiler_found(),
+                    reason="no C++ compiler ($CXX or c++) for the native link kernel")
+def test_the_link_history_is_timed_interleaved_against_lax_scan(capsys):
+  assert dnc_speed.main(["--link-history", "both", "--link-kernel", "native", *TINY]) == 0
+  out = capsys.readouterr().out
+  assert "| N | history ms / step | lax.scan ms / step | lax.scan / history |" in out
+  row = next(line for line in out.splitlines() if line.startswith("| 4 |"))
+  history_ms, scan_ms, ratio = (float(c) for c in row.strip("|").split("|")[1:])
+  assert_ratio(ratio, scan_ms, history_ms)
 
 
 import jax  # noqa: E402
