@@ -34,6 +34,7 @@ gradients against addressing.link_update and addressing.directional_weights.
 from __future__ import annotations
 
 import contextlib
+import threading
 
 import jax
 import jax.numpy as jnp
@@ -65,18 +66,25 @@ def _new_link(L_NxN, w_N, p_N):
   return jnp.where(jnp.eye(N, dtype=bool), jnp.zeros((), L_NxN.dtype), A)
 
 
-_overrides: list = []  # link steps put in place by `override`, innermost last
+_local = threading.local()  # .overrides: this thread's link steps from `override`
+
+
+def _overrides() -> list:
+  if not hasattr(_local, "overrides"):
+    _local.overrides = []
+  return _local.overrides
 
 
 @contextlib.contextmanager
 def override(step):
-  """Within the block, link_step calls are `step(L, w, p, v)` (at trace time: what is
-  traced inside the block uses it). `history.py` uses this to keep L_t in place."""
-  _overrides.append(step)
+  """Within the block, in this thread, link_step calls are `step(L, w, p, v)` (at trace
+  time: what is traced inside the block uses it). `history.py` uses this to keep L_t in
+  place."""
+  _overrides().append(step)
   try:
     yield
   finally:
-    _overrides.pop()
+    _overrides().pop()
 
 
 def link_step(L_NxN: jax.Array, w_N: jax.Array, p_N: jax.Array,
@@ -86,8 +94,8 @@ def link_step(L_NxN: jax.Array, w_N: jax.Array, p_N: jax.Array,
   kernel (`native.link_step`, one pass over L each way), elsewhere `xla_link_step`;
   chosen at trace time (`native.usable`, $DNCJAX_LINK_KERNEL); inside `override`, its
   step."""
-  if _overrides:
-    return _overrides[-1](L_NxN, w_N, p_N, v_RxN)
+  if _overrides():
+    return _overrides()[-1](L_NxN, w_N, p_N, v_RxN)
   if native.usable(L_NxN.dtype, L_NxN.shape[-1]):
     return native.link_step(L_NxN, w_N, p_N, v_RxN)
   return xla_link_step(L_NxN, w_N, p_N, v_RxN)
