@@ -130,11 +130,12 @@ def test_the_link_kernels_are_timed_interleaved_with_their_ratio(capsys):
   assert_ratio(ratio, xla_ms, native_ms)  # XLA's time over the kernel's (not the inverse)
 
 
-def assert_ratio(ratio, over, under):
-  """ratio is over / under, each of the three printed to 2 decimals."""
-  half = 0.005  # each printed figure is within this of its value
-  low = (over - half) / (under + half) - half
-  high = (over + half) / max(under - half, 1e-9) + half
+def assert_ratio(ratio, over, under, ratio_half=0.005):
+  """ratio is over / under, over and under printed to 2 decimals, the ratio to within
+  ratio_half (0.005: 2 decimals)."""
+  half = 0.005  # each printed time is within this of its value
+  low = (over - half) / (under + half) - ratio_half
+  high = (over + half) / max(under - half, 1e-9) + ratio_half
   assert low <= ratio <= high, (ratio, over, under)
 
 
@@ -190,3 +191,24 @@ def test_the_link_bound_is_five_passes_over_every_link_matrix():
   assert roofline.link_bytes(args, 256) == 5 * 16 * 20 * 256 * 256 * 4
   assert roofline.link_bytes(dnc_speed.argparse.Namespace(**{**vars(args), "model": "sdnc"}),
                              256) is None
+
+
+spec = importlib.util.spec_from_file_location("argsort_speed",
+                                              REPO / "benchmarks" / "argsort_speed.py")
+argsort_speed = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(argsort_speed)
+
+
+@pytest.mark.skipif(not dnc_speed.native.build.compiler_found(),
+                    reason="no C++ compiler ($CXX or c++) for the sort kernel")
+def test_the_sorts_are_timed_interleaved_and_give_one_order(capsys):
+  argv = ["--memory-sizes", "5", "33", "--batch", "3", "--time", "2", "--repeats", "1",
+          "--rounds", "2"]
+  assert argsort_speed.main(argv) == 0
+  rows = [line for line in capsys.readouterr().out.splitlines() if line[:4] in ("| 5 ", "| 33")]
+  assert len(rows) == 2
+  for row in rows:
+    xla_ms, kernel_ms, ratio, same = (c.strip() for c in row.strip("|").split("|")[1:])
+    assert same == "yes"
+    assert_ratio(float(ratio), float(xla_ms), float(kernel_ms), ratio_half=0.05)
+

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import dncjax
-from dncjax.models import core, links, native, sparse
+from dncjax.models import addressing, core, links, native, sparse
 from dncjax.models.native import build
 
 jax.config.update("jax_enable_x64", True)
@@ -193,6 +193,46 @@ def test_the_dnc_trains_with_either_step_to_float_rounding(name, extra):
 
 
 @needs_compiler
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+@pytest.mark.parametrize("shape", [(7,), (3, 40), (2, 3, 9), (64, 512)])  # (64, 512): threads
+def test_argsort_is_xlas_stable_argsort(dtype, shape):
+  rng = np.random.default_rng(shape[-1])
+  keys = rng.integers(-3, 4, size=shape) / 4  # many ties
+  keys.flat[::5] = rng.normal(size=keys.flat[::5].shape)
+  keys.flat[1] = np.inf
+  keys.flat[2] = -np.inf
+  keys = jnp.asarray(keys, dtype)
+  want = jnp.argsort(keys, axis=-1, stable=True)
+  got = jax.jit(native.argsort)(keys)
+  assert got.dtype == jnp.int32 and got.shape == keys.shape
+  np.testing.assert_array_equal(got, want)
+  np.testing.assert_array_equal(batched(native.argsort, len(shape) - 1)(keys), want)
+
+
+@needs_compiler
+def test_the_allocation_sorted_by_the_kernel_has_xlas_values_and_gradients():
+  rng = np.random.default_rng(9)
+  usage = jnp.asarray(rng.uniform(size=(4, 200)))
+  usage = usage.at[:, 5].set(usage[:, 7])  # a tie
+  weights = jnp.asarray(rng.normal(size=(4, 200)))
+
+  results = {}
+  for kind in ("native", "xla"):
+    native.select(kind)
+
+    def loss(u):  # a new function per kind: JAX caches traces by function
+      return jnp.sum(jax.vmap(lambda u: addressing.allocation_weights(u, by_ranks=False))(u)
+                     * weights)
+
+    jaxpr = str(jax.make_jaxpr(loss)(usage))
+    results[kind] = jax.value_and_grad(loss)(usage), "ffi_call" in jaxpr
+  assert results["native"][1] and not results["xla"][1]
+  (value, grad), (value_xla, grad_xla) = results["native"][0], results["xla"][0]
+  np.testing.assert_array_equal(value, value_xla)
+  np.testing.assert_array_equal(grad, grad_xla)
+
+
+@needs_compiler
 def test_auto_leaves_small_memories_and_other_dtypes_to_xla(monkeypatch):
   monkeypatch.delenv(native.VARIABLE, raising=False)
   assert native.kind() == "auto"
@@ -252,6 +292,6 @@ def test_a_failed_build_falls_back_to_xla_with_one_message_or_is_an_error(tmp_pa
   assert done.returncode == 0, done.stderr
   assert done.stdout.split() == ["xla", "123.49", "123.4800", "True"]
   assert done.stderr.count("native link kernel is not used") == 1
-  assert "compiling link_kernel.cc, sparse_link_kernel.cc failed" in done.stderr
+  assert "compiling link_kernel.cc, sparse_link_kernel.cc, sort_kernel.cc failed" in done.stderr
   done = _run(tmp_path, "native", CXX="false")
   assert done.returncode != 0 and "BuildError" in done.stderr

@@ -32,6 +32,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from dncjax.models import native
 from dncjax.models.hparams import NORM_EPS, USAGE_EPS
 
 SHARPEN_EPS = 1e-6
@@ -104,13 +105,21 @@ def allocation_weights(usage_N: jax.Array, *, usage_eps: float = USAGE_EPS,
     by_ranks = usage_N.shape[-1] <= RANKS_MAX_N
   if by_ranks:
     return (1 - usage_N) * jnp.exp(_log_product_before(usage_N))
-  order_N = jnp.argsort(usage_N, stable=True)              # phi_t
+  order_N = _argsort(usage_N)                               # phi_t
   sorted_usage_N = usage_N[order_N]
   # Exclusive cumulative product prod_{i<j}: jnp.cumprod is inclusive, so shift it.
   inclusive_N = jnp.cumprod(sorted_usage_N)
   exclusive_N = jnp.concatenate([jnp.ones_like(inclusive_N[:1]), inclusive_N[:-1]])
   sorted_allocation_N = (1 - sorted_usage_N) * exclusive_N
   return jnp.zeros_like(usage_N).at[order_N].set(sorted_allocation_N, unique_indices=True)
+
+
+def _argsort(usage_N: jax.Array) -> jax.Array:
+  """Stable ascending order of the usages: the CPU kernel's radix sort where the native
+  kernels are used (`native.sort_usable`), else XLA's sort."""
+  if native.sort_usable(usage_N.dtype):
+    return native.argsort(usage_N)
+  return jnp.argsort(usage_N, stable=True)
 
 
 def _log_product_before(usage_N: jax.Array) -> jax.Array:

@@ -1,6 +1,8 @@
 """The temporal link step as a CPU kernel: one pass over the [N, N] link matrix forward and
-one backward (`link_kernel.cc`), called through XLA's FFI; and the sparse links' decay
-(`sparse_link_kernel.cc`, `sparse_decay`: one pass over the [N, K] entries each way).
+one backward (`link_kernel.cc`), called through XLA's FFI, also on a history of link
+matrices (`history_start`, `history_step`, `history_backward`: `history.py`); the sparse
+links' decay (`sparse_link_kernel.cc`, `sparse_decay`: one pass over the [N, K] entries each
+way); and the allocation's stable argsort (`sort_kernel.cc`, `argsort`: a radix sort).
 
 `link_step(L, w, p, v)` has the values and gradients of `links.xla_link_step` (the same
 equations, summed in another order: equal to float rounding, tested); any leading batch
@@ -12,7 +14,8 @@ Which implementation `links.link_step` uses is chosen when a function is traced:
 DNCJAX_LINK_KERNEL=auto (the default: this kernel for float32/float64 on the CPU backend
 from N = AUTO_MIN_SIZE on, XLA's otherwise or where it cannot be built, saying why once),
 `native` (this kernel; an error where it cannot be), `xla` (never this kernel).
-`select(kind)` sets it in a process.
+`select(kind)` sets it in a process. The same choice governs `argsort` (`sort_usable`:
+the kernel wherever the link kernel would be used for a large N).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ _TARGETS = {"forward": "DncjaxLinkForward", "backward": "DncjaxLinkBackward",
             "history start": "DncjaxLinkHistoryStart",
             "history forward": "DncjaxLinkHistoryForward",
             "history backward": "DncjaxLinkHistoryBackward",
+            "argsort": "DncjaxArgsort",
             "sparse forward": "DncjaxSparseDecayForward",
             "sparse backward": "DncjaxSparseDecayBackward"}
 _DTYPES = {jnp.dtype(jnp.float32): "F32", jnp.dtype(jnp.float64): "F64"}
@@ -92,6 +96,20 @@ def usable(dtype, memory_size: int) -> bool:
             f"({VARIABLE}=xla hides this)", file=sys.stderr)
     return False
   return True
+
+
+def sort_usable(dtype) -> bool:
+  """Whether a trace now uses `argsort`'s kernel for keys of `dtype`: where the link
+  kernel would be used for a large N (the same choice, $DNCJAX_LINK_KERNEL)."""
+  return usable(dtype, AUTO_MIN_SIZE)
+
+
+def argsort(keys_N: jax.Array) -> jax.Array:
+  """The stable ascending order of keys [..., N] along the last axis, int32, as
+  `jnp.argsort(keys, stable=True)` (`sort_kernel.cc`: a radix sort; -0.0 before +0.0).
+  An order has no gradient: the keys enter as constants."""
+  keys_N = jax.lax.stop_gradient(keys_N)
+  return _call("argsort", (jax.ShapeDtypeStruct(keys_N.shape, jnp.int32),), keys_N)[0]
 
 
 def _call(direction: str, outputs, *args, aliases=None):

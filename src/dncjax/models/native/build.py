@@ -1,5 +1,5 @@
-"""Compiling the CPU kernels (`link_kernel.cc` with `link_lanes.h`, `sparse_link_kernel.cc`;
-both use `lanes.h`)
+"""Compiling the CPU kernels (`link_kernel.cc` with `link_lanes.h`, `sparse_link_kernel.cc`,
+`sort_kernel.cc`; all use `lanes.h`)
 into one shared library, once per machine.
 
 The library goes to <user cache>/native/ (`dncjax.folders.user_cache`), named by a hash of
@@ -24,7 +24,7 @@ from pathlib import Path
 from dncjax import folders
 
 SOURCES = tuple(Path(__file__).with_name(name)
-                for name in ("link_kernel.cc", "sparse_link_kernel.cc"))
+                for name in ("link_kernel.cc", "sparse_link_kernel.cc", "sort_kernel.cc"))
 HEADERS = tuple(Path(__file__).with_name(name) for name in ("lanes.h", "link_lanes.h"))
 FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-fopenmp-simd")
 
