@@ -120,14 +120,16 @@ def test_the_training_step_keeps_no_stack_of_link_matrices_but_the_history():
   states = core.batch_initial_state(both[True], B)
   xs = jnp.asarray(rng.normal(size=(B, T, 5)))
   weights = (jnp.ones((B, T, 4)), jnp.ones((B, N, N)))
-  stacks = {}
+  stacks, shapes = {}, {}
   for h, model in both.items():
     jaxpr = jax.make_jaxpr(jax.grad(loss_fn(model, xs, weights)))(params, states, xs).jaxpr
+    shapes[h] = float_shapes(jaxpr)
     # [N, N] arrays of every lane and several time steps: stacks of link matrices
-    stacks[h] = {s for s in float_shapes(jaxpr)
-                 if len(s) == 4 and s[2:] == (N, N) and 1 not in s[:2]}
+    stacks[h] = {s for s in shapes[h] if len(s) == 4 and s[2:] == (N, N) and 1 not in s[:2]}
   assert (T, B, N, N) in stacks[False], "lax.scan stacks L_t: the check must see it"
   assert stacks[True] == {(B, T + 1, N, N)}, stacks[True]  # the history itself, only
+  for name in ("Whh", "Wrh", "Whi"):  # weights are kept once, not once per step
+    assert (T,) + params[name].shape not in shapes[True], name
 
 
 def test_history_kernels_equal_the_link_step_and_refuse_steps_outside_the_history():

@@ -10,8 +10,9 @@ over the step and its own vjp:
   forward   H [T + 1, N, N] holds L_0 ... L_T: step t's link kernel reads H[t] and writes
             L_t into H[t + 1] in place (`native.history_step`). Each step's vjp is taken as
             it runs (`jax.vjp`) and its residuals are stacked by the scan, as lax.scan's
-            own differentiation does; the link step's residuals are w^w_t, p_{t-1} and
-            w^r_{t-1}, nothing [N, N] (the state carries a stub where L was).
+            own differentiation does, except those that are the params themselves
+            (kept once); the link step's residuals are w^w_t, p_{t-1} and w^r_{t-1},
+            nothing [N, N] (the state carries a stub where L was).
   backward  a scan from t = T - 1 down to 0 applies each step's vjp; the link step's
             backward pass is the kernel's on L_{t-1} = H[t] (`native.history_backward`),
             carrying dL_t, written over in place by dL_{t-1}.
@@ -84,7 +85,6 @@ def _forward(fn, link, channel, params, state, xs):
   L0 = get(state)
   stub = jnp.zeros((0,), L0.dtype)
   integer_xs = jnp.issubdtype(xs.dtype, jnp.integer)
-  channel["params"] = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), params)
 
   def body(carry, x_t):
     s, H = carry
@@ -106,30 +106,39 @@ def _forward(fn, link, channel, params, state, xs):
     else:
       (s, outputs), vjp, H = jax.vjp(step, params, s, x, has_aux=True)
     leaves, channel["vjp"] = jax.tree.flatten(vjp)
-    return (s, H), (outputs, leaves)
+    # Residuals that are the params themselves (the weights of the products) are the same
+    # at every step: kept once, outside the scan, rather than stacked T times.
+    position = {id(leaf): i for i, leaf in enumerate(jax.tree.leaves(params))}
+    channel["from_params"] = [position.get(id(leaf)) for leaf in leaves]
+    per_step = [leaf for leaf, i in zip(leaves, channel["from_params"]) if i is None]
+    return (s, H), (outputs, per_step)
 
   steps = jnp.arange(T, dtype=jnp.int32)
   H = native.history_start(L0, T + 1)
   (final, H), (outputs, leaves) = jax.lax.scan(body, (put(state, stub), H), (xs, steps))
-  return (put(final, H[T]), outputs), (leaves, H, xs)
+  return (put(final, H[T]), outputs), (leaves, params, H, xs)
 
 
 def _backward(link, channel, residuals, cotangents):
   get, put = link
-  leaves, H, xs = residuals
+  leaves, params, H, xs = residuals
   g_final, g_outputs = cotangents
   stub = jnp.zeros((0,), H.dtype)
+  param_leaves = jax.tree.leaves(params)
 
   def body(carry, inputs):
     g_params, g_state, gL = carry
     leaves_t, g_out, t = inputs
     channel.update(H=H, t=t, gL=gL)
+    per_step = iter(leaves_t)
+    leaves_t = [next(per_step) if i is None else param_leaves[i]
+                for i in channel["from_params"]]
     g_p, g_s, *g_x = jax.tree.unflatten(channel["vjp"], leaves_t)((g_state, g_out))
     g_params = jax.tree.map(jnp.add, g_params, g_p)
     return (g_params, put(g_s, stub), channel["gL"]), g_x
 
   steps = jnp.arange(xs.shape[0], dtype=jnp.int32)
-  zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), channel["params"])
+  zeros = jax.tree.map(jnp.zeros_like, params)
   carry = (zeros, put(g_final, stub), get(g_final))
   (g_params, g_state, gL), g_xs = jax.lax.scan(body, carry, (leaves, g_outputs, steps),
                                                reverse=True)
