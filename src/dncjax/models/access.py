@@ -41,6 +41,7 @@ import jax
 import jax.numpy as jnp
 
 from dncjax.models import addressing, links
+from dncjax.models.native import access as kernels
 
 
 class Interface(NamedTuple):
@@ -147,6 +148,46 @@ def access_step(state: AccessState, interface: Interface, *,
   and freeing a slot that is still needed costs at once. An interface with sharpness
   (`parse_interface(..., link_sharpness=True)`) sharpens f_t and b_t (`addressing.sharpen`);
   one with key masks (`key_masking=True`) masks the write and read content look-ups."""
+  # The write and the read as CPU kernels where they are used (native/access.py), else
+  # as XLA's operations; the same equations.
+  fused = (kernels.usable(state.memory.dtype, state.memory.shape[0]) and not deallocate
+           and interface.write_mask is None and interface.read_masks is None)
+  if fused:
+    usage, write_weights, memory = kernels.write(
+        state.memory, state.usage, state.write_weights, state.read_weights,
+        interface.write_key, interface.write_strength, interface.erase,
+        interface.write_vector, interface.free_gates, interface.allocation_gate,
+        interface.write_gate, norm_eps=norm_eps, usage_eps=usage_eps)
+  else:
+    usage, write_weights, memory = _write(state, interface, norm_eps, usage_eps, deallocate)
+  # Temporal links and the directional weights f_t, b_t (from L_t and w^r_{t-1}) in one
+  # step with a hand-derived backward pass (links.py; the same values as
+  # addressing.link_update then addressing.directional_weights).
+  link, forward, backward = links.link_step(state.link, write_weights, state.precedence,
+                                            state.read_weights)
+  precedence = addressing.precedence_update(state.precedence, write_weights)
+  # Read: content c^r_t on the new M_t; then r_t.
+  if interface.forward_sharpness is not None:
+    forward = addressing.sharpen(forward, interface.forward_sharpness)
+    backward = addressing.sharpen(backward, interface.backward_sharpness)
+  if fused:
+    read_weights, read_vectors = kernels.read(
+        memory, forward, backward, interface.read_keys, interface.read_strengths,
+        interface.read_modes, norm_eps=norm_eps)
+  else:
+    content = addressing.content_weights(memory, interface.read_keys,
+                                         interface.read_strengths,
+                                         masks_HxW=interface.read_masks, norm_eps=norm_eps)
+    read_weights = addressing.read_weights(content, forward, backward, interface.read_modes)
+    read_vectors = addressing.read_memory(memory, read_weights)
+  return AccessState(memory=memory, usage=usage, link=link, precedence=precedence,
+                     read_weights=read_weights, write_weights=write_weights,
+                     read_vectors=read_vectors)
+
+
+def _write(state: AccessState, interface: Interface, norm_eps: float, usage_eps: float,
+           deallocate: bool) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """(u_t, w^w_t, M_t) as XLA's operations."""
   # Dynamic memory allocation: u_t from w^w_{t-1}, w^r_{t-1}; a_t from u_t.
   usage = addressing.usage_update(state.usage, state.write_weights, interface.free_gates,
                                   state.read_weights)
@@ -159,21 +200,5 @@ def access_step(state: AccessState, interface: Interface, *,
   kept = state.memory
   if deallocate:
     kept = kept * addressing.retention(interface.free_gates, state.read_weights)[:, None]
-  memory = addressing.write_memory(kept, write_weights, interface.erase, interface.write_vector)
-  # Temporal links and the directional weights f_t, b_t (from L_t and w^r_{t-1}) in one
-  # step with a hand-derived backward pass (links.py; the same values as
-  # addressing.link_update then addressing.directional_weights).
-  link, forward, backward = links.link_step(state.link, write_weights, state.precedence,
-                                            state.read_weights)
-  precedence = addressing.precedence_update(state.precedence, write_weights)
-  # Read: content c^r_t on the new M_t; then r_t.
-  if interface.forward_sharpness is not None:
-    forward = addressing.sharpen(forward, interface.forward_sharpness)
-    backward = addressing.sharpen(backward, interface.backward_sharpness)
-  content = addressing.content_weights(memory, interface.read_keys, interface.read_strengths,
-                                       masks_HxW=interface.read_masks, norm_eps=norm_eps)
-  read_weights = addressing.read_weights(content, forward, backward, interface.read_modes)
-  read_vectors = addressing.read_memory(memory, read_weights)
-  return AccessState(memory=memory, usage=usage, link=link, precedence=precedence,
-                     read_weights=read_weights, write_weights=write_weights,
-                     read_vectors=read_vectors)
+  return usage, write_weights, addressing.write_memory(kept, write_weights, interface.erase,
+                                                       interface.write_vector)

@@ -39,7 +39,11 @@ _TARGETS = {"forward": "DncjaxLinkForward", "backward": "DncjaxLinkBackward",
             "history backward": "DncjaxLinkHistoryBackward",
             "argsort": "DncjaxArgsort",
             "sparse forward": "DncjaxSparseDecayForward",
-            "sparse backward": "DncjaxSparseDecayBackward"}
+            "sparse backward": "DncjaxSparseDecayBackward",
+            "write forward": "DncjaxAccessWriteForward",
+            "write backward": "DncjaxAccessWriteBackward",
+            "read forward": "DncjaxAccessReadForward",
+            "read backward": "DncjaxAccessReadBackward"}
 _DTYPES = {jnp.dtype(jnp.float32): "F32", jnp.dtype(jnp.float64): "F64"}
 _state: dict = {"kind": None, "loaded": None, "error": None, "warned": False}
 
@@ -112,13 +116,14 @@ def argsort(keys_N: jax.Array) -> jax.Array:
   return _call("argsort", (jax.ShapeDtypeStruct(keys_N.shape, jnp.int32),), keys_N)[0]
 
 
-def _call(direction: str, outputs, *args, aliases=None):
-  """The kernel of `direction` for the dtype of args[0], with results shaped as `outputs`."""
+def _call(direction: str, outputs, *args, aliases=None, **attributes):
+  """The kernel of `direction` for the dtype of args[0], with results shaped as `outputs`
+  (and the kernel's attributes, if any)."""
   load()
   name = _TARGETS[direction] + _DTYPES[jnp.dtype(args[0].dtype)]
   shapes = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in outputs]
   return jax.ffi.ffi_call(name, shapes, vmap_method="broadcast_all",
-                          input_output_aliases=aliases)(*args)
+                          input_output_aliases=aliases)(*args, **attributes)
 
 
 @jax.custom_vjp

@@ -16,7 +16,7 @@
 namespace dncjax {
 
 // Below this many entries per call the lanes run on the calling thread.
-constexpr int64_t kParallelEntries = 1 << 18;
+constexpr int64_t kParallelEntries = 1 << 12;
 
 // Runs body(first, last) over [0, lanes) in as many chunks as the pool has threads. The
 // calling thread and the tasks it schedules take chunks from one counter until none is

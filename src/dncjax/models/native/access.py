@@ -1,0 +1,95 @@
+"""The DNC's memory access around the temporal link step as CPU kernels (`access_kernel.cc`,
+maths per lane in `access_lanes.h`): the write (usage u_t, allocation a_t, write weights
+w^w_t, erase and add) and the read (read content weights, read weights w^r_t, read vectors
+r_t), each one call forward and one backward for the whole batch.
+
+`write` and `read` have the values and gradients of `addressing`'s functions (the same
+equations in another order of summation: equal to float rounding, tested in
+tests/models/test_native_access.py); any leading batch axes become the kernels' lanes.
+`usable` says whether a trace uses them: where the link kernel is used (the same
+choice, $DNCJAX_LINK_KERNEL, and N); `access.access_step` uses them then, unless key
+masking or de-allocation is on (those stay XLA's).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dncjax.models import native
+
+
+def usable(dtype, memory_size: int) -> bool:
+  """Whether a trace now uses the access kernels for a memory of `dtype` and N =
+  `memory_size`: where the link kernel is used (`native.usable`)."""
+  return native.usable(dtype, memory_size)
+
+
+def _attributes(norm_eps: float, usage_eps: float | None = None) -> dict:
+  attributes = {"norm_eps": np.float64(norm_eps)}
+  if usage_eps is not None:
+    attributes["usage_eps"] = np.float64(usage_eps)
+  return attributes
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def _write(norm_eps, usage_eps, memory, usage, write_prev, read_prev, key, erase, vector,
+           free, gates):
+  inputs = (memory, usage, write_prev, read_prev, key, erase, vector, free, gates)
+  return tuple(native._call("write forward", (usage, usage, memory), *inputs,
+                            **_attributes(norm_eps, usage_eps)))
+
+
+def _write_forward(norm_eps, usage_eps, *inputs):
+  return _write(norm_eps, usage_eps, *inputs), inputs
+
+
+def _write_backward(norm_eps, usage_eps, inputs, cotangents):
+  return tuple(native._call("write backward", inputs, *inputs, *cotangents,
+                            **_attributes(norm_eps, usage_eps)))
+
+
+_write.defvjp(_write_forward, _write_backward)
+
+
+def write(memory_NxW: jax.Array, usage_N: jax.Array, write_prev_N: jax.Array,
+          read_prev_RxN: jax.Array, key_W: jax.Array, strength: jax.Array, erase_W: jax.Array,
+          vector_W: jax.Array, free_R: jax.Array, allocation_gate: jax.Array,
+          write_gate: jax.Array, *, norm_eps: float,
+          usage_eps: float) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """(u_t, w^w_t, M_t) from M_{t-1}, u_{t-1}, w^w_{t-1}, w^r_{t-1} and the write's
+  interface (k^w, beta^w, e_t, v_t, the free gates, g^a_t, g^w_t): as
+  `addressing.usage_update`, `allocation_weights`, `write_weights` and `write_memory`."""
+  gates = jnp.stack([strength, allocation_gate, write_gate]).astype(memory_NxW.dtype)
+  return _write(norm_eps, usage_eps, memory_NxW, usage_N, write_prev_N, read_prev_RxN, key_W,
+                erase_W, vector_W, free_R, gates)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _read(norm_eps, memory, forward, backward, keys, heads):
+  return tuple(native._call("read forward", (forward, keys), memory, forward, backward, keys,
+                            heads, **_attributes(norm_eps)))
+
+
+def _read_forward(norm_eps, *inputs):
+  return _read(norm_eps, *inputs), inputs
+
+
+def _read_backward(norm_eps, inputs, cotangents):
+  return tuple(native._call("read backward", inputs, *inputs, *cotangents,
+                            **_attributes(norm_eps)))
+
+
+_read.defvjp(_read_forward, _read_backward)
+
+
+def read(memory_NxW: jax.Array, forward_RxN: jax.Array, backward_RxN: jax.Array,
+         keys_RxW: jax.Array, strengths_R: jax.Array, modes_Rx3: jax.Array, *,
+         norm_eps: float) -> tuple[jax.Array, jax.Array]:
+  """(w^r_t, r_t) from M_t, f_t, b_t and the read keys, strengths and modes: as
+  `addressing.content_weights`, `read_weights` and `read_memory`."""
+  heads = jnp.concatenate([strengths_R[:, None], modes_Rx3], axis=1)  # [R, 4]
+  return _read(norm_eps, memory_NxW, forward_RxN, backward_RxN, keys_RxW, heads)

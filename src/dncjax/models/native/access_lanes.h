@@ -1,0 +1,165 @@
+// The DNC's memory access around the temporal link step for one lane (one example), forward
+// and backward: the write (usage, allocation, write weights, erase and add) and the read
+// (read content weights, read weights, read vectors). Shared by the handlers of
+// access_kernel.cc; addressing.py has the same equations as XLA operations.
+//
+// Write, from M = M_{t-1} [N, W], u0 = u_{t-1}, ww0 = w^w_{t-1} [N], wr0 = w^r_{t-1}
+// [R, N], the write key k [W], erase e [W], write vector v [W], free gates fg [R] and
+// gates = (beta^w, g^a, g^w):
+//   psi[i] = prod_r (1 - fg[r] wr0[r, i])          u[i] = (u0 + ww0 - u0 ww0)[i] psi[i]
+//   uc = eps_u + (1 - eps_u) u, phi its stable ascending order,
+//   a[phi[j]] = (1 - uc[phi[j]]) P[j],  P[j] = prod_{i < j} uc[phi[i]]
+//   c = softmax(beta^w D(k, M)),  D(k, M)[i] = k . M[i] / (|k|_eps |M[i]|_eps)
+//   ww = g^w (g^a a + (1 - g^a) c)                 M' = M (1 - ww e^T) + ww v^T
+// Read, from M' [N, W], f, b [R, N], keys kr [R, W] and heads [R, 4] = (beta^r, pi^r):
+//   c_r = softmax(beta_r D(kr[r], M'))   wr[r] = pi_r[0] b[r] + pi_r[1] c_r + pi_r[2] f[r]
+//   rv[r] = wr[r] M'
+// Each backward pass recomputes its forward pass from the inputs, then runs the chain rule
+// back through it (the allocation's products without division: see AllocationBackward).
+
+#ifndef DNCJAX_NATIVE_ACCESS_LANES_H_
+#define DNCJAX_NATIVE_ACCESS_LANES_H_
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <numeric>
+#include <vector>
+
+namespace dncjax {
+
+// M [N, W] by columns, t[w N + i] = M[i, w] (so that loops over the N slots run along
+// contiguous memory), and its rows' norms |M[i]|_eps = sqrt(|M[i]|^2 + eps).
+template <typename T>
+struct Columns {
+  std::vector<T> t, norm;
+  int64_t n = 0, W = 0;
+
+  void Set(const T* M, int64_t rows, int64_t width, T eps) {
+    n = rows, W = width;
+    t.resize(n * W);
+    norm.assign(n, T(0));
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t w = 0; w < W; ++w) t[w * n + i] = M[i * W + w];
+    for (int64_t w = 0; w < W; ++w) {
+      const T* col = t.data() + w * n;
+#pragma omp simd
+      for (int64_t i = 0; i < n; ++i) norm[i] += col[i] * col[i];
+    }
+    for (int64_t i = 0; i < n; ++i) norm[i] = std::sqrt(norm[i] + eps);
+  }
+};
+
+template <typename T>
+struct Content {  // c = softmax(beta D(k, M)) and what its backward pass needs
+  std::vector<T> D, c, g_dot, g_row;  // [N] each
+  T key_norm = 0;
+
+  void Forward(const Columns<T>& m, const T* k, T beta, T eps) {
+    const int64_t n = m.n;
+    D.assign(n, T(0)), c.resize(n);
+    T kk = 0;
+    for (int64_t w = 0; w < m.W; ++w) {
+      kk += k[w] * k[w];
+      const T kw = k[w], *col = m.t.data() + w * n;
+      T* d = D.data();
+#pragma omp simd
+      for (int64_t i = 0; i < n; ++i) d[i] += kw * col[i];
+    }
+    key_norm = std::sqrt(kk + eps);
+    T top = -std::numeric_limits<T>::infinity();
+    for (int64_t i = 0; i < n; ++i) {
+      D[i] /= key_norm * m.norm[i];
+      c[i] = beta * D[i];
+      top = std::max(top, c[i]);
+    }
+    T total = 0;
+    for (int64_t i = 0; i < n; ++i) total += (c[i] = std::exp(c[i] - top));
+    const T scale = 1 / total;
+    for (int64_t i = 0; i < n; ++i) c[i] *= scale;
+  }
+
+  // From the cotangent gc [N]: adds to gT [W, N] (M's cotangent by columns) and gk [W];
+  // returns g beta.
+  T Backward(const Columns<T>& m, const T* k, T beta, const T* gc, T* gT, T* gk) {
+    const int64_t n = m.n;
+    g_dot.resize(n), g_row.resize(n);
+    T centre = 0;
+    for (int64_t i = 0; i < n; ++i) centre += gc[i] * c[i];
+    T g_beta = 0, g_key_norm = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const T gz = c[i] * (gc[i] - centre);           // softmax
+      g_beta += gz * D[i];
+      const T gD = beta * gz;
+      g_dot[i] = gD / (key_norm * m.norm[i]);         // D = dot / (|k| |M[i]|)
+      g_key_norm -= gD * D[i] / key_norm;
+      g_row[i] = -gD * D[i] / (m.norm[i] * m.norm[i]);  // through |M[i]|, per M[i, w]
+    }
+    const T *gd = g_dot.data(), *gr = g_row.data();
+    for (int64_t w = 0; w < m.W; ++w) {
+      const T kw = k[w], *col = m.t.data() + w * n;
+      T* g_col = gT + w * n;
+      T acc = 0;
+#pragma omp simd reduction(+ : acc)
+      for (int64_t i = 0; i < n; ++i) {
+        g_col[i] += gd[i] * kw + gr[i] * col[i];
+        acc += gd[i] * col[i];
+      }
+      gk[w] += acc + g_key_norm * kw / key_norm;
+    }
+    return g_beta;
+  }
+};
+
+template <typename T>
+struct Write {  // one lane's write step, its intermediates kept for the backward pass
+  std::vector<T> psi, written, u, uc, P, a, ww;
+  std::vector<int32_t> order;
+  Columns<T> columns;
+  Content<T> content;
+
+  void Forward(const T* M, const T* u0, const T* ww0, const T* wr0, const T* k, const T* fg,
+               const T* gates, int64_t n, int64_t W, int64_t R, T norm_eps, T usage_eps) {
+    psi.resize(n), written.resize(n), u.resize(n), uc.resize(n), P.resize(n), a.resize(n);
+    ww.resize(n), order.resize(n);
+    for (int64_t i = 0; i < n; ++i) {
+      T keep = 1;
+      for (int64_t r = 0; r < R; ++r) keep *= 1 - fg[r] * wr0[r * n + i];
+      psi[i] = keep;
+      written[i] = u0[i] + ww0[i] - u0[i] * ww0[i];
+      u[i] = written[i] * keep;
+      uc[i] = usage_eps + (1 - usage_eps) * u[i];
+    }
+    std::iota(order.begin(), order.end(), 0);
+    std::sort(order.begin(), order.end(),  // ascending, ties by slot: a stable order
+              [&](int32_t x, int32_t y) { return uc[x] < uc[y] || (uc[x] == uc[y] && x < y); });
+    T product = 1;
+    for (int64_t j = 0; j < n; ++j) {
+      const int32_t i = order[j];
+      P[j] = product;
+      a[i] = (1 - uc[i]) * product;
+      product *= uc[i];
+    }
+    columns.Set(M, n, W, norm_eps);
+    content.Forward(columns, k, gates[0], norm_eps);
+    const T ga = gates[1], gw = gates[2];
+    for (int64_t i = 0; i < n; ++i) ww[i] = gw * (ga * a[i] + (1 - ga) * content.c[i]);
+  }
+
+  // From the cotangent of a [N] (by slot): the cotangent of uc [N] (by slot), with
+  // T_j = sum_{m > j} ga_m (1 - s_m) prod_{j < i < m} s_i (s the sorted uc) so that
+  // d/ds_j = P_j (T_j - ga_j), and T_{j - 1} = ga_j (1 - s_j) + s_j T_j.
+  void AllocationBackward(const T* g_a, int64_t n, T* g_uc) const {
+    T tail = 0;
+    for (int64_t j = n - 1; j >= 0; --j) {
+      const int32_t i = order[j];
+      g_uc[i] = P[j] * (tail - g_a[i]);
+      tail = g_a[i] * (1 - uc[i]) + uc[i] * tail;
+    }
+  }
+};
+
+}  // namespace dncjax
+
+#endif  // DNCJAX_NATIVE_ACCESS_LANES_H_
