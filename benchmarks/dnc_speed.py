@@ -15,6 +15,7 @@ cross-entropy), so only the model's cost is measured. Prints a Markdown table.
   python benchmarks/dnc_speed.py --roofline --memory-sizes 64 256 1024 --steps 5
   python benchmarks/dnc_speed.py --link-kernel both --memory-sizes 64 256 1024 --rounds 3
   python benchmarks/dnc_speed.py --link-history both --memory-sizes 64 256 1024 --rounds 3
+  python benchmarks/dnc_speed.py --access-kernels both --memory-sizes 64 256 1024 --rounds 3
 
 `--peer PYTHON` times the PyTorch DNC (`pip install dnc`) in the same run, interleaved with
 dncjax, and prints the ratio (benchmarks/peer_compare.py); PYTHON is an interpreter that
@@ -26,6 +27,8 @@ the CPU kernel, or XLA's operations; default: what a run would use); `both` time
 interleaved, `--rounds` times each, and prints the best of each and their ratio.
 `--link-history on|off|both` likewise for the DNC's `link_history` (`dncjax.models.history`:
 every L_t kept where the link kernel writes it, or lax.scan's stack of them).
+`--access-kernels on|off|both` likewise for the DNC's `access_kernels`
+(`dncjax.models.native.access`: the write and the read as CPU kernels, or XLA's operations).
 """
 
 from __future__ import annotations
@@ -53,8 +56,8 @@ def bit_loss(logits_BxSxI, targets_BxSxI):
 
 def build(args, memory_size: int):
   """(jitted train step, its initial state, the batch) of the model at `memory_size`."""
-  sparse = ({"link_history": args.link_history} if args.model == "dnc"
-            else {"sparse_k": args.sparse_k})
+  sparse = ({"link_history": args.link_history, "access_kernels": args.access_kernels}
+            if args.model == "dnc" else {"sparse_k": args.sparse_k})
   model = dncjax.make_model(
       args.model, args.input, args.input, hidden=args.hidden, memory_size=memory_size,
       word_size=args.word, read_heads=args.reads, remat=args.remat, dtype=args.dtype, **sparse)
@@ -128,6 +131,10 @@ def main(argv=None):
                       help="the DNC's training keeps every L_t where the link kernel writes "
                            "it (the config's link_history), lax.scan's stack, or both "
                            "interleaved")
+  parser.add_argument("--access-kernels", default="on", choices=("on", "off", "both"),
+                      help="the DNC's write and read as CPU kernels where the link kernel is "
+                           "used (the config's access_kernels), as XLA's operations, or both "
+                           "interleaved")
   parser.add_argument("--roofline", action="store_true",
                       help="print the roofline table (bytes per step over the bandwidth)")
   args = parser.parse_args(argv)
@@ -139,6 +146,9 @@ def main(argv=None):
   if args.link_history == "both":
     return _link_histories(args)
   args.link_history = args.link_history == "on"
+  if args.access_kernels == "both":
+    return _access_kernels(args)
+  args.access_kernels = args.access_kernels == "on"
   if args.peer:
     return _peer(args)
   if args.roofline:
@@ -164,15 +174,24 @@ def _link_kernels(args) -> int:
     print(f"the native link kernel is not timed: {e}")
     return 1
   args.link_history = args.link_history != "off"
+  args.access_kernels = args.access_kernels != "off"
   return _interleaved(args, "link kernel", {"native": lambda: native.select("native"),
                                             "XLA": lambda: native.select("xla")})
 
 
 def _link_histories(args) -> int:
   """Per N: the DNC's step with its link history and with lax.scan's stack, interleaved."""
+  args.access_kernels = args.access_kernels != "off"
   return _interleaved(args, "link history", {
       "history": lambda: setattr(args, "link_history", True),
       "lax.scan": lambda: setattr(args, "link_history", False)})
+
+
+def _access_kernels(args) -> int:
+  """Per N: the DNC's step with the write and read kernels and with XLA's, interleaved."""
+  return _interleaved(args, "access kernels", {
+      "kernels": lambda: setattr(args, "access_kernels", True),
+      "XLA": lambda: setattr(args, "access_kernels", False)})
 
 
 def _interleaved(args, what: str, variants: dict) -> int:

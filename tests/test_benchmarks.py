@@ -150,6 +150,17 @@ def test_the_link_history_is_timed_interleaved_against_lax_scan(capsys):
   assert_ratio(ratio, scan_ms, history_ms)
 
 
+
+@pytest.mark.skipif(not dnc_speed.native.build.compiler_found(),
+                    reason="no C++ compiler ($CXX or c++) for the native kernels")
+def test_the_access_kernels_are_timed_interleaved_against_xlas_operations(capsys):
+  assert dnc_speed.main(["--access-kernels", "both", "--link-kernel", "native", *TINY]) == 0
+  out = capsys.readouterr().out
+  assert "| N | kernels ms / step | XLA ms / step | XLA / kernels |" in out
+  row = next(line for line in out.splitlines() if line.startswith("| 4 |"))
+  kernels_ms, xla_ms, ratio = (float(c) for c in row.strip("|").split("|")[1:])
+  assert_ratio(ratio, xla_ms, kernels_ms)
+
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import roofline  # noqa: E402  (benchmarks/ is on the path above)

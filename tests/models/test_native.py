@@ -67,6 +67,23 @@ def test_values_and_gradients_equal_the_xla_step(dtype, atol, lead):
 
 
 @needs_compiler
+@pytest.mark.parametrize("dtype,atol", [(jnp.float64, 1e-12), (jnp.float32, 2e-5)])
+@pytest.mark.parametrize("R", [3, 4, 5])  # row blocks for R <= 4, rows one by one above
+def test_large_link_matrices_take_the_xla_steps_values_and_gradients(dtype, atol, R):
+  """N = 523: the backward pass's row blocks (from N = 512) and a tail of columns that
+  fills no vector."""
+  rng = np.random.default_rng(R)
+  args = inputs(rng, (2,), N=523, R=R, dtype=dtype)
+  want, want_vjp = jax.vjp(jax.vmap(links.xla_link_step), *args)
+  got, got_vjp = jax.vjp(jax.vmap(native.link_step), *args)
+  for a, b in zip(want, got):
+    np.testing.assert_allclose(b, a, rtol=0, atol=atol)
+  g = cotangents(rng, (2,), N=523, R=R, dtype=dtype)
+  for a, b in zip(want_vjp(g), got_vjp(g)):
+    np.testing.assert_allclose(b, a, rtol=0, atol=atol * 100 * max(1, float(jnp.max(abs(a)))))
+
+
+@needs_compiler
 def test_large_batches_split_over_threads_give_the_same_numbers():
   rng = np.random.default_rng(3)
   args = inputs(rng, (16,), N=160, R=4)  # 16 x 160^2 entries: above the threading size

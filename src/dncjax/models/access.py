@@ -138,7 +138,7 @@ def initial_access_state(memory_size: int, word_size: int, read_heads: int,
 def access_step(state: AccessState, interface: Interface, *,
                 norm_eps: float = addressing.NORM_EPS,
                 usage_eps: float = addressing.USAGE_EPS,
-                deallocate: bool = False) -> AccessState:
+                deallocate: bool = False, fused: bool = True) -> AccessState:
   """One write then read on the memory, in the paper's order -> the next AccessState.
 
   `deallocate` (Csordas & Schmidhuber, ICLR 2019, "Improving Differentiable Neural
@@ -147,11 +147,13 @@ def access_step(state: AccessState, interface: Interface, *,
   (E - w^w_t e_t^T) + w^w_t v_t^T, so a freed slot no longer answers content look-ups
   and freeing a slot that is still needed costs at once. An interface with sharpness
   (`parse_interface(..., link_sharpness=True)`) sharpens f_t and b_t (`addressing.sharpen`);
-  one with key masks (`key_masking=True`) masks the write and read content look-ups."""
-  # The write and the read as CPU kernels where they are used (native/access.py), else
-  # as XLA's operations; the same equations.
-  fused = (kernels.usable(state.memory.dtype, state.memory.shape[0]) and not deallocate
-           and interface.write_mask is None and interface.read_masks is None)
+  one with key masks (`key_masking=True`) masks the write and read content look-ups.
+  With `fused`, the write and the read run as CPU kernels where those are used
+  (`native/access.py`: the link kernel's choice, no de-allocation nor key masks); else,
+  and otherwise, as XLA's operations. The same equations either way."""
+  fused = (fused and kernels.usable(state.memory.dtype, state.memory.shape[0])
+           and not deallocate and interface.write_mask is None
+           and interface.read_masks is None)
   if fused:
     usage, write_weights, memory = kernels.write(
         state.memory, state.usage, state.write_weights, state.read_weights,

@@ -146,6 +146,9 @@ class DNCConfig:
   link_history: bool = field(True, "training keeps every L_t in one buffer that the CPU link "
                              "kernel writes in place (models/history.py; without remat, "
                              "where the kernel is used); off: lax.scan keeps them")
+  access_kernels: bool = field(True, "the write and the read run as CPU kernels where the "
+                               "link kernel is used (models/native/access.py); off: as "
+                               "XLA's operations")
   norm_eps: float = field(NORM_EPS, "epsilon inside the norms of the cosine similarity")
   usage_eps: float = field(USAGE_EPS, "usage is clamped to [eps, 1 - eps] before allocation")
   dtype: str = _dtype()

@@ -110,7 +110,6 @@ void WriteBackwardLane(Write<T>& lane, const T* M, const T* u0, const T* ww0, co
   std::fill(g.ge, g.ge + W, T(0));
   std::fill(g.gv, g.gv + W, T(0));
   std::fill(g.gk, g.gk + W, T(0));
-  std::fill(g.gfg, g.gfg + R, T(0));
   gww.assign(gww_in, gww_in + n);
   for (int64_t i = 0; i < n; ++i) {  // M' = M (1 - ww e^T) + ww v^T
     const T wi = lane.ww[i];
@@ -126,7 +125,7 @@ void WriteBackwardLane(Write<T>& lane, const T* M, const T* u0, const T* ww0, co
     }
     gww[i] += acc;
   }
-  scratch.assign(2 * n + R, T(0));
+  scratch.assign(n * (R + 2), T(0));
   T *g_a = scratch.data(), *g_c = scratch.data() + n;
   T g_gw = 0, g_ga = 0;
   for (int64_t i = 0; i < n; ++i) {  // ww = g^w (g^a a + (1 - g^a) c)
@@ -138,30 +137,42 @@ void WriteBackwardLane(Write<T>& lane, const T* M, const T* u0, const T* ww0, co
   }
   gT.assign(n * W, T(0));
   const T g_beta = lane.content.Backward(lane.columns, k, gates[0], g_c, gT.data(), g.gk);
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t w = 0; w < W; ++w) g.gM[i * W + w] += gT[w * n + i];
+  for (int64_t w = 0; w < W; ++w)
+    for (int64_t i = 0; i < n; ++i) g.gM[i * W + w] += gT[w * n + i];
   g.ggates[0] = g_beta, g.ggates[1] = g_ga, g.ggates[2] = g_gw;
   lane.AllocationBackward(g_a, n, g_c);  // g_c now holds the cotangent of uc
-  T* others = scratch.data() + 2 * n;  // the product of the q_r after each r
+  T* g_psi = g_a;  // free again
   for (int64_t i = 0; i < n; ++i) {  // u = written psi, uc = eps + (1 - eps) u
     const T g_u = gu[i] + (1 - usage_eps) * g_c[i];
-    const T g_written = g_u * lane.psi[i], g_psi = g_u * lane.written[i];
+    const T g_written = g_u * lane.psi[i];
+    g_psi[i] = g_u * lane.written[i];
     g.gu0[i] = g_written * (1 - ww0[i]);
     g.gww0[i] = g_written * (1 - u0[i]);
-    // psi = prod_r q_r, q_r = 1 - fg[r] wr0[r, i]: d psi / d q_r is the product of the
-    // others, the running product before r times the one after it (no division).
-    T after = 1;
-    for (int64_t r = R - 1; r >= 0; --r) {
-      others[r] = after;
-      after *= 1 - fg[r] * wr0[r * n + i];
+  }
+  // psi = prod_r q_r, q_r = 1 - fg[r] wr0[r, i]: d psi / d q_r is the product of the
+  // others, the running product of the q before r times that of those after it (no
+  // division); `after` holds the latter for each r, `before` runs up.
+  T *after = g_c, *before = after + R * n;  // g_c is free again
+  for (int64_t r = 0; r < R; ++r) std::fill(after + r * n, after + (r + 1) * n, T(1));
+  for (int64_t r = R - 2; r >= 0; --r) {
+    const T f = fg[r + 1], *wr_next = wr0 + (r + 1) * n, *later = after + (r + 1) * n;
+    T* here = after + r * n;
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) here[i] = later[i] * (1 - f * wr_next[i]);
+  }
+  std::fill(before, before + n, T(1));
+  for (int64_t r = 0; r < R; ++r) {
+    const T f = fg[r], *wr_r = wr0 + r * n, *later = after + r * n;
+    T* g_wr = g.gwr0 + r * n;
+    T g_f = 0;
+#pragma omp simd reduction(+ : g_f)
+    for (int64_t i = 0; i < n; ++i) {
+      const T d = g_psi[i] * before[i] * later[i];
+      g_wr[i] = -d * f;
+      g_f -= d * wr_r[i];
+      before[i] *= 1 - f * wr_r[i];
     }
-    T before = 1;
-    for (int64_t r = 0; r < R; ++r) {
-      const T d = g_psi * before * others[r];
-      g.gwr0[r * n + i] = -d * fg[r];
-      g.gfg[r] -= d * wr0[r * n + i];
-      before *= 1 - fg[r] * wr0[r * n + i];
-    }
+    g.gfg[r] = g_f;
   }
 }
 
@@ -222,13 +233,13 @@ struct Reader {
       const T *b_r = b + r * n, *f_r = f + r * n, *c = content.c.data();
 #pragma omp simd
       for (int64_t i = 0; i < n; ++i) w_r[i] = head[1] * b_r[i] + head[2] * c[i] + head[3] * f_r[i];
-      if (!gwr) {
-        for (int64_t w = 0; w < W; ++w) {
-          const T* col = columns.t.data() + w * n;
-          T acc = 0;
-#pragma omp simd reduction(+ : acc)
-          for (int64_t i = 0; i < n; ++i) acc += w_r[i] * col[i];
-          rv[r * W + w] = acc;
+      if (!gwr) {  // r[r] = sum_i w^r[r, i] M'[i]: rows of M' in order
+        T* out = rv + r * W;
+        std::fill(out, out + W, T(0));
+        for (int64_t i = 0; i < n; ++i) {
+          const T weight = w_r[i], *row = M + i * W;
+#pragma omp simd
+          for (int64_t w = 0; w < W; ++w) out[w] += weight * row[w];
         }
         continue;
       }
@@ -258,8 +269,8 @@ struct Reader {
       g[4][4 * r + 1] = g_b, g[4][4 * r + 2] = g_c_mode, g[4][4 * r + 3] = g_f;
     }
     if (gwr)
-      for (int64_t i = 0; i < n; ++i)
-        for (int64_t w = 0; w < W; ++w) g[0][i * W + w] = gT[w * n + i];
+      for (int64_t w = 0; w < W; ++w)
+        for (int64_t i = 0; i < n; ++i) g[0][i * W + w] = gT[w * n + i];
   }
 };
 

@@ -23,11 +23,50 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <numeric>
 #include <vector>
 
 namespace dncjax {
+
+// e^x by range reduction, x = k ln 2 + r with |r| <= ln(2) / 2, a polynomial in r and a
+// scale of 2^k put straight into the exponent bits: straight-line arithmetic, so that a
+// loop of it vectorizes (the C library's exp is a call per element). x is clamped to
+// the normal range (e^x of a softmax's shifted scores below it counts as 2^-126 or
+// 2^-1022 instead of less). float: Cephes' expf polynomial (about 1 ulp); double: the
+// Taylor series to r^13 / 13! (its remainder below 1e-17).
+inline float Exp(float x) {
+  x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+  const float k = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round to integer
+  const float r = (x - k * 0.693359375f) + k * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(k) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+  return p * scale;
+}
+
+inline double Exp(double x) {
+  constexpr double kInverseFactorials[14] = {
+      1.0, 1.0, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040, 1.0 / 40320,
+      1.0 / 362880, 1.0 / 3628800, 1.0 / 39916800, 1.0 / 479001600, 1.0 / 6227020800};
+  x = x < -708.0 ? -708.0 : (x > 709.0 ? 709.0 : x);
+  const double k = (x * 1.4426950408889634 + 6755399441055744.0) - 6755399441055744.0;
+  const double r = (x - k * 6.93147180369123816490e-01) - k * 1.90821492927058770002e-10;
+  double p = kInverseFactorials[13];
+  for (int j = 12; j >= 0; --j) p = p * r + kInverseFactorials[j];
+  const int64_t bits = (static_cast<int64_t>(k) + 1023) << 52;
+  double scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+  return p * scale;
+}
 
 // M [N, W] by columns, t[w N + i] = M[i, w] (so that loops over the N slots run along
 // contiguous memory), and its rows' norms |M[i]|_eps = sqrt(|M[i]|^2 + eps).
@@ -40,12 +79,15 @@ struct Columns {
     n = rows, W = width;
     t.resize(n * W);
     norm.assign(n, T(0));
-    for (int64_t i = 0; i < n; ++i)
-      for (int64_t w = 0; w < W; ++w) t[w * n + i] = M[i * W + w];
-    for (int64_t w = 0; w < W; ++w) {
-      const T* col = t.data() + w * n;
+    T* sum = norm.data();
+    for (int64_t w = 0; w < W; ++w) {  // by columns: contiguous stores, strided loads
+      T* col = t.data() + w * n;
 #pragma omp simd
-      for (int64_t i = 0; i < n; ++i) norm[i] += col[i] * col[i];
+      for (int64_t i = 0; i < n; ++i) {
+        const T x = M[i * W + w];
+        col[i] = x;
+        sum[i] += x * x;
+      }
     }
     for (int64_t i = 0; i < n; ++i) norm[i] = std::sqrt(norm[i] + eps);
   }
@@ -68,16 +110,20 @@ struct Content {  // c = softmax(beta D(k, M)) and what its backward pass needs
       for (int64_t i = 0; i < n; ++i) d[i] += kw * col[i];
     }
     key_norm = std::sqrt(kk + eps);
-    T top = -std::numeric_limits<T>::infinity();
+    T top = -std::numeric_limits<T>::infinity(), total = 0;
+    T *d = D.data(), *e = c.data();
+    const T* norm = m.norm.data();
+#pragma omp simd reduction(max : top)
     for (int64_t i = 0; i < n; ++i) {
-      D[i] /= key_norm * m.norm[i];
-      c[i] = beta * D[i];
-      top = std::max(top, c[i]);
+      d[i] /= key_norm * norm[i];
+      e[i] = beta * d[i];
+      top = e[i] > top ? e[i] : top;
     }
-    T total = 0;
-    for (int64_t i = 0; i < n; ++i) total += (c[i] = std::exp(c[i] - top));
+#pragma omp simd reduction(+ : total)
+    for (int64_t i = 0; i < n; ++i) total += (e[i] = Exp(e[i] - top));
     const T scale = 1 / total;
-    for (int64_t i = 0; i < n; ++i) c[i] *= scale;
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) e[i] *= scale;
   }
 
   // From the cotangent gc [N]: adds to gT [W, N] (M's cotangent by columns) and gk [W];
@@ -85,18 +131,20 @@ struct Content {  // c = softmax(beta D(k, M)) and what its backward pass needs
   T Backward(const Columns<T>& m, const T* k, T beta, const T* gc, T* gT, T* gk) {
     const int64_t n = m.n;
     g_dot.resize(n), g_row.resize(n);
-    T centre = 0;
-    for (int64_t i = 0; i < n; ++i) centre += gc[i] * c[i];
-    T g_beta = 0, g_key_norm = 0;
+    const T *e = c.data(), *d = D.data(), *norm = m.norm.data();
+    T *gd = g_dot.data(), *gr = g_row.data();
+    T centre = 0, g_beta = 0, g_key_norm = 0;
+#pragma omp simd reduction(+ : centre)
+    for (int64_t i = 0; i < n; ++i) centre += gc[i] * e[i];
+#pragma omp simd reduction(+ : g_beta, g_key_norm)
     for (int64_t i = 0; i < n; ++i) {
-      const T gz = c[i] * (gc[i] - centre);           // softmax
-      g_beta += gz * D[i];
+      const T gz = e[i] * (gc[i] - centre);           // softmax
+      g_beta += gz * d[i];
       const T gD = beta * gz;
-      g_dot[i] = gD / (key_norm * m.norm[i]);         // D = dot / (|k| |M[i]|)
-      g_key_norm -= gD * D[i] / key_norm;
-      g_row[i] = -gD * D[i] / (m.norm[i] * m.norm[i]);  // through |M[i]|, per M[i, w]
+      gd[i] = gD / (key_norm * norm[i]);              // D = dot / (|k| |M[i]|)
+      g_key_norm -= gD * d[i] / key_norm;
+      gr[i] = -gD * d[i] / (norm[i] * norm[i]);       // through |M[i]|, per M[i, w]
     }
-    const T *gd = g_dot.data(), *gr = g_row.data();
     for (int64_t w = 0; w < m.W; ++w) {
       const T kw = k[w], *col = m.t.data() + w * n;
       T* g_col = gT + w * n;
@@ -123,12 +171,16 @@ struct Write {  // one lane's write step, its intermediates kept for the backwar
                const T* gates, int64_t n, int64_t W, int64_t R, T norm_eps, T usage_eps) {
     psi.resize(n), written.resize(n), u.resize(n), uc.resize(n), P.resize(n), a.resize(n);
     ww.resize(n), order.resize(n);
+    std::fill(psi.begin(), psi.end(), T(1));
+    T* keep = psi.data();
+    for (int64_t r = 0; r < R; ++r) {
+      const T f = fg[r], *wr_r = wr0 + r * n;
+#pragma omp simd
+      for (int64_t i = 0; i < n; ++i) keep[i] *= 1 - f * wr_r[i];
+    }
     for (int64_t i = 0; i < n; ++i) {
-      T keep = 1;
-      for (int64_t r = 0; r < R; ++r) keep *= 1 - fg[r] * wr0[r * n + i];
-      psi[i] = keep;
       written[i] = u0[i] + ww0[i] - u0[i] * ww0[i];
-      u[i] = written[i] * keep;
+      u[i] = written[i] * psi[i];
       uc[i] = usage_eps + (1 - usage_eps) * u[i];
     }
     std::iota(order.begin(), order.end(), 0);

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "lanes.h"
+#include "link_blocks.h"
 #include "link_lanes.h"
 #include "xla/ffi/api/ffi.h"
 
@@ -87,14 +88,46 @@ inline ffi::Error CheckSteps(const ffi::Buffer<ffi::S32>& t, int64_t lanes, int6
   return ffi::Error::Success();
 }
 
+// The row blocks of link_blocks.h for R = 1 ... 4 read heads, else link_lanes.h's rows.
+constexpr int kBlockRows = 4;
+constexpr int64_t kBackwardBlocksFrom = 512;  // N
+
+template <typename T, int kR = 1>
+void ForwardLaneAt(const T* L, const T* w, const T* p, const T* v, int64_t n, int64_t R,
+                   T* L_new, T* f, T* b, Rows<T>& rows) {
+  if constexpr (kR <= 4) {
+    if (R != kR) return ForwardLaneAt<T, kR + 1>(L, w, p, v, n, R, L_new, f, b, rows);
+    dncjax::blocks::ForwardLane<T, kR, kBlockRows>(L, w, p, v, n, L_new, f, b);
+  } else {
+    ForwardLane<T>(L, w, p, v, n, R, L_new, f, b, rows);
+  }
+}
+
+template <typename T, int kR = 1>
+void BackwardLaneAt(const T* L, const T* w, const T* p, const T* v, const T* gL_new,
+                    const T* gf, const T* gb, int64_t n, int64_t R, Grads<T> out,
+                    Rows<T>& rows, std::vector<T>& scratch) {
+  if constexpr (kR <= 4) {
+    if (n < kBackwardBlocksFrom)
+      return BackwardLane<T>(L, w, p, v, gL_new, gf, gb, n, R, out, rows);
+    if (R != kR)
+      return BackwardLaneAt<T, kR + 1>(L, w, p, v, gL_new, gf, gb, n, R, out, rows, scratch);
+    scratch.resize((2 + kR) * n);
+    dncjax::blocks::BackwardLane<T, kR, kBlockRows>(L, w, p, v, gL_new, gf, gb, n, out.gL,
+                                                    out.gw, out.gp, out.gv, scratch.data());
+  } else {
+    BackwardLane<T>(L, w, p, v, gL_new, gf, gb, n, R, out, rows);
+  }
+}
+
 template <typename T>
 void RunForward(ffi::ThreadPool& pool, int64_t lanes, int64_t n, int64_t R, LinkAt<T> L,
                 const T* w, const T* p, const T* v, LinkAt<T> L_new, T* f, T* b) {
   ForLanes(pool, lanes, lanes * n * n, [&](int64_t first, int64_t last) {
     Rows<T> rows;
     for (int64_t k = first; k < last; ++k)
-      ForwardLane<T>(L(k), w + k * n, p + k * n, v + k * R * n, n, R, L_new(k),
-                   f + k * R * n, b + k * R * n, rows);
+      ForwardLaneAt<T>(L(k), w + k * n, p + k * n, v + k * R * n, n, R, L_new(k),
+                       f + k * R * n, b + k * R * n, rows);
   });
 }
 
@@ -104,10 +137,12 @@ void RunBackward(ffi::ThreadPool& pool, int64_t lanes, int64_t n, int64_t R, Lin
                  const T* gb, Grads<T> out) {
   ForLanes(pool, lanes, lanes * n * n, [&](int64_t first, int64_t last) {
     Rows<T> rows;
+    std::vector<T> scratch;
     for (int64_t k = first; k < last; ++k) {
       const int64_t m = k * n * n, s = k * n, q = k * R * n;
       Grads<T> lane{out.gL + m, out.gw + s, out.gp + s, out.gv + q};
-      BackwardLane<T>(L(k), w + s, p + s, v + q, gL_new + m, gf + q, gb + q, n, R, lane, rows);
+      BackwardLaneAt<T>(L(k), w + s, p + s, v + q, gL_new + m, gf + q, gb + q, n, R, lane,
+                        rows, scratch);
     }
   });
 }
