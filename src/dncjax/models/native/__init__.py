@@ -1,6 +1,7 @@
 """The temporal link step as a CPU kernel: one pass over the [N, N] link matrix forward and
 one backward (`link_kernel.cc`), called through XLA's FFI, also on a history of link
-matrices (`history_start`, `history_step`, `history_backward`: `history.py`); the sparse
+matrices (`history_start`, `history_step`, `history_backward`: `history.py`); the DNC's
+write and read around it (`access_kernel.cc`, wrapped by `native.access`); the sparse
 links' decay (`sparse_link_kernel.cc`, `sparse_decay`: one pass over the [N, K] entries each
 way); and the allocation's stable argsort (`sort_kernel.cc`, `argsort`: a radix sort).
 
@@ -15,7 +16,8 @@ DNCJAX_LINK_KERNEL=auto (the default: this kernel for float32/float64 on the CPU
 from N = AUTO_MIN_SIZE on, XLA's otherwise or where it cannot be built, saying why once),
 `native` (this kernel; an error where it cannot be), `xla` (never this kernel).
 `select(kind)` sets it in a process. The same choice governs `argsort` (`sort_usable`:
-the kernel wherever the link kernel would be used for a large N).
+the kernel wherever the link kernel would be used for a large N) and the write and read
+kernels (`native.access.usable`: wherever the link kernel is used).
 """
 
 from __future__ import annotations
