@@ -26,27 +26,34 @@ def _restore_selection():
   native.select(None)
 
 
+def interface(rng, lead, W, R, dtype):
+  """A raw interface vector xi [..., X] (with link sharpness's 2 R values after the modes,
+  which the kernels must skip)."""
+  X = access.interface_size(W, R, link_sharpness=True)
+  return jnp.asarray(rng.normal(size=lead + (X,)) * 1.5, dtype)
+
+
 def write_inputs(rng, lead=(), N=9, W=4, R=3, dtype=jnp.float64):
-  """(M, u, w^w, w^r, k^w, beta^w, e, v, free gates, g^a, g^w), slot 5 a copy of slot 7
-  (tied usage, equal rows)."""
-  shapes = {"M": (N, W), "u": (N,), "ww": (N,), "wr": (R, N), "k": (W,), "beta": (),
-            "e": (W,), "v": (W,), "free": (R,), "ga": (), "gw": ()}
-  x = {name: rng.uniform(size=lead + shape) for name, shape in shapes.items()}
-  x["M"], x["k"], x["v"] = x["M"] - 0.5, x["k"] - 0.5, x["v"] - 0.5
-  x["ww"] /= N
-  x["wr"] /= N
-  x["beta"] += 1
+  """(M, u, w^w, w^r, xi), slot 5 a copy of slot 7 (tied usage, equal rows)."""
+  x = {"M": rng.uniform(size=lead + (N, W)) - 0.5, "u": rng.uniform(size=lead + (N,)),
+       "ww": rng.uniform(size=lead + (N,)) / N, "wr": rng.uniform(size=lead + (R, N)) / N}
   for name in ("u", "ww", "wr"):
     x[name][..., 5] = x[name][..., 7]
   x["M"][..., 5, :] = x["M"][..., 7, :]
-  return tuple(jnp.asarray(x[name], dtype) for name in shapes)
+  return (*(jnp.asarray(a, dtype) for a in x.values()), interface(rng, lead, W, R, dtype))
 
 
-def xla_write(M, u, ww, wr, k, beta, e, v, free, ga, gw):
-  usage = addressing.usage_update(u, ww, free, wr)
+def parsed(xi, W, R):
+  return access.parse_interface(xi, W, R, link_sharpness=True)
+
+
+def xla_write(M, u, ww, wr, xi):
+  f = parsed(xi, M.shape[-1], wr.shape[-2])
+  usage = addressing.usage_update(u, ww, f.free_gates, wr)
   allocation = addressing.allocation_weights(usage, usage_eps=EPS["usage_eps"])
-  weights = addressing.write_weights(M, k, beta, allocation, ga, gw, norm_eps=EPS["norm_eps"])
-  return usage, weights, addressing.write_memory(M, weights, e, v)
+  weights = addressing.write_weights(M, f.write_key, f.write_strength, allocation,
+                                     f.allocation_gate, f.write_gate, norm_eps=EPS["norm_eps"])
+  return usage, weights, addressing.write_memory(M, weights, f.erase, f.write_vector)
 
 
 def kernel_write(*args):
@@ -54,18 +61,17 @@ def kernel_write(*args):
 
 
 def read_inputs(rng, lead=(), N=9, W=4, R=3, dtype=jnp.float64):
-  """(M, f, b, read keys, strengths, modes)."""
+  """(M, f, b, xi)."""
   M = rng.normal(size=lead + (N, W))
   f, b = (rng.dirichlet(np.ones(N), size=lead + (R,)) for _ in range(2))
-  keys = rng.normal(size=lead + (R, W))
-  strengths = 1 + rng.uniform(size=lead + (R,)) * 3
-  modes = rng.dirichlet(np.ones(3), size=lead + (R,))
-  return tuple(jnp.asarray(a, dtype) for a in (M, f, b, keys, strengths, modes))
+  return (*(jnp.asarray(a, dtype) for a in (M, f, b)), interface(rng, lead, W, R, dtype))
 
 
-def xla_read(M, f, b, keys, strengths, modes):
-  content = addressing.content_weights(M, keys, strengths, norm_eps=EPS["norm_eps"])
-  weights = addressing.read_weights(content, f, b, modes)
+def xla_read(M, f, b, xi):
+  parts = parsed(xi, M.shape[-1], f.shape[-2])
+  content = addressing.content_weights(M, parts.read_keys, parts.read_strengths,
+                                       norm_eps=EPS["norm_eps"])
+  weights = addressing.read_weights(content, f, b, parts.read_modes)
   return weights, addressing.read_memory(M, weights)
 
 
@@ -191,6 +197,10 @@ def test_auto_uses_them_where_it_uses_the_link_kernel(monkeypatch):
 
 def test_inputs_of_mismatched_sizes_are_an_error():
   args = list(write_inputs(np.random.default_rng(0), N=9))
-  args[4] = jnp.ones((5,))  # the write key: W + 1
+  args[1] = jnp.ones((10,))  # the usage: N + 1
   with pytest.raises(Exception, match="access: an input's size does not match M's"):
+    jax.block_until_ready(kernel_write(*args))
+  args = list(write_inputs(np.random.default_rng(0), N=9))
+  args[4] = args[4][:20]  # xi: shorter than W R + 3 W + 5 R + 3 = 42
+  with pytest.raises(Exception, match="access: xi must be"):
     jax.block_until_ready(kernel_write(*args))

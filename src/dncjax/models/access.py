@@ -138,7 +138,8 @@ def initial_access_state(memory_size: int, word_size: int, read_heads: int,
 def access_step(state: AccessState, interface: Interface, *,
                 norm_eps: float = addressing.NORM_EPS,
                 usage_eps: float = addressing.USAGE_EPS,
-                deallocate: bool = False, fused: bool = True) -> AccessState:
+                deallocate: bool = False, fused: bool = True,
+                xi: jax.Array | None = None) -> AccessState:
   """One write then read on the memory, in the paper's order -> the next AccessState.
 
   `deallocate` (Csordas & Schmidhuber, ICLR 2019, "Improving Differentiable Neural
@@ -148,18 +149,17 @@ def access_step(state: AccessState, interface: Interface, *,
   and freeing a slot that is still needed costs at once. An interface with sharpness
   (`parse_interface(..., link_sharpness=True)`) sharpens f_t and b_t (`addressing.sharpen`);
   one with key masks (`key_masking=True`) masks the write and read content look-ups.
-  With `fused`, the write and the read run as CPU kernels where those are used
-  (`native/access.py`: the link kernel's choice, no de-allocation nor key masks); else,
-  and otherwise, as XLA's operations. The same equations either way."""
-  fused = (fused and kernels.usable(state.memory.dtype, state.memory.shape[0])
-           and not deallocate and interface.write_mask is None
-           and interface.read_masks is None)
+  With `fused` and `xi` (the raw interface vector `interface` was parsed from), the write
+  and the read run as CPU kernels where those are used (`native/access.py`: the link
+  kernel's choice, no de-allocation nor key masks), which transform xi's parts
+  themselves; else, and otherwise, as XLA's operations. The same equations either way."""
+  fused = (fused and xi is not None and not deallocate and interface.write_mask is None
+           and interface.read_masks is None
+           and kernels.usable(state.memory.dtype, state.memory.shape[0]))
   if fused:
     usage, write_weights, memory = kernels.write(
-        state.memory, state.usage, state.write_weights, state.read_weights,
-        interface.write_key, interface.write_strength, interface.erase,
-        interface.write_vector, interface.free_gates, interface.allocation_gate,
-        interface.write_gate, norm_eps=norm_eps, usage_eps=usage_eps)
+        state.memory, state.usage, state.write_weights, state.read_weights, xi,
+        norm_eps=norm_eps, usage_eps=usage_eps)
   else:
     usage, write_weights, memory = _write(state, interface, norm_eps, usage_eps, deallocate)
   # Temporal links and the directional weights f_t, b_t (from L_t and w^r_{t-1}) in one
@@ -173,9 +173,8 @@ def access_step(state: AccessState, interface: Interface, *,
     forward = addressing.sharpen(forward, interface.forward_sharpness)
     backward = addressing.sharpen(backward, interface.backward_sharpness)
   if fused:
-    read_weights, read_vectors = kernels.read(
-        memory, forward, backward, interface.read_keys, interface.read_strengths,
-        interface.read_modes, norm_eps=norm_eps)
+    read_weights, read_vectors = kernels.read(memory, forward, backward, xi,
+                                              norm_eps=norm_eps)
   else:
     content = addressing.content_weights(memory, interface.read_keys,
                                          interface.read_strengths,

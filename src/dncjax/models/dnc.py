@@ -69,7 +69,7 @@ def make(config: DNCConfig) -> core.Model:
     interface = access.parse_interface(xi, W, R, *extras)
     return access.access_step(state, interface, norm_eps=config.norm_eps,
                               usage_eps=config.usage_eps, deallocate=config.deallocate,
-                              fused=config.access_kernels)
+                              fused=config.access_kernels, xi=xi)
 
   model = controller.make(config, access.interface_size(W, R, *extras),
                           lambda: access.initial_access_state(N, W, R, config.dtype),

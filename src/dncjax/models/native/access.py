@@ -1,7 +1,8 @@
 """The DNC's memory access around the temporal link step as CPU kernels (`access_kernel.cc`,
 maths per lane in `access_lanes.h`): the write (usage u_t, allocation a_t, write weights
 w^w_t, erase and add) and the read (read content weights, read weights w^r_t, read vectors
-r_t), each one call forward and one backward for the whole batch.
+r_t), each one call forward and one backward for the whole batch, each taking the raw
+interface vector xi_t and applying `access.parse_interface`'s transforms to its part.
 
 `write` and `read` have the values and gradients of `addressing`'s functions (the same
 equations in another order of summation: equal to float rounding, tested in
@@ -16,7 +17,6 @@ from __future__ import annotations
 import functools
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from dncjax.models import native
@@ -36,9 +36,8 @@ def _attributes(norm_eps: float, usage_eps: float | None = None) -> dict:
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
-def _write(norm_eps, usage_eps, memory, usage, write_prev, read_prev, key, erase, vector,
-           free, gates):
-  inputs = (memory, usage, write_prev, read_prev, key, erase, vector, free, gates)
+def _write(norm_eps, usage_eps, memory, usage, write_prev, read_prev, xi):
+  inputs = (memory, usage, write_prev, read_prev, xi)
   return tuple(native._call("write forward", (usage, usage, memory), *inputs,
                             **_attributes(norm_eps, usage_eps)))
 
@@ -56,22 +55,19 @@ _write.defvjp(_write_forward, _write_backward)
 
 
 def write(memory_NxW: jax.Array, usage_N: jax.Array, write_prev_N: jax.Array,
-          read_prev_RxN: jax.Array, key_W: jax.Array, strength: jax.Array, erase_W: jax.Array,
-          vector_W: jax.Array, free_R: jax.Array, allocation_gate: jax.Array,
-          write_gate: jax.Array, *, norm_eps: float,
+          read_prev_RxN: jax.Array, xi_X: jax.Array, *, norm_eps: float,
           usage_eps: float) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """(u_t, w^w_t, M_t) from M_{t-1}, u_{t-1}, w^w_{t-1}, w^r_{t-1} and the write's
-  interface (k^w, beta^w, e_t, v_t, the free gates, g^a_t, g^w_t): as
+  """(u_t, w^w_t, M_t) from M_{t-1}, u_{t-1}, w^w_{t-1}, w^r_{t-1} and the raw interface
+  vector xi_t [X] (its write part transformed as `access.parse_interface` does): as
   `addressing.usage_update`, `allocation_weights`, `write_weights` and `write_memory`."""
-  gates = jnp.stack([strength, allocation_gate, write_gate]).astype(memory_NxW.dtype)
-  return _write(norm_eps, usage_eps, memory_NxW, usage_N, write_prev_N, read_prev_RxN, key_W,
-                erase_W, vector_W, free_R, gates)
+  return _write(norm_eps, usage_eps, memory_NxW, usage_N, write_prev_N, read_prev_RxN, xi_X)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _read(norm_eps, memory, forward, backward, keys, heads):
-  return tuple(native._call("read forward", (forward, keys), memory, forward, backward, keys,
-                            heads, **_attributes(norm_eps)))
+def _read(norm_eps, memory, forward, backward, xi):
+  keys = jax.ShapeDtypeStruct(forward.shape[:-1] + memory.shape[-1:], memory.dtype)
+  return tuple(native._call("read forward", (forward, keys), memory, forward, backward, xi,
+                            **_attributes(norm_eps)))
 
 
 def _read_forward(norm_eps, *inputs):
@@ -87,9 +83,8 @@ _read.defvjp(_read_forward, _read_backward)
 
 
 def read(memory_NxW: jax.Array, forward_RxN: jax.Array, backward_RxN: jax.Array,
-         keys_RxW: jax.Array, strengths_R: jax.Array, modes_Rx3: jax.Array, *,
-         norm_eps: float) -> tuple[jax.Array, jax.Array]:
-  """(w^r_t, r_t) from M_t, f_t, b_t and the read keys, strengths and modes: as
+         xi_X: jax.Array, *, norm_eps: float) -> tuple[jax.Array, jax.Array]:
+  """(w^r_t, r_t) from M_t, f_t, b_t and the raw interface vector xi_t [X] (its read keys,
+  strengths and modes transformed as `access.parse_interface` does): as
   `addressing.content_weights`, `read_weights` and `read_memory`."""
-  heads = jnp.concatenate([strengths_R[:, None], modes_Rx3], axis=1)  # [R, 4]
-  return _read(norm_eps, memory_NxW, forward_RxN, backward_RxN, keys_RxW, heads)
+  return _read(norm_eps, memory_NxW, forward_RxN, backward_RxN, xi_X)

@@ -3,14 +3,13 @@
 // is access_lanes.h). Where XLA runs the write and the read as some hundred small
 // operations per time step, these are four calls (forward and backward of each).
 //
-// Buffers, per lane (leading axes are lanes):
-//   write forward   M [N, W], u0, ww0 [N], wr0 [R, N], k, e, v [W], fg [R], gates [3]
-//                   -> u [N], ww [N], M' [N, W]
+// Buffers, per lane (leading axes are lanes), xi [X] the raw interface vector (its
+// transforms are the kernels' own: Interface in access_lanes.h):
+//   write forward   M [N, W], u0, ww0 [N], wr0 [R, N], xi -> u [N], ww [N], M' [N, W]
 //   write backward  the same inputs, then gu [N], gww [N], gM' [N, W]
-//                   -> gM, gu0, gww0, gwr0, gk, ge, gv, gfg, ggates (the inputs' shapes)
-//   read forward    M' [N, W], f, b [R, N], kr [R, W], heads [R, 4] -> wr [R, N], rv [R, W]
-//   read backward   the same inputs, then gwr [R, N], grv [R, W]
-//                   -> gM', gf, gb, gkr, gheads (the inputs' shapes)
+//                   -> gM, gu0, gww0, gwr0, gxi (the inputs' shapes)
+//   read forward    M' [N, W], f, b [R, N], xi -> wr [R, N], rv [R, W]
+//   read backward   the same inputs, then gwr [R, N], grv [R, W] -> gM', gf, gb, gxi
 // with the attributes norm_eps (and usage_eps for the write).
 
 #include <algorithm>
@@ -27,6 +26,7 @@ namespace ffi = xla::ffi;
 using dncjax::Columns;
 using dncjax::Content;
 using dncjax::ForLanes;
+using dncjax::Interface;
 using dncjax::Write;
 
 namespace {
@@ -60,34 +60,47 @@ inline ffi::Error Counts(std::initializer_list<std::pair<size_t, int64_t>> count
   return ffi::Error::Success();
 }
 
+// X, the interface's size per lane, from xi [..., X]; checks it holds the access's part.
+template <typename B>
+ffi::Error InterfaceSize(const B& xi, int64_t lanes, int64_t W, int64_t R, int64_t& X) {
+  auto dims = xi.dimensions();
+  X = dims.size() == 0 ? 0 : dims.back();
+  if (xi.element_count() != static_cast<size_t>(lanes * X) || X < Interface<float>(W, R).size)
+    return ffi::Error::InvalidArgument("access: xi must be [..., X] with X >= W R + 3 W + 5 R + 3");
+  return ffi::Error::Success();
+}
+
 template <ffi::DataType D>
 ffi::Error WriteForward(ffi::ThreadPool pool, Buf<D> M, Buf<D> u0, Buf<D> ww0, Buf<D> wr0,
-                        Buf<D> k, Buf<D> e, Buf<D> v, Buf<D> fg, Buf<D> gates, Ret<D> u,
-                        Ret<D> ww, Ret<D> M_new, double norm_eps, double usage_eps) {
-  int64_t lanes, n, W, R;
+                        Buf<D> xi, Ret<D> u, Ret<D> ww, Ret<D> M_new, double norm_eps,
+                        double usage_eps) {
+  int64_t lanes, n, W, R, X;
   if (auto err = Sizes(M, wr0, lanes, n, W, R); err.failure()) return err;
-  if (auto err = Counts({{u0.element_count(), n}, {ww0.element_count(), n},
-                         {gates.element_count(), 3}, {k.element_count(), W},
-                         {e.element_count(), W}, {v.element_count(), W},
-                         {fg.element_count(), R}}, lanes);
+  if (auto err = Counts({{u0.element_count(), n}, {ww0.element_count(), n}}, lanes);
       err.failure())
     return err;
+  if (auto err = InterfaceSize(xi, lanes, W, R, X); err.failure()) return err;
   using T = ffi::NativeType<D>;
   ForLanes(pool, lanes, lanes * n * W, [&](int64_t first, int64_t last) {
     Write<T> lane;
+    Interface<T> in(W, R);
     for (int64_t l = first; l < last; ++l) {
-      const int64_t m = l * n * W, s = l * n, q = l * W;
-      const T* Ml = M.typed_data() + m;
+      const int64_t m = l * n * W, s = l * n;
+      const T *Ml = M.typed_data() + m, *x = xi.typed_data() + l * X;
+      in.DecodeWrite(x);
       lane.Forward(Ml, u0.typed_data() + s, ww0.typed_data() + s, wr0.typed_data() + l * R * n,
-                   k.typed_data() + q, fg.typed_data() + l * R, gates.typed_data() + l * 3, n,
-                   W, R, T(norm_eps), T(usage_eps));
+                   x + in.key, in.fg.data(), in.transformed.data(), n, W, R, T(norm_eps),
+                   T(usage_eps));
       std::copy(lane.u.begin(), lane.u.end(), u->typed_data() + s);
       std::copy(lane.ww.begin(), lane.ww.end(), ww->typed_data() + s);
-      const T *el = e.typed_data() + q, *vl = v.typed_data() + q;
+      const T *el = in.e.data(), *vl = x + in.vector;
       T* out = M_new->typed_data() + m;
-      for (int64_t i = 0; i < n; ++i)
+      for (int64_t i = 0; i < n; ++i) {
+        const T wi = lane.ww[i];
+#pragma omp simd
         for (int64_t w = 0; w < W; ++w)
-          out[i * W + w] = Ml[i * W + w] * (1 - lane.ww[i] * el[w]) + lane.ww[i] * vl[w];
+          out[i * W + w] = Ml[i * W + w] * (1 - wi * el[w]) + wi * vl[w];
+      }
     }
   });
   return ffi::Error::Success();
@@ -178,35 +191,36 @@ void WriteBackwardLane(Write<T>& lane, const T* M, const T* u0, const T* ww0, co
 
 template <ffi::DataType D>
 ffi::Error WriteBackward(ffi::ThreadPool pool, Buf<D> M, Buf<D> u0, Buf<D> ww0, Buf<D> wr0,
-                         Buf<D> k, Buf<D> e, Buf<D> v, Buf<D> fg, Buf<D> gates, Buf<D> gu,
-                         Buf<D> gww, Buf<D> gM_new, Ret<D> gM, Ret<D> gu0, Ret<D> gww0,
-                         Ret<D> gwr0, Ret<D> gk, Ret<D> ge, Ret<D> gv, Ret<D> gfg,
-                         Ret<D> ggates, double norm_eps, double usage_eps) {
-  int64_t lanes, n, W, R;
+                         Buf<D> xi, Buf<D> gu, Buf<D> gww, Buf<D> gM_new, Ret<D> gM,
+                         Ret<D> gu0, Ret<D> gww0, Ret<D> gwr0, Ret<D> gxi, double norm_eps,
+                         double usage_eps) {
+  int64_t lanes, n, W, R, X;
   if (auto err = Sizes(M, wr0, lanes, n, W, R); err.failure()) return err;
   if (auto err = Counts({{u0.element_count(), n}, {ww0.element_count(), n},
-                         {gates.element_count(), 3}, {gu.element_count(), n},
-                         {gww.element_count(), n}, {k.element_count(), W},
-                         {e.element_count(), W}, {v.element_count(), W},
-                         {fg.element_count(), R}, {gM_new.element_count(), n * W}}, lanes);
+                         {gu.element_count(), n}, {gww.element_count(), n},
+                         {gM_new.element_count(), n * W}}, lanes);
       err.failure())
     return err;
+  if (auto err = InterfaceSize(xi, lanes, W, R, X); err.failure()) return err;
   using T = ffi::NativeType<D>;
   ForLanes(pool, lanes, lanes * n * W, [&](int64_t first, int64_t last) {
     Write<T> lane;
-    std::vector<T> g_ww, scratch, gT;
+    Interface<T> in(W, R);
+    std::vector<T> g_ww, scratch, gT, g_in(3 * W + R + 3);  // gk ge gv gfg ggates
+    T *gk = g_in.data(), *ge = gk + W, *gv = ge + W, *gfg = gv + W, *ggates = gfg + R;
     for (int64_t l = first; l < last; ++l) {
-      const int64_t m = l * n * W, s = l * n, q = l * W, h = l * R * n;
+      const int64_t m = l * n * W, s = l * n, h = l * R * n;
+      const T* x = xi.typed_data() + l * X;
+      in.DecodeWrite(x);
       WriteGrads<T> g{gM->typed_data() + m, gu0->typed_data() + s, gww0->typed_data() + s,
-                      gwr0->typed_data() + h, gk->typed_data() + q, ge->typed_data() + q,
-                      gv->typed_data() + q, gfg->typed_data() + l * R,
-                      ggates->typed_data() + l * 3};
+                      gwr0->typed_data() + h, gk, ge, gv, gfg, ggates};
       WriteBackwardLane<T>(lane, M.typed_data() + m, u0.typed_data() + s,
-                           ww0.typed_data() + s, wr0.typed_data() + h, k.typed_data() + q,
-                           e.typed_data() + q, v.typed_data() + q, fg.typed_data() + l * R,
-                           gates.typed_data() + l * 3, gu.typed_data() + s,
-                           gww.typed_data() + s, gM_new.typed_data() + m, n, W, R,
-                           T(norm_eps), T(usage_eps), g, g_ww, scratch, gT);
+                           ww0.typed_data() + s, wr0.typed_data() + h, x + in.key,
+                           in.e.data(), x + in.vector, in.fg.data(), in.transformed.data(),
+                           gu.typed_data() + s, gww.typed_data() + s,
+                           gM_new.typed_data() + m, n, W, R, T(norm_eps), T(usage_eps), g,
+                           g_ww, scratch, gT);
+      in.EncodeWrite(x, gk, ge, gv, gfg, ggates, X, gxi->typed_data() + l * X);
     }
   });
   return ffi::Error::Success();
@@ -275,48 +289,54 @@ struct Reader {
 };
 
 template <ffi::DataType D>
-ffi::Error ReadForward(ffi::ThreadPool pool, Buf<D> M, Buf<D> f, Buf<D> b, Buf<D> kr,
-                       Buf<D> heads, Ret<D> wr, Ret<D> rv, double norm_eps) {
-  int64_t lanes, n, W, R;
+ffi::Error ReadForward(ffi::ThreadPool pool, Buf<D> M, Buf<D> f, Buf<D> b, Buf<D> xi,
+                       Ret<D> wr, Ret<D> rv, double norm_eps) {
+  int64_t lanes, n, W, R, X;
   if (auto err = Sizes(M, f, lanes, n, W, R); err.failure()) return err;
-  if (auto err = Counts({{b.element_count(), R * n}, {kr.element_count(), R * W},
-                         {heads.element_count(), 4 * R}}, lanes);
-      err.failure())
-    return err;
+  if (auto err = Counts({{b.element_count(), R * n}}, lanes); err.failure()) return err;
+  if (auto err = InterfaceSize(xi, lanes, W, R, X); err.failure()) return err;
   using T = ffi::NativeType<D>;
   ForLanes(pool, lanes, lanes * n * W * R, [&](int64_t first, int64_t last) {
     Reader<T> reader;
+    Interface<T> in(W, R);
     for (int64_t l = first; l < last; ++l) {
-      const int64_t m = l * n * W, h = l * R * n, q = l * R * W;
-      reader.Lane(M.typed_data() + m, f.typed_data() + h, b.typed_data() + h,
-                  kr.typed_data() + q, heads.typed_data() + l * 4 * R, n, W, R, T(norm_eps),
-                  wr->typed_data() + h, rv->typed_data() + q, nullptr, nullptr, nullptr);
+      const int64_t m = l * n * W, h = l * R * n;
+      const T* x = xi.typed_data() + l * X;
+      in.DecodeRead(x);
+      reader.Lane(M.typed_data() + m, f.typed_data() + h, b.typed_data() + h, x,
+                  in.heads.data(), n, W, R, T(norm_eps), wr->typed_data() + h,
+                  rv->typed_data() + l * R * W, nullptr, nullptr, nullptr);
     }
   });
   return ffi::Error::Success();
 }
 
 template <ffi::DataType D>
-ffi::Error ReadBackward(ffi::ThreadPool pool, Buf<D> M, Buf<D> f, Buf<D> b, Buf<D> kr,
-                        Buf<D> heads, Buf<D> gwr, Buf<D> grv, Ret<D> gM, Ret<D> gf,
-                        Ret<D> gb, Ret<D> gkr, Ret<D> gheads, double norm_eps) {
-  int64_t lanes, n, W, R;
+ffi::Error ReadBackward(ffi::ThreadPool pool, Buf<D> M, Buf<D> f, Buf<D> b, Buf<D> xi,
+                        Buf<D> gwr, Buf<D> grv, Ret<D> gM, Ret<D> gf, Ret<D> gb, Ret<D> gxi,
+                        double norm_eps) {
+  int64_t lanes, n, W, R, X;
   if (auto err = Sizes(M, f, lanes, n, W, R); err.failure()) return err;
-  if (auto err = Counts({{b.element_count(), R * n}, {kr.element_count(), R * W},
-                         {heads.element_count(), 4 * R}, {gwr.element_count(), R * n},
+  if (auto err = Counts({{b.element_count(), R * n}, {gwr.element_count(), R * n},
                          {grv.element_count(), R * W}}, lanes);
       err.failure())
     return err;
+  if (auto err = InterfaceSize(xi, lanes, W, R, X); err.failure()) return err;
   using T = ffi::NativeType<D>;
   ForLanes(pool, lanes, lanes * n * W * R, [&](int64_t first, int64_t last) {
     Reader<T> reader;
+    Interface<T> in(W, R);
+    std::vector<T> gkr(R * W), gheads(4 * R);
     for (int64_t l = first; l < last; ++l) {
-      const int64_t m = l * n * W, h = l * R * n, q = l * R * W;
-      T* g[5] = {gM->typed_data() + m, gf->typed_data() + h, gb->typed_data() + h,
-                 gkr->typed_data() + q, gheads->typed_data() + l * 4 * R};
-      reader.Lane(M.typed_data() + m, f.typed_data() + h, b.typed_data() + h,
-                  kr.typed_data() + q, heads.typed_data() + l * 4 * R, n, W, R, T(norm_eps),
-                  nullptr, nullptr, gwr.typed_data() + h, grv.typed_data() + q, g);
+      const int64_t m = l * n * W, h = l * R * n;
+      const T* x = xi.typed_data() + l * X;
+      in.DecodeRead(x);
+      T* g[5] = {gM->typed_data() + m, gf->typed_data() + h, gb->typed_data() + h, gkr.data(),
+                 gheads.data()};
+      reader.Lane(M.typed_data() + m, f.typed_data() + h, b.typed_data() + h, x,
+                  in.heads.data(), n, W, R, T(norm_eps), nullptr, nullptr,
+                  gwr.typed_data() + h, grv.typed_data() + l * R * W, g);
+      in.EncodeRead(x, gkr.data(), gheads.data(), X, gxi->typed_data() + l * X);
     }
   });
   return ffi::Error::Success();
@@ -329,27 +349,28 @@ ffi::Error ReadBackward(ffi::ThreadPool pool, Buf<D> M, Buf<D> f, Buf<D> b, Buf<
 #define EPS .template Attr<double>("norm_eps")
 
 template <ffi::DataType D>
-auto BindWriteForward() {  // M u0 ww0 | wr0 k e | v fg gates -> u ww M'
-  return ffi::Ffi::Bind().template Ctx<ffi::ThreadPool>() ARGS3 ARGS3 ARGS3 RETS3 EPS
+auto BindWriteForward() {  // M u0 ww0 | wr0 xi -> u ww M'
+  return ffi::Ffi::Bind().template Ctx<ffi::ThreadPool>() ARGS3 .template Arg<Buf<D>>()
+      .template Arg<Buf<D>>() RETS3 EPS .template Attr<double>("usage_eps");
+}
+
+template <ffi::DataType D>
+auto BindWriteBackward() {  // M u0 ww0 | wr0 xi gu | gww gM' -> gM gu0 gww0 | gwr0 gxi
+  return ffi::Ffi::Bind().template Ctx<ffi::ThreadPool>() ARGS3 ARGS3 .template Arg<Buf<D>>()
+      .template Arg<Buf<D>>() RETS3 .template Ret<Buf<D>>().template Ret<Buf<D>>() EPS
       .template Attr<double>("usage_eps");
 }
 
 template <ffi::DataType D>
-auto BindWriteBackward() {  // the inputs, gu gww gM' -> their cotangents
-  return ffi::Ffi::Bind().template Ctx<ffi::ThreadPool>() ARGS3 ARGS3 ARGS3 ARGS3 RETS3 RETS3
-      RETS3 EPS .template Attr<double>("usage_eps");
-}
-
-template <ffi::DataType D>
-auto BindReadForward() {  // M' f b | kr heads -> wr rv
+auto BindReadForward() {  // M' f b | xi -> wr rv
   return ffi::Ffi::Bind().template Ctx<ffi::ThreadPool>() ARGS3 .template Arg<Buf<D>>()
-      .template Arg<Buf<D>>() .template Ret<Buf<D>>().template Ret<Buf<D>>() EPS;
+      .template Ret<Buf<D>>().template Ret<Buf<D>>() EPS;
 }
 
 template <ffi::DataType D>
-auto BindReadBackward() {  // the inputs, gwr grv -> their cotangents
-  return ffi::Ffi::Bind().template Ctx<ffi::ThreadPool>() ARGS3 ARGS3 .template Arg<Buf<D>>()
-      RETS3 .template Ret<Buf<D>>().template Ret<Buf<D>>() EPS;
+auto BindReadBackward() {  // M' f b | xi gwr grv -> gM' gf gb | gxi
+  return ffi::Ffi::Bind().template Ctx<ffi::ThreadPool>() ARGS3 ARGS3 RETS3
+      .template Ret<Buf<D>>() EPS;
 }
 
 #undef ARGS3

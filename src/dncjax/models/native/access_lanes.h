@@ -160,6 +160,78 @@ struct Content {  // c = softmax(beta D(k, M)) and what its backward pass needs
   }
 };
 
+// The raw interface vector xi [X] of one lane in the paper's order (access.py): read keys
+// [R W], read strengths [R], write key [W], write strength, erase [W], write vector [W],
+// free gates [R], allocation gate, write gate, read modes [R, 3] (anything after them, the
+// sharpness of link_sharpness, is not read here), and the transforms oneplus, sigmoid,
+// softmax of access.parse_interface with their derivatives.
+template <typename T>
+struct Interface {
+  int64_t W, R, strengths, key, strength, erase, vector, free, gates, modes, size;
+  std::vector<T> e, fg, transformed, heads;  // e [W], fg [R], gates [3], heads [R, 4]
+
+  Interface(int64_t word, int64_t reads) : W(word), R(reads) {
+    strengths = R * W, key = strengths + R, strength = key + W, erase = strength + 1;
+    vector = erase + W, free = vector + W, gates = free + R, modes = gates + 2;
+    size = modes + 3 * R;
+  }
+  static T Sigmoid(T x) { return 1 / (1 + std::exp(-x)); }
+  static T Oneplus(T x) {  // 1 + log(1 + e^x), as logaddexp(x, 0)
+    return 1 + std::max(x, T(0)) + std::log1p(std::exp(-std::abs(x)));
+  }
+
+  // e, fg and (beta^w, g^a, g^w) from xi; k^w and v_t are xi's own numbers.
+  void DecodeWrite(const T* xi) {
+    e.resize(W), fg.resize(R), transformed.resize(3);
+    for (int64_t w = 0; w < W; ++w) e[w] = Sigmoid(xi[erase + w]);
+    for (int64_t r = 0; r < R; ++r) fg[r] = Sigmoid(xi[free + r]);
+    transformed[0] = Oneplus(xi[strength]);
+    transformed[1] = Sigmoid(xi[gates]);
+    transformed[2] = Sigmoid(xi[gates + 1]);
+  }
+
+  // g xi from the cotangents of (k^w, e, v, fg, (beta^w, g^a, g^w)); zero elsewhere.
+  void EncodeWrite(const T* xi, const T* gk, const T* ge, const T* gv, const T* gfg,
+                   const T* ggates, int64_t X, T* gxi) const {
+    std::fill(gxi, gxi + X, T(0));
+    for (int64_t w = 0; w < W; ++w) {
+      gxi[key + w] = gk[w];
+      gxi[erase + w] = ge[w] * e[w] * (1 - e[w]);
+      gxi[vector + w] = gv[w];
+    }
+    for (int64_t r = 0; r < R; ++r) gxi[free + r] = gfg[r] * fg[r] * (1 - fg[r]);
+    gxi[strength] = ggates[0] * Sigmoid(xi[strength]);
+    gxi[gates] = ggates[1] * transformed[1] * (1 - transformed[1]);
+    gxi[gates + 1] = ggates[2] * transformed[2] * (1 - transformed[2]);
+  }
+
+  // heads [R, 4] = (beta^r, pi^r) from xi; the read keys are xi's first R W numbers.
+  void DecodeRead(const T* xi) {
+    heads.resize(4 * R);
+    for (int64_t r = 0; r < R; ++r) {
+      const T* z = xi + modes + 3 * r;
+      const T top = std::max(z[0], std::max(z[1], z[2]));
+      T p[3], total = 0;
+      for (int m = 0; m < 3; ++m) total += (p[m] = std::exp(z[m] - top));
+      heads[4 * r] = Oneplus(xi[strengths + r]);
+      for (int m = 0; m < 3; ++m) heads[4 * r + 1 + m] = p[m] / total;
+    }
+  }
+
+  // g xi from the cotangents of the read keys [R W] and heads [R, 4]; zero elsewhere.
+  void EncodeRead(const T* xi, const T* gkr, const T* gheads, int64_t X, T* gxi) const {
+    std::fill(gxi, gxi + X, T(0));
+    std::copy(gkr, gkr + R * W, gxi);
+    for (int64_t r = 0; r < R; ++r) {
+      gxi[strengths + r] = gheads[4 * r] * Sigmoid(xi[strengths + r]);
+      const T* pi = heads.data() + 4 * r + 1;
+      const T* g_pi = gheads + 4 * r + 1;
+      const T centre = g_pi[0] * pi[0] + g_pi[1] * pi[1] + g_pi[2] * pi[2];
+      for (int m = 0; m < 3; ++m) gxi[modes + 3 * r + m] = pi[m] * (g_pi[m] - centre);
+    }
+  }
+};
+
 template <typename T>
 struct Write {  // one lane's write step, its intermediates kept for the backward pass
   std::vector<T> psi, written, u, uc, P, a, ww;
