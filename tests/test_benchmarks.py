@@ -140,26 +140,17 @@ def assert_ratio(ratio, over, under, ratio_half=0.005):
 
 
 @pytest.mark.skipif(not dnc_speed.native.build.compiler_found(),
-                    reason="no C++ compiler ($CXX or c++) for the native link kernel")
-def test_the_link_history_is_timed_interleaved_against_lax_scan(capsys):
-  assert dnc_speed.main(["--link-history", "both", "--link-kernel", "native", *TINY]) == 0
-  out = capsys.readouterr().out
-  assert "| N | history ms / step | lax.scan ms / step | lax.scan / history |" in out
-  row = next(line for line in out.splitlines() if line.startswith("| 4 |"))
-  history_ms, scan_ms, ratio = (float(c) for c in row.strip("|").split("|")[1:])
-  assert_ratio(ratio, scan_ms, history_ms)
-
-
-
-@pytest.mark.skipif(not dnc_speed.native.build.compiler_found(),
                     reason="no C++ compiler ($CXX or c++) for the native kernels")
-def test_the_access_kernels_are_timed_interleaved_against_xlas_operations(capsys):
-  assert dnc_speed.main(["--access-kernels", "both", "--link-kernel", "native", *TINY]) == 0
+@pytest.mark.parametrize("flag, first, second", [("--link-history", "history", "lax.scan"),
+                                                 ("--access-kernels", "kernels", "XLA")])
+def test_a_dnc_setting_is_timed_interleaved_both_ways(capsys, flag, first, second):
+  assert dnc_speed.main([flag, "both", "--link-kernel", "native", *TINY]) == 0
   out = capsys.readouterr().out
-  assert "| N | kernels ms / step | XLA ms / step | XLA / kernels |" in out
+  assert f"| N | {first} ms / step | {second} ms / step | {second} / {first} |" in out
   row = next(line for line in out.splitlines() if line.startswith("| 4 |"))
-  kernels_ms, xla_ms, ratio = (float(c) for c in row.strip("|").split("|")[1:])
-  assert_ratio(ratio, xla_ms, kernels_ms)
+  first_ms, second_ms, ratio = (float(c) for c in row.strip("|").split("|")[1:])
+  assert_ratio(ratio, second_ms, first_ms)
+
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402

@@ -70,16 +70,23 @@ ffi::Error InterfaceSize(const B& xi, int64_t lanes, int64_t W, int64_t R, int64
   return ffi::Error::Success();
 }
 
+// The write's sizes: lanes, N, W, R and X, with u0, ww0 [..., N] checked.
+template <typename B>
+ffi::Error WriteSizes(const B& M, const B& u0, const B& ww0, const B& wr0, const B& xi,
+                      int64_t& lanes, int64_t& n, int64_t& W, int64_t& R, int64_t& X) {
+  if (auto err = Sizes(M, wr0, lanes, n, W, R); err.failure()) return err;
+  if (auto err = Counts({{u0.element_count(), n}, {ww0.element_count(), n}}, lanes);
+      err.failure())
+    return err;
+  return InterfaceSize(xi, lanes, W, R, X);
+}
+
 template <ffi::DataType D>
 ffi::Error WriteForward(ffi::ThreadPool pool, Buf<D> M, Buf<D> u0, Buf<D> ww0, Buf<D> wr0,
                         Buf<D> xi, Ret<D> u, Ret<D> ww, Ret<D> M_new, double norm_eps,
                         double usage_eps) {
   int64_t lanes, n, W, R, X;
-  if (auto err = Sizes(M, wr0, lanes, n, W, R); err.failure()) return err;
-  if (auto err = Counts({{u0.element_count(), n}, {ww0.element_count(), n}}, lanes);
-      err.failure())
-    return err;
-  if (auto err = InterfaceSize(xi, lanes, W, R, X); err.failure()) return err;
+  if (auto err = WriteSizes(M, u0, ww0, wr0, xi, lanes, n, W, R, X); err.failure()) return err;
   using T = ffi::NativeType<D>;
   ForLanes(pool, lanes, lanes * n * W, [&](int64_t first, int64_t last) {
     Write<T> lane;
@@ -195,13 +202,11 @@ ffi::Error WriteBackward(ffi::ThreadPool pool, Buf<D> M, Buf<D> u0, Buf<D> ww0, 
                          Ret<D> gu0, Ret<D> gww0, Ret<D> gwr0, Ret<D> gxi, double norm_eps,
                          double usage_eps) {
   int64_t lanes, n, W, R, X;
-  if (auto err = Sizes(M, wr0, lanes, n, W, R); err.failure()) return err;
-  if (auto err = Counts({{u0.element_count(), n}, {ww0.element_count(), n},
-                         {gu.element_count(), n}, {gww.element_count(), n},
+  if (auto err = WriteSizes(M, u0, ww0, wr0, xi, lanes, n, W, R, X); err.failure()) return err;
+  if (auto err = Counts({{gu.element_count(), n}, {gww.element_count(), n},
                          {gM_new.element_count(), n * W}}, lanes);
       err.failure())
     return err;
-  if (auto err = InterfaceSize(xi, lanes, W, R, X); err.failure()) return err;
   using T = ffi::NativeType<D>;
   ForLanes(pool, lanes, lanes * n * W, [&](int64_t first, int64_t last) {
     Write<T> lane;
