@@ -172,15 +172,20 @@ def test_the_dncs_gradients_are_the_same_with_the_kernels(extra):
                                err_msg=jax.tree_util.keystr(path))
 
 
-@pytest.mark.parametrize("extra, used", [({}, True), ({"key_masking": True}, False),
-                                         ({"deallocate": True}, False)])
-def test_the_step_uses_the_kernels_where_they_compute_it(extra, used):
-  native.select("native")
-  model = dncjax.make_model("dnc", 3, 3, hidden=4, memory_size=8, word_size=2, read_heads=2,
+def _step_jaxpr(N, **extra):
+  model = dncjax.make_model("dnc", 3, 3, hidden=4, memory_size=N, word_size=2, read_heads=2,
                             **extra)
   params = model.init(jax.random.key(0))
-  jaxpr = str(jax.make_jaxpr(lambda p: core.batch_unroll(
+  return str(jax.make_jaxpr(lambda p: core.batch_unroll(
       model, p, core.batch_initial_state(model, 2), jnp.ones((2, 3, 3), jnp.float32)))(params))
+
+
+@pytest.mark.parametrize("extra, used", [({}, True), ({"key_masking": True}, False),
+                                         ({"deallocate": True}, False),
+                                         ({"access_kernels": False}, False)])
+def test_the_step_uses_the_kernels_where_they_compute_it(extra, used):
+  native.select("native")
+  jaxpr = _step_jaxpr(8, **extra)
   assert ("DncjaxAccessWrite" in jaxpr) == used
   assert ("DncjaxAccessRead" in jaxpr) == used
   assert "DncjaxLink" in jaxpr  # the link kernel either way
@@ -188,11 +193,11 @@ def test_the_step_uses_the_kernels_where_they_compute_it(extra, used):
 
 def test_auto_uses_them_where_it_uses_the_link_kernel(monkeypatch):
   monkeypatch.delenv(native.VARIABLE, raising=False)
-  assert kernels.usable(jnp.float32, native.AUTO_MIN_SIZE)
-  assert not kernels.usable(jnp.float32, native.AUTO_MIN_SIZE - 1)
-  assert not kernels.usable(jnp.bfloat16, 1024)
+  for N, used in ((native.AUTO_MIN_SIZE, True), (native.AUTO_MIN_SIZE - 1, False)):
+    jaxpr = _step_jaxpr(N)
+    assert ("DncjaxAccessWrite" in jaxpr) == used and ("DncjaxLink" in jaxpr) == used
   native.select("xla")
-  assert not kernels.usable(jnp.float32, 1024)
+  assert "DncjaxAccess" not in _step_jaxpr(native.AUTO_MIN_SIZE)
 
 
 def test_inputs_of_mismatched_sizes_are_an_error():

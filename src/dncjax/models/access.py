@@ -40,7 +40,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from dncjax.models import addressing, links
+from dncjax.models import addressing, links, native
 from dncjax.models.native import access as kernels
 
 
@@ -155,7 +155,7 @@ def access_step(state: AccessState, interface: Interface, *,
   themselves; else, and otherwise, as XLA's operations. The same equations either way."""
   fused = (fused and xi is not None and not deallocate and interface.write_mask is None
            and interface.read_masks is None
-           and kernels.usable(state.memory.dtype, state.memory.shape[0]))
+           and native.usable(state.memory.dtype, state.memory.shape[0]))
   if fused:
     usage, write_weights, memory = kernels.write(
         state.memory, state.usage, state.write_weights, state.read_weights, xi,

@@ -17,7 +17,7 @@ from N = AUTO_MIN_SIZE on, XLA's otherwise or where it cannot be built, saying w
 `native` (this kernel; an error where it cannot be), `xla` (never this kernel).
 `select(kind)` sets it in a process. The same choice governs `argsort` (`sort_usable`:
 the kernel wherever the link kernel would be used for a large N) and the write and read
-kernels (`native.access.usable`: wherever the link kernel is used).
+kernels of `native.access` (wherever the link kernel is used).
 """
 
 from __future__ import annotations

@@ -7,9 +7,9 @@ interface vector xi_t and applying `access.parse_interface`'s transforms to its 
 `write` and `read` have the values and gradients of `addressing`'s functions (the same
 equations in another order of summation: equal to float rounding, tested in
 tests/models/test_native_access.py); any leading batch axes become the kernels' lanes.
-`usable` says whether a trace uses them: where the link kernel is used (the same
-choice, $DNCJAX_LINK_KERNEL, and N); `access.access_step` uses them then, unless key
-masking or de-allocation is on (those stay XLA's).
+`access.access_step` uses them where the link kernel is used (`native.usable`: the
+same choice, $DNCJAX_LINK_KERNEL, and N), unless key masking or de-allocation is on
+(those stay XLA's) or the DNC's `access_kernels` is off.
 """
 
 from __future__ import annotations
@@ -20,12 +20,6 @@ import jax
 import numpy as np
 
 from dncjax.models import native
-
-
-def usable(dtype, memory_size: int) -> bool:
-  """Whether a trace now uses the access kernels for a memory of `dtype` and N =
-  `memory_size`: where the link kernel is used (`native.usable`)."""
-  return native.usable(dtype, memory_size)
 
 
 def _attributes(norm_eps: float, usage_eps: float | None = None) -> dict:
@@ -65,8 +59,8 @@ def write(memory_NxW: jax.Array, usage_N: jax.Array, write_prev_N: jax.Array,
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _read(norm_eps, memory, forward, backward, xi):
-  keys = jax.ShapeDtypeStruct(forward.shape[:-1] + memory.shape[-1:], memory.dtype)
-  return tuple(native._call("read forward", (forward, keys), memory, forward, backward, xi,
+  vectors = jax.ShapeDtypeStruct(forward.shape[:-1] + memory.shape[-1:], memory.dtype)
+  return tuple(native._call("read forward", (forward, vectors), memory, forward, backward, xi,
                             **_attributes(norm_eps)))
 
 

@@ -256,7 +256,9 @@ struct Write {  // one lane's write step, its intermediates kept for the backwar
       uc[i] = usage_eps + (1 - usage_eps) * u[i];
     }
     std::iota(order.begin(), order.end(), 0);
-    std::sort(order.begin(), order.end(),  // ascending, ties by slot: a stable order
+    // Ascending, ties by slot: the stable order. A comparison sort, not sort_kernel.cc's
+    // radix sort: per lane that one is slower up to N = 256 (its 256-bucket passes).
+    std::sort(order.begin(), order.end(),
               [&](int32_t x, int32_t y) { return uc[x] < uc[y] || (uc[x] == uc[y] && x < y); });
     T product = 1;
     for (int64_t j = 0; j < n; ++j) {
