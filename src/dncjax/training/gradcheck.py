@@ -149,7 +149,7 @@ def gradcheck(loss_fn: Callable, params: dict, *, num_checks: int = 10, delta: f
   gradient and is passed over for another, up to `max_draws` times `num_checks` draws
   per parameter."""
   loss_jit = jax.jit(loss_fn)
-  analytic = jax.tree.map(np.asarray, jax.grad(loss_fn)(params))
+  analytic = jax.tree.map(np.asarray, jax.jit(jax.grad(loss_fn))(params))
   host = {k: np.asarray(v) for k, v in params.items()}
   rng = np.random.default_rng(seed)  # shared: entries, then a direction, per parameter
   loss = abs(float(loss_jit(host)))
