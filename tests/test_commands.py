@@ -12,11 +12,12 @@ import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 HEAVY = {"jax", "jaxlib", "optax", "orbax", "optuna", "matplotlib", "flax", "tqdm"}
-SCRIPTS = ["alice", "tasks", "sweep", "sample", "dynamic_eval", "gradcheck", "tasks_report"]
+SCRIPTS = ["alice", "tasks", "sweep", "sample", "dynamic_eval", "gradcheck", "tasks_report",
+           "ensemble"]
 CONSOLE = {"dncjax-train": "alice", "dncjax-tasks": "tasks", "dncjax-sweep": "sweep",
            "dncjax-sample": "sample", "dncjax-dynamic-eval": "dynamic_eval",
            "dncjax-gradcheck": "gradcheck", "dncjax-tasks-report": "tasks_report",
-           "dncjax-memory-use": "memory_use"}
+           "dncjax-memory-use": "memory_use", "dncjax-ensemble": "ensemble"}
 
 
 def _imported(argv, cwd=REPO):

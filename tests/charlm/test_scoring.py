@@ -9,7 +9,8 @@ import re
 import numpy as np
 import pytest
 
-from dncjax.charlm import data, restore
+from dncjax.charlm import data, restore, scoring
+from dncjax.charlm.config import Options
 from dncjax.commands import alice, dynamic_eval, sample
 from dncjax.training import loop
 
@@ -63,15 +64,17 @@ def test_the_tail_decides_nothing_and_is_read_once_at_the_end(text_file, tmp_pat
 
   monkeypatch.setattr(loop, "run", training)
   monkeypatch.setattr(data.Corpus, "tail_ids", tail_ids)
-  one = run(text_file, tmp_path / "one", "--steps", "6", "--dynamic_seq_length", "8")
+  grid = ("--dynamic_seq_length", "8", "--dynamic_lr", "1e-3", "3e-2")  # chosen on dev
+  one = run(text_file, tmp_path / "one", "--steps", "6", *grid)
   assert reads == [[6]]  # once, after training
   monkeypatch.undo()
-  two = run(other, tmp_path / "two", "--steps", "6", "--dynamic_seq_length", "8")
+  two = run(other, tmp_path / "two", "--steps", "6", *grid)
   assert records(one) == records(two) and len(records(one)) == 6 + 3
   r1, r2 = results(one), results(two)
   for key in ("best_step", "best_dev_bpc", "train_bpc", "scored_step", "scored_checkpoint",
-              "dev_bpc", "dynamic_dev_bpc"):
+              "dev_bpc", "dynamic_dev_bpc", "dynamic", "dynamic_grid"):
     assert r1[key] == r2[key], key
+  assert len(r1["dynamic_grid"]) == 2 * 2  # the rates given times the default decays
   assert r1["scored_checkpoint"] == "best/" and r1["dev_bpc"] == r1["best_dev_bpc"]
   assert r1["tail_bpc"] != r2["tail_bpc"] and r1["dynamic_tail_bpc"] != r2["dynamic_tail_bpc"]
   assert (one / "samples.txt").read_text() == (two / "samples.txt").read_text()
@@ -134,3 +137,53 @@ def test_a_run_saved_before_the_development_split_resumes_and_samples(text_file,
   assert len(trained) == 5 and not (old / "best").exists()
   assert results(old)["tail_bpc"] == results(no_dev)["tail_bpc"]
   assert json.loads((old / "config.json").read_text())["data"]["dev_fraction"] == 0.0
+
+
+class _Planted:
+  """A Scorer whose dynamic BPC on any split is planted per learning rate."""
+
+  def __init__(self, by_lr):
+    self.by_lr, self.scored = by_lr, []
+
+  def dynamic(self, ids, setting):
+    self.scored.append(setting.lr)
+    return self.by_lr[setting.lr]
+
+
+@pytest.mark.parametrize("by_lr, chosen", [
+    ({1e-3: 2.0, 3e-3: 1.5, 1e-2: 1.7}, 3e-3),
+    ({1e-3: 2.0, 3e-3: float("nan"), 1e-2: float("inf")}, 1e-3),  # diverged: never chosen
+    ({1e-3: float("nan"), 3e-3: float("nan"), 1e-2: float("nan")}, 1e-3),  # all: reported
+])
+def test_the_setting_lowest_on_the_development_split_is_chosen(by_lr, chosen):
+  settings = [scoring.Setting("rms", 10, lr, 1e-3) for lr in by_lr]
+  scorer = _Planted(by_lr)
+  shown = []
+  setting, bpc, rows = scoring.choose(scorer, np.arange(5), settings,
+                                      lambda compute: float(compute()), shown.append)
+  assert setting.lr == chosen and (bpc == by_lr[chosen] or np.isnan(bpc))
+  assert scorer.scored == list(by_lr) and len(shown) == 3
+  assert [r["lr"] for r in rows] == list(by_lr)
+  assert all(r["dynamic_dev_bpc"] == by_lr[r["lr"]] or np.isnan(r["dynamic_dev_bpc"])
+             for r in rows)
+
+
+def test_options_take_one_value_or_several():
+  options = Options(dynamic_lr=1e-3, dynamic_decay=[1e-3, 3e-3])
+  assert options.dynamic_lr == (1e-3,) and options.dynamic_decay == (1e-3, 3e-3)
+  with pytest.raises(ValueError, match="--dynamic_lr needs at least one value"):
+    Options(dynamic_lr=())
+  with pytest.raises(ValueError, match="--dynamic_seq_length must be an integer"):
+    Options(dynamic_seq_length=(10, 0))
+  _, args, _ = alice.parse(["--dynamic_lr", "1e-3", "none", "--dynamic_seq_length", "none"])
+  assert (args.dynamic_lr, args.dynamic_seq_length) == ([1e-3, None], [None])
+
+
+def test_without_a_development_split_the_first_setting_is_used(text_file, tmp_path):
+  workdir = run(text_file, tmp_path, "--steps", "3", "--dev_fraction", "0",
+                "--dynamic_seq_length", "8", "--dynamic_lr", "3e-2", "1e-3")
+  summary = results(workdir)
+  assert summary["dynamic"]["lr"] == 3e-2 and summary["dynamic"]["decay"] == 1e-3
+  assert "dynamic_grid" not in summary and np.isfinite(summary["dynamic_tail_bpc"])
+  assert ("no development split to choose dynamic evaluation's setting on: the first of 4 is "
+          "used (rms, S 8, lr 0.03, decay 0.001" in (workdir / "log.txt").read_text())

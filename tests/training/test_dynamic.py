@@ -1,5 +1,6 @@
 """Dynamic evaluation (dncjax.training.dynamic): Krause et al.'s RMS rule against NumPy, MS_g
-against a Python loop of window gradients, and scoring before learning."""
+against a Python loop of window gradients, scoring before learning, and one compiled
+evaluation for every rate."""
 
 import jax
 import jax.numpy as jnp
@@ -93,3 +94,28 @@ def test_dynamic_bpc_scores_each_window_before_learning_from_it(rule, corpus):
   assert evaluate.dynamic_bpc(model, config, *split, ts.params, ts.opt_state, rule, lr=lr) < static
   with pytest.raises(ValueError, match="rule must be one of"):
     evaluate.dynamic_bpc(model, config, *split, ts.params, ts.opt_state, "sgd")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rule", dynamic.RULES)
+def test_one_compiled_evaluation_serves_every_rate(rule, corpus):
+  """make_dynamic's rates are arguments, not constants of its first trace: reused for a
+  second setting, it scores that setting as a fresh one does."""
+  config = RunConfig(model=LSTMConfig(hidden=8, dtype="float64"),
+                     optim=OptimizerConfig(learning_rate=0.1, eps=1e-6),
+                     data=DataConfig(seq_length=8))
+  model, optimizer = charlm.build_model(config, corpus.vocab.size)
+  ts = train.init_train_state(model, optimizer, jax.random.key(0), 2)
+  split = (corpus.tail_ids(), corpus.train_ids)
+  shared = evaluate.make_dynamic(model, config, rule)
+  settings = [(0.1, 0.0, 1e-3), (0.3, 0.0, 1e-3)] if rule == "adagrad" else [
+      (1e-3, 1e-3, 2e-3), (3e-3, 1e-2, 1e-2)]
+  scores = []
+  for lr, decay, eps in settings:
+    reused = evaluate.dynamic_bpc(model, config, *split, ts.params, ts.opt_state, rule, lr,
+                                  decay, eps=eps, evaluator=shared)
+    fresh = evaluate.dynamic_bpc(model, config, *split, ts.params, ts.opt_state, rule, lr,
+                                 decay, eps=eps)
+    assert reused == pytest.approx(fresh, rel=1e-12)
+    scores.append(reused)
+  assert scores[0] != pytest.approx(scores[1], rel=1e-6)

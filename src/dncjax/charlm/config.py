@@ -3,9 +3,10 @@ and the named starting points of experiments/alice.py (`PRESETS`).
 
 The defaults are the best setting measured on Alice: an LSTM with H = 128, Adagrad at
 lr 0.124 and eps 1e-8, dropout 0.23 on the readout and weight drop 0.3 on W_hh, 32 lanes of
-32 characters, dynamic evaluation with the RMS rule. `PRESETS["seed"]` is the original
-project's headline run (its simplified DNC, lr 0.2, eps 1e-6, one hour). A resumed run
-must agree with its checkpoint on all of `RunConfig`; `Options` may change.
+32 characters, dynamic evaluation with the RMS rule (its rate and decay chosen on the
+development split). `PRESETS["seed"]` is the original project's headline run (its
+simplified DNC, lr 0.2, eps 1e-6, one hour). A resumed run must agree with its checkpoint
+on all of `RunConfig`; `Options` may change.
 """
 
 from __future__ import annotations
@@ -108,38 +109,58 @@ class Options:
                             "ends on its budget, from the state chosen on the development "
                             "split (static, and dynamic with --dynamic_eval)")
   dynamic_eval: bool = _field(True, "dynamic evaluation at the end, of the development "
-                              "split and of the tail")
-  dynamic_rule: str = _field("rms", "dynamic evaluation update: the training optimiser "
-                             "continued, or Krause et al.'s RMS rule (dncjax.training."
-                             "dynamic)", choices=DYNAMIC_RULES)
-  dynamic_lr: float | None = _field(3e-3, "learning rate of dynamic evaluation (none: the "
-                                    "training rate)")
-  dynamic_eps: float = _field(2e-3, "dynamic evaluation, rms rule: epsilon added to "
-                              "sqrt(MS_g), which bounds the step of parameters whose gradients "
-                              "on the training text are near zero (the output row of a "
-                              "character rare there)")
-  dynamic_decay: float = _field(3e-3, "dynamic evaluation, rms rule: decay towards the "
-                                "trained parameters")
-  dynamic_seq_length: int | None = _field(10, "dynamic evaluation window (none: "
-                                          "--seqlength)")
+                              "split and of the tail; with several values of the --dynamic_* "
+                              "flags every combination is scored on the development split and "
+                              "the best one scores the tail")
+  dynamic_rule: tuple[str, ...] = _field(("rms",), "dynamic evaluation update: the training "
+                                         "optimiser continued, or Krause et al.'s RMS rule "
+                                         "(dncjax.training.dynamic)", choices=DYNAMIC_RULES)
+  dynamic_lr: tuple[float | None, ...] = _field((1e-3, 3e-3), "learning rates of dynamic "
+                                                "evaluation (none: the training rate)")
+  dynamic_eps: tuple[float, ...] = _field((2e-3,), "dynamic evaluation, rms rule: epsilon "
+                                          "added to sqrt(MS_g), which bounds the step of "
+                                          "parameters whose gradients on the training text "
+                                          "are near zero (the output row of a character rare "
+                                          "there)")
+  dynamic_decay: tuple[float, ...] = _field((1e-3, 3e-3), "dynamic evaluation, rms rule: "
+                                            "decays towards the trained parameters")
+  dynamic_seq_length: tuple[int | None, ...] = _field((10,), "dynamic evaluation windows "
+                                                      "(none: --seqlength)")
   gradcheck: bool = _field(False, "check jax.grad against finite differences before training")
   target_bpc: float = _field(1.28, "results.json records the time the training BPC first "
                              "reaches this")
 
   def __post_init__(self):
-    for name in ("eval_lanes", "dynamic_seq_length", "sample_length"):
+    for name in DYNAMIC_FLAGS:  # one value or several, kept as a tuple
       value = getattr(self, name)
-      least = 0 if name == "sample_length" else 1
-      if value is None and name == "dynamic_seq_length":
-        continue
-      if not isinstance(value, int) or isinstance(value, bool) or value < least:
-        raise ValueError(f"--{name} must be an integer >= {least}, got {value!r}")
+      value = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+      if not value:
+        raise ValueError(f"--{name} needs at least one value")
+      object.__setattr__(self, name, value)
+    for name in ("eval_lanes", "sample_length"):
+      _check_count(name, getattr(self, name), 0 if name == "sample_length" else 1)
+    for S in self.dynamic_seq_length:
+      if S is not None:
+        _check_count("dynamic_seq_length", S, 1)
     checks.check_number("--temperature", self.temperature, 0, low_open=True)
-    checks.check_number("--dynamic_lr", self.dynamic_lr, 0, low_open=True, optional=True)
-    checks.check_number("--dynamic_decay", self.dynamic_decay, 0)
-    checks.check_number("--dynamic_eps", self.dynamic_eps, 0, low_open=True)
+    for lr in self.dynamic_lr:
+      checks.check_number("--dynamic_lr", lr, 0, low_open=True, optional=True)
+    for decay in self.dynamic_decay:
+      checks.check_number("--dynamic_decay", decay, 0)
+    for eps in self.dynamic_eps:
+      checks.check_number("--dynamic_eps", eps, 0, low_open=True)
     checks.check_number("--target_bpc", self.target_bpc, 0)
-    checks.check_choice("--dynamic_rule", self.dynamic_rule, DYNAMIC_RULES)
+    for rule in self.dynamic_rule:
+      checks.check_choice("--dynamic_rule", rule, DYNAMIC_RULES)
+
+
+DYNAMIC_FLAGS = ("dynamic_rule", "dynamic_lr", "dynamic_eps", "dynamic_decay",
+                 "dynamic_seq_length")
+
+
+def _check_count(name: str, value, least: int) -> None:
+  if not isinstance(value, int) or isinstance(value, bool) or value < least:
+    raise ValueError(f"--{name} must be an integer >= {least}, got {value!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,7 +185,7 @@ PRESETS = {
         RunConfig(model=configs.model_config("seed_dnc", MODEL_DEFAULTS),
                   optim=OptimizerConfig(learning_rate=0.2, eps=1e-6), dropout=0.0,
                   weight_drop=0.0),
-        Options(dynamic_rule="adagrad", dynamic_lr=None, dynamic_decay=0.0,
-                dynamic_seq_length=None),
+        Options(dynamic_rule=("adagrad",), dynamic_lr=(None,), dynamic_decay=(0.0,),
+                dynamic_seq_length=(None,)),
         Schedule(timelimit=3600.0, report_interval=20, eval_every=500, checkpoint_every=500)),
 }

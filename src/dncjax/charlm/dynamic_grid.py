@@ -6,26 +6,13 @@ development split, best first; then the tail scored once with the setting best t
 from __future__ import annotations
 
 import csv
-import itertools
 import math
 import pathlib
 import time
 from typing import Callable
 
 from dncjax.charlm import data, scoring
-from dncjax.charlm.config import Options
-
-
-def combinations(rules, seq_lengths, lrs, decays, epss=(Options.dynamic_eps,)) -> list[tuple]:
-  """(rule, seq_length, lr, decay, eps) combinations, in order; adagrad takes no decay
-  and no eps (its own are the training optimiser's)."""
-  out = []
-  for rule, S, lr, decay, eps in itertools.product(rules, seq_lengths, lrs, decays, epss):
-    rms = rule == "rms"
-    combo = (rule, S, lr, decay if rms else 0.0, eps if rms else epss[0])
-    if combo not in out:
-      out.append(combo)
-  return out
+from dncjax.charlm.scoring import combinations  # noqa: F401  (the grid's combinations)
 
 
 def run_grid(config, model, ts, corpus: data.Corpus, combos: list[tuple], lanes: int,

@@ -54,6 +54,33 @@ def make_static_eval(model: core.Model):
   return evaluate
 
 
+def make_static_nll(model: core.Model):
+  """(params, windows) -> the loss (nats) at each position of a split's windows [K, b, S],
+  state carried, 0 where the mask is."""
+
+  @jax.jit
+  def evaluate(params, windows):
+    states = core.batch_initial_state(model, windows.reset.shape[1])
+
+    def body(states, window):
+      _, (final, ys) = train.window_loss(model, losses.masked_cross_entropy, params, states,
+                                         window)
+      targets, mask = window.targets
+      nll = losses.softmax_cross_entropy_per_position(ys, targets) * mask
+      return jax.vmap(model.truncate)(final), nll
+
+    return jax.lax.scan(body, states, windows)[1]
+
+  return evaluate
+
+
+def in_text_order(per_position, windows) -> np.ndarray:
+  """The values [K, b, S] at `windows`' scored positions as one array in the order of the
+  text (lane by lane: the lanes are contiguous chunks of it)."""
+  values = np.asarray(per_position).transpose(1, 0, 2).reshape(-1)
+  return values[np.asarray(windows.targets[1]).transpose(1, 0, 2).reshape(-1) > 0]
+
+
 def static_bpc(static_eval, params, windows) -> float:
   """BPC of `params` on a split's stacked `windows`, `static_eval` being
   `make_static_eval`'s function."""
@@ -67,15 +94,58 @@ def rms_state(model: core.Model, params, train_ids: np.ndarray, seq_length: int,
   return dynamic.rms_state(model, params, stack_validation(train_ids, seq_length, lanes))
 
 
+def make_dynamic(model: core.Model, config, rule: str, per_position: bool = False):
+  """(params, state, windows, lr, decay, eps) -> summed loss (nats) of dynamic evaluation
+  over `windows` with `rule` (see dncjax.training.dynamic), or with `per_position` the
+  loss at each position [K, b, S]: `state` is the training optimiser's for 'adagrad'
+  (continued at rate `lr`; decay and eps unused) and the `rms_state` for 'rms'. One
+  compiled program per rule: lr, decay and eps are traced."""
+  dynamic.check_rule(rule)
+  if rule == "adagrad":
+    optimizer = optim.make(config.optim)  # the rule continued, without --average's stage
+    run = dynamic.make_dynamic_eval(model, lambda hyper: optimizer, per_position)
+
+    def adagrad(params, opt_state, windows, lr, decay, eps):
+      del decay, eps
+      opt_state = optim.with_hyperparams(optim.rule_state(opt_state), learning_rate=lr)
+      return run(params, opt_state, windows, {})
+    return adagrad
+  run = dynamic.make_dynamic_eval(
+      model, lambda hyper: dynamic.rms_rule(hyper["lr"], hyper["decay"], hyper["eps"]),
+      per_position)
+  return lambda params, ms_state, windows, lr, decay, eps: run(
+      params, ms_state, windows, {"lr": lr, "decay": decay, "eps": eps})
+
+
 def dynamic_bpc(model: core.Model, config, ids: np.ndarray, train_ids: np.ndarray, params,
                 opt_state, rule: str = "adagrad", lr: float | None = None, decay: float = 0.0,
                 seq_length: int | None = None, lanes: int = 1, ms_state=None,
-                eps: float = 1e-8) -> float:
+                eps: float = 1e-8, evaluator=None) -> float:
   """Dynamic-evaluation BPC of the split `ids` (see dncjax.training.dynamic) from
   `params` (and, for the 'adagrad' rule, the training optimiser's `opt_state`: the
   training optimiser continued at rate `lr`), in windows of `seq_length` (default: the
   training window). The 'rms' rule measures MS_g on `train_ids` (`rms_state`) unless
-  `ms_state` (one of the same window length and lanes) is given; `eps` is its epsilon."""
+  `ms_state` (one of the same window length and lanes) is given; `eps` is its epsilon.
+  `evaluator`: `make_dynamic`'s function for `rule`, kept to score several settings with
+  one compiled program."""
+  total, windows = _dynamic(model, config, ids, train_ids, params, opt_state, rule, lr, decay,
+                            seq_length, lanes, ms_state, eps, evaluator, False)
+  return float(total) / (math.log(2) * scored_chars(windows))
+
+
+def dynamic_nll(model: core.Model, config, ids: np.ndarray, train_ids: np.ndarray, params,
+                opt_state, rule: str, lr: float | None, decay: float,
+                seq_length: int | None = None, lanes: int = 1, ms_state=None,
+                eps: float = 1e-8, evaluator=None) -> np.ndarray:
+  """As `dynamic_bpc`, but the loss (nats) of each character of `ids` after the first, in
+  the text's order; `evaluator` one of `make_dynamic(..., per_position=True)`."""
+  scored, windows = _dynamic(model, config, ids, train_ids, params, opt_state, rule, lr,
+                             decay, seq_length, lanes, ms_state, eps, evaluator, True)
+  return in_text_order(scored, windows)
+
+
+def _dynamic(model, config, ids, train_ids, params, opt_state, rule, lr, decay, seq_length,
+             lanes, ms_state, eps, evaluator, per_position):
   dynamic.check_rule(rule)
   seq_length = seq_length or config.data.seq_length
   lr = lr or config.optim.learning_rate
@@ -85,16 +155,11 @@ def dynamic_bpc(model: core.Model, config, ids: np.ndarray, train_ids: np.ndarra
   windows = stack_validation(ids, seq_length, lanes)
   if windows is None:
     raise data.DataError(f"the split scored is shorter than one window of {seq_length}")
-  if rule == "adagrad":
-    optimizer = optim.make(config.optim)  # the rule continued, without --average's stage
-    opt_state = optim.with_hyperparams(optim.rule_state(opt_state), learning_rate=lr)
-  else:
-    optimizer = dynamic.rms_rule(lr, decay, eps)
-    if ms_state is None:
-      ms_state = rms_state(model, params, train_ids, seq_length, lanes)
-    opt_state = ms_state
-  total = dynamic.make_dynamic_eval(model, optimizer)(params, opt_state, windows)
-  return float(total) / (math.log(2) * scored_chars(windows))
+  if rule == "rms" and ms_state is None:
+    ms_state = rms_state(model, params, train_ids, seq_length, lanes)
+  evaluator = evaluator or make_dynamic(model, config, rule, per_position)
+  return evaluator(params, opt_state if rule == "adagrad" else ms_state, windows, lr, decay,
+                   eps), windows
 
 
 def run_gradcheck(model, ts, batch, out) -> None:

@@ -118,6 +118,10 @@ class CharLM(run.Job):
     o, vocab = self.options, self.vocab
     self.prime_ids = vocab.encode(o.prime) if o.prime else vocab.encode(vocab.decode([0]))
     scoring.check_options(o, self.corpus)
+    settings = scoring.settings_of(o, self.config) if o.dynamic_eval else []
+    if len(settings) > 1 and not self.has_dev:
+      self.out(f"no development split to choose dynamic evaluation's setting on: the first of "
+               f"{len(settings)} is used ({settings[0].describe()})")
 
   def fresh(self) -> dict:
     """The TrainState (sharded on a mesh) and sampling key of a fresh run; sets the lanes."""

@@ -40,6 +40,8 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     text = action.help or ""
     if "default" in text or action.default is False or action.default in (None, argparse.SUPPRESS):
       return text
+    if isinstance(action.default, (tuple, list)):  # several values, as they are typed
+      return f"{text} (default: {' '.join(repr_default(v) for v in action.default)})"
     return f"{text} (default: %(default)s)"
 
 
@@ -73,8 +75,10 @@ def _type(cls: type, field: dataclasses.Field):
   takes 'none'."""
   full = typing.get_type_hints(cls)[field.name]
   hint = configs._plain(full)  # pylint: disable=protected-access
-  if typing.get_origin(hint) is tuple:
-    return typing.get_args(hint)[0], "+"
+  if typing.get_origin(hint) is tuple:  # several values; 'none' where an entry may be None
+    entry = typing.get_args(hint)[0]
+    plain = configs._plain(entry)  # pylint: disable=protected-access
+    return (_or_none(plain) if plain is not entry else entry), "+"
   if hint is not full and hint in (int, float, str):
     return _or_none(hint), None
   return hint, None

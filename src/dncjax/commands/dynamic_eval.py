@@ -39,7 +39,7 @@ def parser() -> cli.ArgumentParser:
                  help="learning rates (default: the training rate)")
   p.add_argument("--decay", nargs="+", type=float, default=[0.0],
                  help="rms rule: decay towards the trained parameters (ignored by adagrad)")
-  p.add_argument("--eps", nargs="+", type=float, default=[Options.dynamic_eps],
+  p.add_argument("--eps", nargs="+", type=float, default=list(Options.dynamic_eps),
                  help="rms rule: epsilon added to sqrt(MS_g) (ignored by adagrad)")
   p.add_argument("--seq_length", "--seq-length", nargs="+", type=int, default=[None],
                  help="window lengths (default: the training window)")

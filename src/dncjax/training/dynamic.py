@@ -17,7 +17,8 @@ character is ever predicted by parameters that have seen it. Two update rules:
              pulled back harder. Entries with MS_g = 0 take no gradient step.
 
 `make_dynamic_eval` is one jitted program: a `lax.scan` over the stacked windows of
-`charlm.evaluate.stack_validation` (targets carry the mask of the last, partial window).
+`charlm.evaluate.stack_validation` (targets carry the mask of the last, partial window),
+its rates traced.
 """
 
 from __future__ import annotations
@@ -100,19 +101,28 @@ def rms_state(model: core.Model, params, train_windows: pytrees.Batch) -> RMSSta
   return RMSState(mean_squared_gradients(model, params, train_windows), params)
 
 
-def make_dynamic_eval(model: core.Model, optimizer: optax.GradientTransformation):
-  """(params, opt_state, windows) -> summed loss (nats) of all windows, each scored before
-  the model learns from it (one `optimizer` step per window, state carried)."""
-  train_step = train.make_train_step(model, optimizer, losses.masked_cross_entropy, jit=False)
+def make_dynamic_eval(model: core.Model, rule_of, per_position: bool = False):
+  """(params, opt_state, windows, hyper) -> summed loss (nats) of all windows, each scored
+  before the model learns from it (one step of the update rule `rule_of(hyper)` per window,
+  state carried); with `per_position`, the loss at each position instead ([K, b, S], 0
+  where the mask is). `hyper` is a dict of scalars (rates, decays) passed traced, so one
+  compiled program serves every setting of a grid."""
+
+  def nll(ys, targets_and_mask):
+    targets, mask = targets_and_mask
+    return {"nll": losses.softmax_cross_entropy_per_position(ys, targets) * mask}
 
   @jax.jit
-  def evaluate(params, opt_state, windows):
+  def evaluate(params, opt_state, windows, hyper):
+    train_step = train.make_train_step(model, rule_of(hyper), losses.masked_cross_entropy,
+                                       jit=False, metrics_fn=nll if per_position else None)
     states = core.batch_initial_state(model, windows.reset.shape[1])
 
     def body(ts, window):
       ts, metrics = train_step(ts, window)  # the loss is computed before the update
-      return ts, metrics["loss"]
+      return ts, metrics["nll"] if per_position else metrics["loss"]
 
-    return jax.lax.scan(body, pytrees.TrainState(params, opt_state, states), windows)[1].sum()
+    scored = jax.lax.scan(body, pytrees.TrainState(params, opt_state, states), windows)[1]
+    return scored if per_position else scored.sum()
 
   return evaluate

@@ -1,0 +1,69 @@
+"""Score an ensemble of trained char-LM runs: the mixture of their predictions.
+
+  python experiments/ensemble.py runs/h512_s0 runs/h512_s1 runs/h256 --best
+  python experiments/ensemble.py runs/a runs/b --best --dynamic_lr 3e-4 1e-3 --json ens.json
+
+(`dncjax-ensemble` is the same command.) Restores each run's latest (or --best)
+checkpoint; chooses each run's dynamic evaluation setting on the development split among
+the --dynamic_* flags' combinations (as alice.py's final scoring does); fits the mixture's
+weights there (EM: the weights under which the mixture predicts the development split
+best, one set for static and one for dynamic scoring); then scores the held-out tail once,
+each run alone and the mixture, and prints the table. The runs must share their text and
+its split; the checkpoints are only read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from dncjax import cli
+from dncjax.charlm.config import DYNAMIC_FLAGS, Options
+
+OPTIONS = ("dynamic_eval", *DYNAMIC_FLAGS)
+
+
+def parser() -> cli.ArgumentParser:
+  """The program's flags (nothing heavy loads)."""
+  p = cli.ArgumentParser(description=__doc__)
+  p.add_argument("workdirs", nargs="+", metavar="WORKDIR",
+                 help="the runs' folders (as given to alice.py), at least 2")
+  p.add_argument("--best", action="store_true",
+                 help="each run's best checkpoint on the development split instead of its latest")
+  p.add_argument("--json", default=None, metavar="PATH",
+                 help="also write the summary (weights, settings, BPCs) to this JSON file")
+  p.add_argument("--score_tail", "--score-tail", action=argparse.BooleanOptionalAction,
+                 default=True, help="score the held-out tail once, with everything chosen on "
+                                    "the development split")
+  cli.add_option_flags(p, Options, "dynamic evaluation",
+                       skip=tuple(f.name for f in Options.__dataclass_fields__.values()
+                                  if f.name not in OPTIONS))
+  return p
+
+
+def main(argv=None) -> int:
+  """Runs the program on `argv` (default: the command line); returns the exit status."""
+  args = parser().parse_args(None if argv is None else [str(a) for a in argv])
+  options = cli.options(args, Options)  # checked here, before anything loads
+  if len(args.workdirs) < 2:
+    raise cli.UsageError(f"an ensemble needs at least 2 runs, got {len(args.workdirs)}")
+  from dncjax.charlm import ensemble  # pylint: disable=import-outside-toplevel
+  corpus, runs = ensemble.load(args.workdirs, args.best)
+  members = ensemble.members(corpus, runs, options, say=lambda line: print(line, flush=True))
+  summary = ensemble.score(corpus, members, options.score_tail)
+  print("\n" + ensemble.markdown(summary))
+  if args.json:
+    with open(args.json, "w") as f:
+      json.dump(summary, f, indent=2)
+  return 0
+
+
+def errors():
+  """The job's errors that end the program with a one-line message (loads the job)."""
+  from dncjax.charlm import job  # pylint: disable=import-outside-toplevel
+  return job.error_types()
+
+
+def console() -> None:
+  """The console command: `main` with one-line errors and exit statuses."""
+  cli.run(main, errors, command=True)
