@@ -187,3 +187,15 @@ def test_without_a_development_split_the_first_setting_is_used(text_file, tmp_pa
   assert "dynamic_grid" not in summary and np.isfinite(summary["dynamic_tail_bpc"])
   assert ("no development split to choose dynamic evaluation's setting on: the first of 4 is "
           "used (rms, S 8, lr 0.03, decay 0.001" in (workdir / "log.txt").read_text())
+
+
+@pytest.mark.slow
+def test_a_grid_that_diverges_everywhere_ends_the_run_in_one_line(text_file, tmp_path):
+  float32 = [f for f in TINY if f != "--fp64"]  # where a step of 1e38 overflows
+  with pytest.raises(loop.TrainingError, match="diverged .* with each of the 4 settings") as e:
+    alice.main(["--data", str(text_file), "--workdir", str(tmp_path), *float32, "--steps", "3",
+                "--dynamic_seq_length", "8", "--dynamic_lr", "1e38", "3e38"])
+  assert "\n" not in str(e.value)
+  summary = results(tmp_path)  # written first: every setting's row is there, NaN as null
+  assert len(summary["dynamic_grid"]) == 4 and summary["dynamic"]["lr"] == 1e38
+  assert all(r["dynamic_dev_bpc"] is None for r in summary["dynamic_grid"])

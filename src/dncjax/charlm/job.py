@@ -262,9 +262,10 @@ class CharLM(run.Job):
       plots.plot_metrics(logged, self.workdir / "metrics.png", title=f"{self.config.model_name}"
                          f" on {pathlib.Path(self.corpus.path).name}")
     if scoring.diverged(summary):
-      raise loop.TrainingError(f"dynamic evaluation diverged (NaN/Inf BPC) at --dynamic_lr "
-                               f"{summary['dynamic']['lr']}: try a lower rate with "
-                               f"dynamic_eval.py")
+      where = (f"with each of the {len(summary['dynamic_grid'])} settings tried"
+               if "dynamic_grid" in summary else f"at --dynamic_lr {summary['dynamic']['lr']}")
+      raise loop.TrainingError(f"dynamic evaluation diverged (NaN/Inf BPC) {where}: try a "
+                               f"lower rate with dynamic_eval.py")
     best = (f"best dev {self.best['dev_bpc']:.4f} BPC at iter {self.best['step']}; "
             if self.has_dev and self.best["step"] is not None else "")
     tail = (f"tail {summary['tail_bpc']:.4f} BPC" + (
