@@ -1,6 +1,8 @@
 """The orbax wrapper: round trip of a TrainState, replacing a step, clear errors, damaged
 and non-finite checkpoints, leftovers of killed saves."""
 
+import errno
+import logging
 import shutil
 
 import jax
@@ -10,7 +12,7 @@ import pytest
 from orbax.checkpoint._src.path import atomicity
 
 import dncjax
-from dncjax.training import checkpoint, optim, train
+from dncjax.training import checkpoint, checkpoint_errors, optim, train
 
 
 @pytest.mark.slow
@@ -217,3 +219,17 @@ def test_non_finite_checkpoint_is_refused_not_skipped(tmp_path):
     ckpts.restore_state(3, _tree(0))
   with pytest.raises(checkpoint.CheckpointError, match=pattern):
     ckpts.restore_latest(_tree(0), _ours)
+
+
+def test_the_disk_full_filter_mutes_only_a_failed_saves_noise():
+  def record(msg, *args, exc=None):
+    return logging.LogRecord("absl", logging.ERROR, __file__, 1, msg, args,
+                             (type(exc), exc, None) if exc else None)
+
+  mute = checkpoint_errors.DiskFull()
+  shutdown = RuntimeError("cannot schedule new futures after interpreter shutdown")
+  assert not mute.filter(record("[thread=%s] _SignalingThread.run() raised an exception: %s",
+                                "array_type_handler", shutdown, exc=shutdown))
+  assert not mute.filter(record("write failed", exc=OSError(errno.ENOSPC, "No space left")))
+  assert mute.filter(record("saved checkpoint %d", 3))
+  assert mute.filter(record("raised an exception: %s", RuntimeError("bad"), exc=RuntimeError()))

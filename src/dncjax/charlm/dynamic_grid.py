@@ -12,7 +12,6 @@ import time
 from typing import Callable
 
 from dncjax.charlm import data, scoring
-from dncjax.charlm.scoring import combinations  # noqa: F401  (the grid's combinations)
 
 
 def run_grid(config, model, ts, corpus: data.Corpus, combos: list[tuple], lanes: int,

@@ -65,7 +65,8 @@ def checked(args: argparse.Namespace) -> argparse.Namespace:
 def main(argv=None) -> int:
   """Runs the program on `argv` (default: the command line); returns the exit status."""
   args = checked(parser().parse_args(None if argv is None else [str(a) for a in argv]))
-  from dncjax.charlm import data, dynamic_grid, restore  # pylint: disable=import-outside-toplevel
+  from dncjax.charlm import (  # pylint: disable=import-outside-toplevel
+      data, dynamic_grid, restore, scoring)
   config, model, ts, vocab, meta = restore.restore_trained(args.workdir, best=args.best)
   del vocab
   if args.data:
@@ -73,8 +74,7 @@ def main(argv=None) -> int:
   corpus = data.load(config.data)
   if corpus.vocab.to_list() != meta["vocab"]:
     raise data.DataError(f"the vocabulary of {corpus.path} is not the checkpoint's")
-  combos = dynamic_grid.combinations(args.rule, args.seq_length, args.lr, args.decay,
-                                     args.eps)
+  combos = scoring.combinations(args.rule, args.seq_length, args.lr, args.decay, args.eps)
   print(f"{args.workdir}: {config.model_name} {model.config}, iter {meta['step']}", flush=True)
   statics, rows, scorer = dynamic_grid.run_grid(config, model, ts, corpus, combos,
                                                 args.eval_lanes,

@@ -15,6 +15,7 @@ its split; the checkpoints are only read.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
 from dncjax import cli
@@ -36,7 +37,7 @@ def parser() -> cli.ArgumentParser:
                  default=True, help="score the held-out tail once, with everything chosen on "
                                     "the development split")
   cli.add_option_flags(p, Options, "dynamic evaluation",
-                       skip=tuple(f.name for f in Options.__dataclass_fields__.values()
+                       skip=tuple(f.name for f in dataclasses.fields(Options)
                                   if f.name not in OPTIONS))
   return p
 

@@ -83,9 +83,12 @@ class DiskFull(logging.Filter):
     return False
 
   def filter(self, record: logging.LogRecord) -> bool:
-    """False (drop the record) when it is about, or carries, a full disk."""
+    """False (drop the record) when it is about, or carries, a full disk, or is a failed
+    save's thread that outlived the program (it can no longer schedule work)."""
     error = record.exc_info[1] if record.exc_info else None
-    return not ("No space left" in str(record.msg) or self.names(error))
+    text = record.getMessage()
+    return not ("No space left" in text or "after interpreter shutdown" in text
+                or self.names(error))
 
 
 def mute_disk_full() -> None:
