@@ -159,7 +159,7 @@ def test_the_setting_lowest_on_the_development_split_is_chosen(by_lr, chosen):
   settings = [scoring.Setting("rms", 10, lr, 1e-3) for lr in by_lr]
   scorer = _Planted(by_lr)
   shown = []
-  setting, bpc, rows = scoring.choose(scorer, np.arange(5), settings,
+  setting, bpc, rows = scoring.choose(lambda s: scorer.dynamic(np.arange(5), s), settings,
                                       lambda compute: float(compute()), shown.append)
   assert setting.lr == chosen and (bpc == by_lr[chosen] or np.isnan(bpc))
   assert scorer.scored == list(by_lr) and len(shown) == 3

@@ -24,12 +24,14 @@ LN2 = math.log(2)
 
 
 class Member(NamedTuple):
-  """One run of the ensemble: where it is, its scorer, the iteration of its state and its
-  dynamic evaluation setting (None without dynamic evaluation)."""
+  """One run of the ensemble: where it is, its scorer, the iteration of its state, its
+  dynamic evaluation setting and that setting's loss of each development character (None
+  without dynamic evaluation)."""
   workdir: str
   scorer: scoring.Scorer
   step: int
   setting: scoring.Setting | None
+  dev_dynamic: np.ndarray | None
 
 
 def em_weights(nll: np.ndarray, steps: int = 1000, tol: float = 1e-12) -> np.ndarray:
@@ -86,12 +88,16 @@ def members(corpus: data.Corpus, runs: list, options: Options,
   out = []
   for workdir, config, model, ts, step in runs:
     scorer = scoring.Scorer(model, config, corpus.train_ids, ts.params, ts.opt_state, 1)
-    setting = None
+    setting, nlls = None, {}
+
+    def score(setting, scorer=scorer, nlls=nlls):  # kept: the chosen one's are mixed
+      nlls[setting] = scorer.dynamic_nll(corpus.dev_ids, setting)
+      return float(nlls[setting].mean() / LN2)
     if options.dynamic_eval:
       say(f"{workdir}: dynamic evaluation's setting, chosen on the development split")
-      setting, _, _ = scoring.choose(scorer, corpus.dev_ids, scoring.settings_of(options, config),
+      setting, _, _ = scoring.choose(score, scoring.settings_of(options, config),
                                      lambda compute: float(compute()), say)
-    out.append(Member(str(workdir), scorer, step, setting))
+    out.append(Member(str(workdir), scorer, step, setting, nlls.get(setting)))
   return out
 
 
@@ -103,7 +109,7 @@ def score(corpus: data.Corpus, runs: list[Member], score_tail: bool = True) -> d
   dynamic = all(m.setting is not None for m in runs)
   dev = {"": np.stack([m.scorer.static_nll(corpus.dev_ids) for m in runs])}
   if dynamic:
-    dev["dynamic_"] = np.stack([m.scorer.dynamic_nll(corpus.dev_ids, m.setting) for m in runs])
+    dev["dynamic_"] = np.stack([m.dev_dynamic for m in runs])
   weights = {kind: em_weights(nll) for kind, nll in dev.items()}
   rows = [{"workdir": m.workdir, "step": m.step, "weight": float(weights[""][i])}
           for i, m in enumerate(runs)]

@@ -36,9 +36,10 @@ def scored_chars(windows) -> float:
   return float(windows.targets[1].sum()) if windows is not None else 0.0
 
 
-def make_static_eval(model: core.Model):
+def make_static_eval(model: core.Model, per_position: bool = False):
   """(params, windows) -> summed loss (nats) over all the windows of a split, state
-  carried."""
+  carried; with `per_position`, the loss at each position instead ([K, b, S], 0 where the
+  mask is)."""
   eval_step = train.make_eval_step(model, losses.masked_cross_entropy, jit=False)
 
   @jax.jit
@@ -46,30 +47,17 @@ def make_static_eval(model: core.Model):
     states = core.batch_initial_state(model, windows.reset.shape[1])
 
     def body(states, window):
-      loss, states = eval_step(params, states, window)
-      return states, loss
-
-    return jax.lax.scan(body, states, windows)[1].sum()
-
-  return evaluate
-
-
-def make_static_nll(model: core.Model):
-  """(params, windows) -> the loss (nats) at each position of a split's windows [K, b, S],
-  state carried, 0 where the mask is."""
-
-  @jax.jit
-  def evaluate(params, windows):
-    states = core.batch_initial_state(model, windows.reset.shape[1])
-
-    def body(states, window):
+      if not per_position:
+        loss, states = eval_step(params, states, window)
+        return states, loss
       _, (final, ys) = train.window_loss(model, losses.masked_cross_entropy, params, states,
                                          window)
       targets, mask = window.targets
       nll = losses.softmax_cross_entropy_per_position(ys, targets) * mask
       return jax.vmap(model.truncate)(final), nll
 
-    return jax.lax.scan(body, states, windows)[1]
+    scored = jax.lax.scan(body, states, windows)[1]
+    return scored if per_position else scored.sum()
 
   return evaluate
 

@@ -116,7 +116,7 @@ class Scorer:
     """The static loss (nats) of each character of the split `ids` after the first, in
     windows of the training length, in the text's order."""
     if "static_nll" not in self.evaluators:
-      self.evaluators["static_nll"] = evaluate.make_static_nll(self.model)
+      self.evaluators["static_nll"] = evaluate.make_static_eval(self.model, per_position=True)
     windows = evaluate.stack_validation(ids, self.config.data.seq_length, self.lanes)
     return evaluate.in_text_order(self.evaluators["static_nll"](self.params, windows), windows)
 
@@ -155,14 +155,15 @@ def tail_nlls(members: list[tuple[Scorer, Setting | None]],
           for scorer, setting in members]
 
 
-def choose(scorer: Scorer, dev: np.ndarray, settings: list[Setting], each: Each,
+def choose(score: Callable[[Setting], float], settings: list[Setting], each: Each,
            say: Callable[[str], None]) -> tuple[Setting, float, list[dict]]:
-  """(the setting with the lowest dynamic BPC on the development split `dev`, that BPC,
-  one row per setting: its dict and 'dynamic_dev_bpc'); a diverged setting (NaN/Inf) is
-  never chosen unless every one diverged (then the first, so the run reports it)."""
+  """(the setting whose `score(setting)`, its dynamic BPC on the development split, is
+  lowest; that BPC; one row per setting: its dict and 'dynamic_dev_bpc'). A diverged
+  setting (NaN/Inf) is never chosen unless every one diverged (then the first, so the run
+  reports it)."""
   rows = []
   for setting in settings:
-    bpc = each(lambda setting=setting: scorer.dynamic(dev, setting))
+    bpc = each(lambda setting=setting: score(setting))
     rows.append({**setting.to_dict(), "dynamic_dev_bpc": bpc})
     say(f"  development split, dynamic: {bpc:.4f} BPC ({setting.describe()})")
   finite = [i for i, r in enumerate(rows) if math.isfinite(r["dynamic_dev_bpc"])]
@@ -187,7 +188,7 @@ def score_run(scorer: Scorer, corpus: data.Corpus, options: Options, config,
     shown = f"static {out['dev_bpc']:.4f} BPC"
     if len(settings) > 1:
       setting, out["dynamic_dev_bpc"], out["dynamic_grid"] = choose(
-          scorer, corpus.dev_ids, settings, each, say)
+          lambda setting: scorer.dynamic(corpus.dev_ids, setting), settings, each, say)
       shown += f", dynamic {out['dynamic_dev_bpc']:.4f} BPC (chosen: {setting.describe()})"
     elif setting is not None:
       out["dynamic_dev_bpc"] = each(lambda: scorer.dynamic(corpus.dev_ids, setting))
