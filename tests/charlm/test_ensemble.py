@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dncjax import cli
-from dncjax.charlm import data, ensemble
+from dncjax.charlm import data, ensemble, ngram
 from dncjax.commands import alice
 from dncjax.commands import ensemble as command
 
@@ -65,7 +65,7 @@ def test_members_score_as_their_runs_and_the_mixture_is_no_worse(two_runs, tmp_p
 
 @pytest.mark.slow
 def test_runs_that_cannot_be_mixed_are_refused(two_runs, text_file, tmp_path):
-  with pytest.raises(cli.UsageError, match="at least 2 runs"):
+  with pytest.raises(cli.UsageError, match="at least 2 members: 2 runs, or a run and "):
     command.main([str(two_runs[0])])
   other = tmp_path / "other"
   alice.main(["--data", str(text_file), "--workdir", str(other), *TINY, "--dev_fraction",
@@ -77,3 +77,54 @@ def test_runs_that_cannot_be_mixed_are_refused(two_runs, text_file, tmp_path):
   alice.main(["--data", str(text_file), "--workdir", str(none), *TINY, "--dev_fraction", "0"])
   with pytest.raises(data.DataError, match="no development split"):
     command.main([str(none), str(none), "--no-dynamic_eval"])
+
+
+@pytest.mark.slow
+def test_a_count_model_joins_chosen_on_the_development_split(two_runs, text_file, tmp_path,
+                                                             monkeypatch):
+  real_tail, summaries = data.Corpus.tail_ids, []
+  for flip in (False, True):  # two tails, the same text before them
+    monkeypatch.setattr(data.Corpus, "tail_ids",
+                        lambda c, flip=flip: real_tail(c)[::-1].copy() if flip else real_tail(c))
+    out = tmp_path / f"ensemble{flip}.json"
+    assert command.main([*map(str, two_runs), "--best", "--dynamic_seq_length", "8",
+                         "--dynamic_lr", "1e-3", "--ngram_order", "1", "3",
+                         "--ngram_discount", "0.5", "0.8", "--json", str(out)]) == 0
+    summaries.append(json.loads(out.read_text()))
+  row = summaries[0]["members"][-1]
+  assert row["model"] == "ngram" and row["order"] in (1, 3) and row["discount"] in (0.5, 0.8)
+  decided = ("order", "discount", "dynamic_order", "dynamic_discount", "weight",
+             "dynamic_weight", "dev_bpc", "dynamic_dev_bpc")
+  for row_a, row_b in zip(*(s["members"] for s in summaries)):
+    assert [row_a.get(k) for k in decided] == [row_b.get(k) for k in decided]
+  assert summaries[0]["mixture"]["tail_bpc"] != summaries[1]["mixture"]["tail_bpc"]
+  corpus = data.load_corpus(text_file)  # the runs' split: the defaults
+  before = np.concatenate([corpus.train_ids, corpus.dev_ids])
+  tail, V = real_tail(corpus), corpus.vocab.size
+  static, dynamic = (row["order"], V, row["discount"]), (row["dynamic_order"], V,
+                                                         row["dynamic_discount"])
+  expect = {  # static: the training split's counts; dynamic: all text before, counting on
+      "dev_bpc": ngram.split_nll(corpus.train_ids, corpus.train_ids, corpus.dev_ids, *static,
+                                 adapt=False),
+      "dynamic_dev_bpc": ngram.split_nll(corpus.train_ids, corpus.train_ids, corpus.dev_ids,
+                                         *dynamic, adapt=True),
+      "tail_bpc": ngram.split_nll(corpus.train_ids, before, tail, *static, adapt=False),
+      "dynamic_tail_bpc": ngram.split_nll(before, before, tail, *dynamic, adapt=True)}
+  for key, nll in expect.items():
+    assert row[key] == pytest.approx(nll.mean() / np.log(2), rel=1e-12), key
+  members = summaries[0]["members"]
+  for kind in ("", "dynamic_"):
+    assert summaries[0]["mixture"][f"{kind}dev_bpc"] <= min(r[f"{kind}dev_bpc"] for r in members)
+    assert sum(r[f"{kind}weight"] for r in members) == pytest.approx(1.0)
+
+
+@pytest.mark.slow
+def test_one_run_mixes_with_the_count_model(two_runs, tmp_path):
+  out = tmp_path / "one.json"
+  assert command.main([str(two_runs[0]), "--no-dynamic_eval", "--ngram_order", "2",
+                       "--json", str(out)]) == 0
+  summary = json.loads(out.read_text())
+  run, count = summary["members"]
+  assert run["workdir"] == str(two_runs[0]) and count["model"] == "ngram"
+  assert summary["mixture"]["dev_bpc"] <= min(run["dev_bpc"], count["dev_bpc"])
+  assert "dynamic_dev_bpc" not in summary["mixture"]

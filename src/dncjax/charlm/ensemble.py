@@ -7,6 +7,11 @@ Everything is chosen on the development split: each run's dynamic evaluation set
 likelihood there (EM, Dempster et al. 1977; one set for static scoring, one for dynamic).
 Then the tail is read once (`scoring.tail_nlls`) and scored with everything fixed. The runs
 must share their text and its split (the same file, --dev_fraction and --val_fraction).
+
+A count model may join the networks (`ngram.py`, its order and discount chosen on the
+development split among those given): statically it keeps the counts of the training split,
+as a network keeps its trained parameters; dynamically it is given all the text before the
+split it predicts (as a compressor is) and counts each character once predicted.
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from dncjax.charlm import data, restore, scoring
+import itertools
+
+from dncjax.charlm import data, ngram, restore, scoring
 from dncjax.charlm.config import Options
 
 LN2 = math.log(2)
@@ -57,11 +64,11 @@ def mixture_bpc(nll: np.ndarray, w: np.ndarray) -> float:
 
 
 def load(workdirs: list[str], best: bool) -> tuple[data.Corpus, list]:
-  """(the runs' corpus, [(workdir, config, model, TrainState, step)]) of trained runs;
-  DataError unless every run has the first's text and split and there is a development
-  split to choose on."""
-  if len(workdirs) < 2:
-    raise ValueError(f"an ensemble needs at least 2 runs, got {len(workdirs)}")
+  """(the runs' corpus, [(workdir, config, model, TrainState, step)]) of trained runs (one
+  alone mixes with the count model); DataError unless every run has the first's text and
+  split and there is a development split to choose on."""
+  if not workdirs:
+    raise ValueError("an ensemble needs at least 1 run")
   runs, corpus, first = [], None, None
   for workdir in workdirs:
     config, model, ts, vocab, meta = restore.restore_trained(workdir, best)
@@ -101,34 +108,77 @@ def members(corpus: data.Corpus, runs: list, options: Options,
   return out
 
 
-def score(corpus: data.Corpus, runs: list[Member], score_tail: bool = True) -> dict:
+def ngram_nll(corpus: data.Corpus, before: np.ndarray, ids: np.ndarray,
+              setting: tuple[int, float], dynamic: bool) -> np.ndarray:
+  """The count model's loss (nats) of each character of the split `ids` after its first,
+  `before` being all the text before the split and `setting` (order, discount): static,
+  with the training split's counts; dynamic, given `before` and counting as it goes."""
+  order, discount = setting
+  return ngram.split_nll(before if dynamic else corpus.train_ids, before, ids, order,
+                         corpus.vocab.size, discount, adapt=dynamic)
+
+
+def choose_ngram(corpus: data.Corpus, dev: np.ndarray, settings, dynamic: bool,
+                 say: Callable[[str], None]) -> tuple[tuple[int, float], np.ndarray]:
+  """(the count model's (order, discount), among `settings`, under which the mixture with
+  the networks' losses `dev` [M, n] predicts the development split best, its losses)."""
+  best = None
+  for order, discount in settings:
+    nll = ngram_nll(corpus, corpus.train_ids, corpus.dev_ids, (order, discount), dynamic)
+    both = np.vstack([dev, nll[None]])
+    bpc = mixture_bpc(both, em_weights(both))
+    say(f"  {'dynamic' if dynamic else 'static'} n-gram, order {order}, discount {discount}: "
+        f"mixture {bpc:.4f} BPC on the development split (alone {nll.mean() / LN2:.4f})")
+    if best is None or bpc < best[0]:
+      best = (bpc, (order, discount), nll)
+  return best[1], best[2]
+
+
+def score(corpus: data.Corpus, runs: list[Member], score_tail: bool = True,
+          ngram_orders: tuple[int, ...] = (),
+          ngram_discounts: tuple[float, ...] = ngram.DISCOUNTS,
+          say: Callable[[str], None] = print) -> dict:
   """The members and their mixture scored: the weights fitted on the development split,
-  then, with `score_tail`, the tail once. {'members': [per run: workdir, step, dynamic
-  setting, weights, BPCs], 'mixture': BPCs} with 'dev_bpc', 'dynamic_dev_bpc',
-  'tail_bpc', 'dynamic_tail_bpc' (the dynamic ones with dynamic evaluation)."""
+  then, with `score_tail`, the tail once. With `ngram_orders`, a count model joins them,
+  its order and discount (among `ngram_discounts`) chosen there. {'members': [per run:
+  workdir, step, dynamic setting, weights, BPCs; then the count model's row], 'mixture':
+  BPCs} with 'dev_bpc', 'dynamic_dev_bpc', 'tail_bpc', 'dynamic_tail_bpc' (the dynamic
+  ones with dynamic evaluation)."""
   dynamic = all(m.setting is not None for m in runs)
   dev = {"": np.stack([m.scorer.static_nll(corpus.dev_ids) for m in runs])}
   if dynamic:
     dev["dynamic_"] = np.stack([m.dev_dynamic for m in runs])
+  rows = [{"workdir": m.workdir, "step": m.step} for m in runs]
+  others, chosen = [], {}
+  if ngram_orders:
+    say("the count model's order and discount, chosen on the development split")
+    for kind in dev:
+      chosen[kind], nll = choose_ngram(corpus, dev[kind], list(itertools.product(
+          ngram_orders, ngram_discounts)), kind == "dynamic_", say)
+      dev[kind] = np.vstack([dev[kind], nll[None]])
+    rows.append({"workdir": None, "step": None, "model": "ngram"}
+                | {f"{kind}{key}": value for kind, (order, discount) in chosen.items()
+                   for key, value in (("order", order), ("discount", discount))})
+    before = np.concatenate([corpus.train_ids, corpus.dev_ids])
+    others = [lambda tail: tuple(
+        ngram_nll(corpus, before, tail, chosen[kind], kind == "dynamic_")
+        if kind in chosen else None for kind in ("", "dynamic_"))]
   weights = {kind: em_weights(nll) for kind, nll in dev.items()}
-  rows = [{"workdir": m.workdir, "step": m.step, "weight": float(weights[""][i])}
-          for i, m in enumerate(runs)]
-  mixture = {}
   splits = [("dev", dev)]
   if score_tail and corpus.tail_length:
-    nlls = scoring.tail_nlls([(m.scorer, m.setting) for m in runs], corpus)
-    tail = {"": np.stack([s for s, _ in nlls])}
-    if dynamic:
-      tail["dynamic_"] = np.stack([d for _, d in nlls])
-    splits.append(("tail", tail))
+    nlls = scoring.tail_nlls([(m.scorer, m.setting) for m in runs], corpus, others)
+    splits.append(("tail", {kind: np.stack([pair[i] for pair in nlls])
+                            for i, kind in enumerate(dev)}))
+  mixture = {}
   for name, nll in splits:
     for kind, values in nll.items():
       mixture[f"{kind}{name}_bpc"] = mixture_bpc(values, weights[kind])
       for i, row in enumerate(rows):
         row[f"{kind}{name}_bpc"] = float(values[i].mean() / LN2)
-  if dynamic:
-    for i, (row, m) in enumerate(zip(rows, runs)):
-      row.update(dynamic=m.setting.to_dict(), dynamic_weight=float(weights["dynamic_"][i]))
+  for i, row in enumerate(rows):
+    row.update({f"{kind}weight": float(w[i]) for kind, w in weights.items()})
+    if dynamic and i < len(runs):
+      row["dynamic"] = runs[i].setting.to_dict()
   return {"members": rows, "mixture": mixture}
 
 
@@ -143,7 +193,10 @@ def markdown(summary: dict) -> str:
            "|---|---:|---:|" + "---:|" * len(keys)]
   for r in summary["members"]:
     w = f"{r['weight']:.3f}" + (f" / {r['dynamic_weight']:.3f}" if "dynamic_weight" in r else "")
-    lines.append(f"| {r['workdir']} | {r['step']} | {w} | "
+    name = r["workdir"] or "n-gram, order / discount " + ", ".join(
+        f"{r[kind + 'order']} / {r[kind + 'discount']}" for kind in ("", "dynamic_")
+        if kind + "order" in r)
+    lines.append(f"| {name} | {r['step'] or ''} | {w} | "
                  + " | ".join(f"{r[k]:.4f}" for k in keys) + " |")
   lines.append("| **mixture** | | | " + " | ".join(f"**{summary['mixture'][k]:.4f}**"
                                                   for k in keys) + " |")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -145,14 +145,15 @@ def score_tail(scorer: Scorer, corpus: data.Corpus, setting: Setting | None) -> 
   return out
 
 
-def tail_nlls(members: list[tuple[Scorer, Setting | None]],
-              corpus: data.Corpus) -> list[tuple[np.ndarray, np.ndarray | None]]:
+def tail_nlls(members: list[tuple[Scorer, Setting | None]], corpus: data.Corpus,
+              others: Sequence[Callable[[np.ndarray], tuple]] = ()) -> list[tuple]:
   """The tail, read once with everything fixed and scored character by character by each
-  member: (static loss, dynamic loss with its setting or None), nats per character."""
+  member: (static loss, dynamic loss with its setting or None), nats per character; then
+  by each of `others`, a function of the tail's ids giving the same pair."""
   tail = corpus.tail_ids()
   return [(scorer.static_nll(tail),
            None if setting is None else scorer.dynamic_nll(tail, setting))
-          for scorer, setting in members]
+          for scorer, setting in members] + [score(tail) for score in others]
 
 
 def choose(score: Callable[[Setting], float], settings: list[Setting], each: Each,
