@@ -60,6 +60,8 @@ def test_help_answers_without_loading_jax(script):
      "error: --ngram_order must be between 0 and 32, got 40"),
     (["experiments/ensemble.py", "a", "b", "--ngram_order", "4", "--ngram-discount", "1"],
      "error: --ngram_discount must be in (0, 1), got 1.0"),
+    (["experiments/ensemble.py", "a", "b", "--ngram_discount", "0.5"],
+     "error: --ngram_discount applies to the count model: give --ngram_order"),
 ])
 def test_a_bad_flag_is_one_line_before_jax_loads(argv, message, tmp_path):
   code, out, err, names = _imported([str(REPO / argv[0]), *argv[1:], "--workdir",

@@ -1,5 +1,5 @@
 """A count model of the text for ensembles: a character n-gram model with interpolated
-Kneser-Ney smoothing (Kneser & Ney 1995; Chen & Goodman 1999, section 3).
+Kneser-Ney smoothing (Kneser & Ney 1995; Chen & Goodman 1999).
 
 The model predicts a character c after the context h (its last K characters, K the order)
 by interpolating orders K, K - 1, ..., 0 down to the uniform distribution over the V

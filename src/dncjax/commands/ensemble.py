@@ -45,9 +45,10 @@ def parser() -> cli.ArgumentParser:
                  "Kneser-Ney smoothing, contexts of up to K characters) to the mixture; "
                  "with several K, the one best on the development split")
   p.add_argument("--ngram_discount", "--ngram-discount", type=float, nargs="+",
-                 default=ngram.DISCOUNTS, metavar="D",
+                 default=None, metavar="D",
                  help="the count model's absolute discount, in (0, 1); with several, the "
-                      "one best on the development split")
+                      "one best on the development split (default: "
+                      + " ".join(map(str, ngram.DISCOUNTS)) + ")")
   cli.add_option_flags(p, Options, "dynamic evaluation",
                        skip=tuple(f.name for f in dataclasses.fields(Options)
                                   if f.name not in OPTIONS))
@@ -59,21 +60,24 @@ def main(argv=None) -> int:
   args = parser().parse_args(None if argv is None else [str(a) for a in argv])
   options = cli.options(args, Options)  # checked here, before anything loads
   orders = tuple(args.ngram_order or ())
+  discounts = tuple(args.ngram_discount or ngram.DISCOUNTS)
   if len(args.workdirs) + bool(orders) < 2:
     raise cli.UsageError(f"an ensemble needs at least 2 members: 2 runs, or a run and "
                          f"--ngram_order; got {len(args.workdirs)} run")
+  if args.ngram_discount and not orders:
+    raise cli.UsageError("--ngram_discount applies to the count model: give --ngram_order")
   try:
     for order in orders:
       ngram.check_order(order)
-    for discount in args.ngram_discount:
+    for discount in discounts:
       ngram.check_discount(discount)
   except ValueError as e:
     raise cli.UsageError(str(e)) from None
   from dncjax.charlm import ensemble  # pylint: disable=import-outside-toplevel
+  say = lambda line: print(line, flush=True)
   corpus, runs = ensemble.load(args.workdirs, args.best)
-  members = ensemble.members(corpus, runs, options, say=lambda line: print(line, flush=True))
-  summary = ensemble.score(corpus, members, options.score_tail, orders,
-                           tuple(args.ngram_discount), say=lambda line: print(line, flush=True))
+  members = ensemble.members(corpus, runs, options, say=say)
+  summary = ensemble.score(corpus, members, options.score_tail, orders, discounts, say=say)
   print("\n" + ensemble.markdown(summary))
   if args.json:
     with open(args.json, "w") as f:
