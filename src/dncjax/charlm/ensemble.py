@@ -16,13 +16,12 @@ split it predicts (as a compressor is) and counts each character once predicted.
 
 from __future__ import annotations
 
+import itertools
 import math
 import pathlib
 from typing import Callable, NamedTuple
 
 import numpy as np
-
-import itertools
 
 from dncjax.charlm import data, ngram, restore, scoring
 from dncjax.charlm.config import Options
