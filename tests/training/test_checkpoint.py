@@ -233,3 +233,23 @@ def test_the_disk_full_filter_mutes_only_a_failed_saves_noise():
   assert not mute.filter(record("write failed", exc=OSError(errno.ENOSPC, "No space left")))
   assert mute.filter(record("saved checkpoint %d", 3))
   assert mute.filter(record("raised an exception: %s", RuntimeError("bad"), exc=RuntimeError()))
+
+
+def test_a_failed_writes_uncollected_future_is_muted_on_asyncios_logger():
+  logger, seen = logging.getLogger("asyncio"), []
+
+  class Keep(logging.Handler):
+    def emit(self, record):
+      seen.append(record.getMessage())
+
+  keep = Keep()
+  logger.addHandler(keep)
+  try:
+    checkpoint_errors.mute_disk_full()
+    full = OSError(errno.ENOSPC, "No space left on device")
+    logger.error("Future exception was never retrieved", exc_info=(OSError, full, None))
+    logger.error("Future exception was never retrieved",
+                 exc_info=(ValueError, ValueError("other"), None))
+  finally:
+    logger.removeHandler(keep)
+  assert seen == ["Future exception was never retrieved"]  # only the other error's

@@ -92,11 +92,13 @@ class DiskFull(logging.Filter):
 
 
 def mute_disk_full() -> None:
-  """Adds a `DiskFull` filter (once) to absl's logger, where orbax logs its
-  failed saves."""
-  logger = logging.getLogger("absl")
-  if not any(isinstance(f, DiskFull) for f in logger.filters):
-    logger.addFilter(DiskFull())
+  """Adds a `DiskFull` filter (once) to absl's logger, where orbax logs its failed saves,
+  and to asyncio's, which reports a failed write's future whose error nobody retrieved
+  ('Future exception was never retrieved') when it is collected."""
+  for name in ("absl", "asyncio"):
+    logger = logging.getLogger(name)
+    if not any(isinstance(f, DiskFull) for f in logger.filters):
+      logger.addFilter(DiskFull())
 
 
 def mute_leftovers() -> None:
