@@ -101,15 +101,15 @@ def test_a_count_model_joins_chosen_on_the_development_split(two_runs, text_file
   corpus = data.load_corpus(text_file)  # the runs' split: the defaults
   before = np.concatenate([corpus.train_ids, corpus.dev_ids])
   tail, V = real_tail(corpus), corpus.vocab.size
-  static, dynamic = (row["order"], V, row["discount"]), (row["dynamic_order"], V,
-                                                         row["dynamic_discount"])
+  static, dynamic = ((row["order"], V, (row["discount"],)),
+                     (row["dynamic_order"], V, (row["dynamic_discount"],)))
   expect = {  # static: the training split's counts; dynamic: all text before, counting on
       "dev_bpc": ngram.split_nll(corpus.train_ids, corpus.train_ids, corpus.dev_ids, *static,
-                                 adapt=False),
+                                 adapt=False)[0],
       "dynamic_dev_bpc": ngram.split_nll(corpus.train_ids, corpus.train_ids, corpus.dev_ids,
-                                         *dynamic, adapt=True),
-      "tail_bpc": ngram.split_nll(corpus.train_ids, before, tail, *static, adapt=False),
-      "dynamic_tail_bpc": ngram.split_nll(before, before, tail, *dynamic, adapt=True)}
+                                         *dynamic, adapt=True)[0],
+      "tail_bpc": ngram.split_nll(corpus.train_ids, before, tail, *static, adapt=False)[0],
+      "dynamic_tail_bpc": ngram.split_nll(before, before, tail, *dynamic, adapt=True)[0]}
   for key, nll in expect.items():
     assert row[key] == pytest.approx(nll.mean() / np.log(2), rel=1e-12), key
   members = summaries[0]["members"]

@@ -16,7 +16,6 @@ split it predicts (as a compressor is) and counts each character once predicted.
 
 from __future__ import annotations
 
-import itertools
 import math
 import pathlib
 from typing import Callable, NamedTuple
@@ -107,29 +106,31 @@ def members(corpus: data.Corpus, runs: list, options: Options,
   return out
 
 
-def ngram_nll(corpus: data.Corpus, before: np.ndarray, ids: np.ndarray,
-              setting: tuple[int, float], dynamic: bool) -> np.ndarray:
+def ngram_nll(corpus: data.Corpus, before: np.ndarray, ids: np.ndarray, order: int,
+              discounts, dynamic: bool) -> np.ndarray:
   """The count model's loss (nats) of each character of the split `ids` after its first,
-  `before` being all the text before the split and `setting` (order, discount): static,
-  with the training split's counts; dynamic, given `before` and counting as it goes."""
-  order, discount = setting
+  one row per discount, `before` being all the text before the split: static, with the
+  training split's counts; dynamic, given `before` and counting as it goes."""
   return ngram.split_nll(before if dynamic else corpus.train_ids, before, ids, order,
-                         corpus.vocab.size, discount, adapt=dynamic)
+                         corpus.vocab.size, discounts, adapt=dynamic)
 
 
-def choose_ngram(corpus: data.Corpus, dev: np.ndarray, settings, dynamic: bool,
+def choose_ngram(corpus: data.Corpus, dev: np.ndarray, orders, discounts, dynamic: bool,
                  say: Callable[[str], None]) -> tuple[tuple[int, float], np.ndarray]:
-  """(the count model's (order, discount), among `settings`, under which the mixture with
-  the networks' losses `dev` [M, n] predicts the development split best, its losses)."""
+  """(the count model's (order, discount), among `orders` x `discounts`, under which the
+  mixture with the networks' losses `dev` [M, n] predicts the development split best, its
+  losses there)."""
   best = None
-  for order, discount in settings:
-    nll = ngram_nll(corpus, corpus.train_ids, corpus.dev_ids, (order, discount), dynamic)
-    both = np.vstack([dev, nll[None]])
-    bpc = mixture_bpc(both, em_weights(both))
-    say(f"  {'dynamic' if dynamic else 'static'} n-gram, order {order}, discount {discount}: "
-        f"mixture {bpc:.4f} BPC on the development split (alone {nll.mean() / LN2:.4f})")
-    if best is None or bpc < best[0]:
-      best = (bpc, (order, discount), nll)
+  for order in orders:
+    rows = ngram_nll(corpus, corpus.train_ids, corpus.dev_ids, order, discounts, dynamic)
+    for discount, nll in zip(discounts, rows):
+      both = np.vstack([dev, nll[None]])
+      bpc = mixture_bpc(both, em_weights(both))
+      say(f"  {'dynamic' if dynamic else 'static'} n-gram, order {order}, discount "
+          f"{discount}: mixture {bpc:.4f} BPC on the development split (alone "
+          f"{nll.mean() / LN2:.4f})")
+      if best is None or bpc < best[0]:
+        best = (bpc, (order, discount), nll)
   return best[1], best[2]
 
 
@@ -152,15 +153,15 @@ def score(corpus: data.Corpus, runs: list[Member], score_tail: bool = True,
   if ngram_orders:
     say("the count model's order and discount, chosen on the development split")
     for kind in dev:
-      chosen[kind], nll = choose_ngram(corpus, dev[kind], list(itertools.product(
-          ngram_orders, ngram_discounts)), kind == "dynamic_", say)
+      chosen[kind], nll = choose_ngram(corpus, dev[kind], ngram_orders, ngram_discounts,
+                                       kind == "dynamic_", say)
       dev[kind] = np.vstack([dev[kind], nll[None]])
     rows.append({"workdir": None, "step": None, "model": "ngram"}
                 | {f"{kind}{key}": value for kind, (order, discount) in chosen.items()
                    for key, value in (("order", order), ("discount", discount))})
     before = np.concatenate([corpus.train_ids, corpus.dev_ids])
     others = [lambda tail: tuple(
-        ngram_nll(corpus, before, tail, chosen[kind], kind == "dynamic_")
+        ngram_nll(corpus, before, tail, chosen[kind][0], chosen[kind][1:], kind == "dynamic_")[0]
         if kind in chosen else None for kind in ("", "dynamic_"))]
   weights = {kind: em_weights(nll) for kind, nll in dev.items()}
   splits = [("dev", dev)]

@@ -46,12 +46,11 @@ def as_text(ids) -> str:
 
 class NGram:
   """The counts of an interpolated Kneser-Ney model of `order` over `vocab_size`
-  characters with absolute `discount`."""
+  characters (the counts do not depend on the discount, which each prediction is given)."""
 
-  def __init__(self, order: int, vocab_size: int, discount: float):
+  def __init__(self, order: int, vocab_size: int):
     check_order(order, "order")
-    check_discount(discount, "discount")
-    self.order, self.vocab_size, self.discount = order, vocab_size, discount
+    self.order, self.vocab_size = order, vocab_size
     self.tables = [{} for _ in range(order + 1)]  # by k: h -> [{c: n_k(h c)}, n_k(h .)]
 
   def _bump(self, k: int, context: str, c: str) -> bool:
@@ -75,38 +74,42 @@ class NGram:
       self._add(text, t)
     return self
 
-  def loss(self, text: str, t: int) -> float:
-    """-log p(text[t] | text[:t]) in nats."""
-    c, p, d = text[t], 1.0 / self.vocab_size, self.discount
+  def loss(self, text: str, t: int, discounts) -> list[float]:
+    """-log p(text[t] | text[:t]) in nats under each of the `discounts`."""
+    c, ps = text[t], [1.0 / self.vocab_size] * len(discounts)
     for k in range(min(self.order, t) + 1):
       entry = self.tables[k].get(text[t - k:t])
       if entry is None:
         break
       follow, n = entry
-      p = (max(follow.get(c, 0) - d, 0) + d * len(follow) * p) / n
-    return -math.log(p)
+      seen, distinct = follow.get(c, 0), len(follow)
+      ps = [(max(seen - d, 0) + d * distinct * p) / n for d, p in zip(discounts, ps)]
+    return [-math.log(p) for p in ps]
 
-  def losses(self, text: str, start: int, adapt: bool) -> np.ndarray:
+  def losses(self, text: str, start: int, discounts, adapt: bool) -> np.ndarray:
     """The loss (nats) of each text[t], t >= start, given text[:t] (contexts reach back
-    before `start`); with `adapt`, each character is counted once it has been predicted."""
-    out = np.empty(len(text) - start)
+    before `start`), under each of the `discounts`: [len(discounts), len(text) - start];
+    with `adapt`, each character is counted once it has been predicted."""
+    out = np.empty((len(discounts), len(text) - start))
     for t in range(start, len(text)):
-      out[t - start] = self.loss(text, t)
+      out[:, t - start] = self.loss(text, t, discounts)
       if adapt:
         self._add(text, t)
     return out
 
 
 def split_nll(counted: np.ndarray, before: np.ndarray, ids: np.ndarray, order: int,
-              vocab_size: int, discount: float, adapt: bool) -> np.ndarray:
+              vocab_size: int, discounts, adapt: bool) -> np.ndarray:
   """The loss (nats) of each character of the split `ids` after its first (as a network's
-  per-character losses are), by a model of `order` and `discount` given the counts of the
-  text `counted`; the contexts at the split's start come from the text `before` it; with
-  `adapt` the model counts the split's characters as it goes (the first, not predicted,
-  before the rest)."""
-  model = NGram(order, vocab_size, discount).count(as_text(counted))
+  per-character losses are) under a model of `order` given the counts of the text
+  `counted`, one row per discount of `discounts` (one pass: the counts are shared); the
+  contexts at the split's start come from the text `before` it; with `adapt` the model
+  counts the split's characters as it goes (the first, not predicted, before the rest)."""
+  for discount in discounts:
+    check_discount(discount, "discount")
+  model = NGram(order, vocab_size).count(as_text(counted))
   head = np.asarray(before)[max(len(before) - order, 0):]
   text = as_text(np.concatenate([head, ids]))
   if adapt:
     model.count(text[:len(head) + 1], len(head))
-  return model.losses(text, len(head) + 1, adapt)
+  return model.losses(text, len(head) + 1, discounts, adapt)
