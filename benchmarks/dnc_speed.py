@@ -54,10 +54,14 @@ def bit_loss(logits_BxSxI, targets_BxSxI):
   return optax.sigmoid_binary_cross_entropy(logits_BxSxI, targets_BxSxI).sum()
 
 
-def build(args, memory_size: int):
-  """(jitted train step, its initial state, the batch) of the model at `memory_size`."""
+def build(args, memory_size: int, forward: bool = False):
+  """(jitted step, its initial state, the batch) of the model at `memory_size`: the
+  training step, or with `forward` the forward pass alone (the batch's loss, no gradient;
+  it takes and returns the same state)."""
   sparse = ({"link_history": args.link_history, "access_kernels": args.access_kernels}
             if args.model == "dnc" else {"sparse_k": args.sparse_k})
+  if args.model == "sdnc":
+    sparse["link_history"] = args.link_history
   model = dncjax.make_model(
       args.model, args.input, args.input, hidden=args.hidden, memory_size=memory_size,
       word_size=args.word, read_heads=args.reads, remat=args.remat, dtype=args.dtype, **sparse)
@@ -66,13 +70,24 @@ def build(args, memory_size: int):
   state = train.init_train_state(model, optimizer, jax.random.key(0), args.batch)
   bits = jax.random.bernoulli(jax.random.key(1), 0.5, (args.batch, args.time, args.input))
   bits = bits.astype(args.dtype)
-  return train_step, state, pytrees.Batch(bits, bits, jnp.zeros((args.batch,), bool))
+  batch = pytrees.Batch(bits, bits, jnp.zeros((args.batch,), bool))
+  if forward:
+    eval_step = train.make_eval_step(model, bit_loss, jit=False)
+
+    @jax.jit
+    def forward_step(state, batch):
+      loss, states = eval_step(state.params, state.model_state, batch)
+      return state._replace(model_state=states), loss
+
+    return forward_step, state, batch
+  return train_step, state, batch
 
 
-def prepare(args, memory_size: int):
-  """(compile seconds, timer): `timer(steps)` runs that many compiled training steps of
-  the model at `memory_size` and returns (wall seconds, CPU seconds) per step."""
-  train_step, state, batch = build(args, memory_size)
+def prepare(args, memory_size: int, forward: bool = False):
+  """(compile seconds, timer): `timer(steps)` runs that many compiled training steps (with
+  `forward`, forward passes) of the model at `memory_size` and returns (wall seconds, CPU
+  seconds) per step."""
+  train_step, state, batch = build(args, memory_size, forward)
   start = time.perf_counter()
   compiled = train_step.lower(state, batch).compile()
   compile_s = time.perf_counter() - start
@@ -238,7 +253,8 @@ def _peer(args) -> int:
   print(f"jax {jax.__version__} against the PyTorch DNC ({args.peer}): {args.model} "
         f"B={args.batch} T={args.time} I={args.input} H={args.hidden} W={args.word} "
         f"R={args.reads}, best of {args.rounds} interleaved rounds\n")
-  peer_compare.compare(args, prepare, args.peer)
+  peer_compare.compare(args, prepare, args.peer,
+                       prepare_forward=functools.partial(prepare, forward=True))
   return 0
 
 

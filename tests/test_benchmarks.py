@@ -98,7 +98,8 @@ def test_without_the_peer_it_says_how_to_install_it(capsys, tmp_path):
   assert "the PyTorch DNC is not timed" in out and "pip install torch==2.13.0 dnc==1.1.0" in out
 
 
-def test_the_peer_is_timed_interleaved_and_the_faster_threads_kept(capsys, tmp_path):
+@pytest.mark.parametrize("measured", ["training step", "forward pass only"])
+def test_the_peer_is_timed_interleaved_and_the_faster_threads_kept(capsys, tmp_path, measured):
   # a stand-in peer interpreter: answers the import check, then one JSON row per call,
   # slower with 1 thread than with the default, and logs each call
   calls = tmp_path / "calls"
@@ -108,15 +109,21 @@ def test_the_peer_is_timed_interleaved_and_the_faster_threads_kept(capsys, tmp_p
 echo "$@" >> {calls}
 case "$*" in *"--threads 1"*) ms=900;; *) ms=300;; esac
 echo "Falling back to FLANN"
-echo '{{"model": "dnc", "N": 4, "threads": 2, "measured": "training step", "step_ms": '$ms'}}'
+echo '{{"model": "dnc", "N": 4, "threads": 2, "measured": "{measured}", "step_ms": '$ms'}}'
 """)
   fake.chmod(0o755)
   assert dnc_speed.main(["--peer", str(fake), *TINY]) == 0
   out = capsys.readouterr().out
   row = next(line for line in out.splitlines() if line.startswith("| 4 |"))
   cells = [c.strip() for c in row.strip("|").split("|")]
-  assert cells[2:5] == ["300.0", "2", "training step"]
-  assert float(cells[5].rstrip("x")) == pytest.approx(300.0 / float(cells[1]), rel=0.01, abs=0.06)
+  assert cells[3:6] == ["300.0", "2", measured]
+  train_ms = float(cells[1])
+  ratio, ratio_training = (float(c.rstrip("x")) for c in cells[6:8])
+  assert_ratio(ratio_training, 300.0, train_ms, ratio_half=0.05)  # printed to 1 decimal
+  if measured == "training step":  # like for like: training steps; no forward pass timed
+    assert cells[2] == "-" and ratio == ratio_training
+  else:  # like for like: forward passes, dncjax's timed in the same rounds
+    assert_ratio(ratio, 300.0, float(cells[2]), ratio_half=0.05)
   assert len(calls.read_text().splitlines()) == 4  # 2 rounds x (1 thread, the default)
 
 

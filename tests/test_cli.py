@@ -4,6 +4,8 @@ schedule flags, and how `cli.run` turns errors into exit statuses."""
 
 import dataclasses
 import signal
+import sys
+import time
 from typing import Any
 
 import pytest
@@ -233,10 +235,12 @@ def test_schedule_nonsense_is_refused_naming_the_flag(capsys, sigint_handler, ar
 
 @pytest.fixture
 def sigint_handler():
-  """The SIGINT handler before the test, put back after it (cli.run replaces it)."""
-  old = signal.getsignal(signal.SIGINT)
+  """The SIGINT handler (and sys.unraisablehook) before the test, put back after it (cli.run
+  replaces them)."""
+  old, old_hook = signal.getsignal(signal.SIGINT), sys.unraisablehook
   yield old
   signal.signal(signal.SIGINT, old)
+  sys.unraisablehook = old_hook
 
 
 def raising(error):
@@ -282,6 +286,20 @@ def test_ctrl_c_exits_130(capsys, sigint_handler):
   assert exit_of(capsys, cli.run, raising(KeyboardInterrupt())) == (130, "interrupted\n")
   assert exit_of(capsys, cli.run, raising(signals.Interrupted(signal.SIGINT))) == (
       130, "interrupted\n")
+
+
+def test_ctrl_c_where_python_cannot_raise_it_is_delivered_again(capsys, sigint_handler):
+  def main():
+    class Finalised:
+      def __del__(self):  # as a Ctrl-C landing in a finaliser or a gc callback
+        raise KeyboardInterrupt
+
+    Finalised()  # Python cannot raise it there: "Exception ignored", unless delivered again
+    for _ in range(60_000):  # until it is (sleeping lets the delivering thread run)
+      time.sleep(0.001)
+    return 0
+
+  assert exit_of(capsys, cli.run, main) == (130, "interrupted\n")
 
 
 def test_sigterm_exits_143(capsys, sigint_handler):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import _thread
 import signal
 import sys
 import typing
@@ -257,6 +258,18 @@ def options(args: argparse.Namespace, cls: type, **more):
 Errors = tuple[type[BaseException], ...]
 
 
+def _interrupt_again(unraisable) -> None:
+  """sys.unraisablehook: a Ctrl-C that lands where Python cannot raise it (a garbage
+  collector callback, a __del__) is delivered again, to stop the command with its one
+  line, instead of being printed as ignored; anything else goes to Python's own hook. It is
+  delivered from another thread, which runs once this one lets go of the interpreter lock,
+  after the hook has returned (raised in the hook, Python would ignore it again)."""
+  if isinstance(unraisable.exc_value, KeyboardInterrupt):
+    _thread.start_new_thread(_thread.interrupt_main, (signal.SIGINT,))
+    return
+  sys.__unraisablehook__(unraisable)
+
+
 def run(main: Callable[[], int | None], errors: Errors | Callable[[], Errors] = (),
         command: bool = False) -> None:
   """Runs `main`; known errors become one line on stderr and a non-zero exit. `errors`
@@ -264,6 +277,7 @@ def run(main: Callable[[], int | None], errors: Errors | Callable[[], Errors] = 
   `command=True` (a console entry point: `main` is what this process is for) first runs
   the process again with huge pages where they help (`hugepages.use`)."""
   signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C while loading: one line
+  sys.unraisablehook = _interrupt_again
   try:
     checks.link_kernel()  # the environment's choices, checked before anything loads
     hugepages.variable()

@@ -77,7 +77,7 @@ def make(config: DNCConfig) -> core.Model:
   if not config.link_history or config.remat:
     return model
   return model._replace(scan=lambda fn, params, state, xs: history.scan(
-      fn, (_get_link, _put_link), params, state, xs))
+      fn, _LINKS, params, state, xs))
 
 
 def _get_link(state: DNCState):
@@ -86,3 +86,6 @@ def _get_link(state: DNCState):
 
 def _put_link(state: DNCState, link) -> DNCState:
   return state._replace(access=state.access._replace(link=link))
+
+
+_LINKS = history.dense_links(_get_link, _put_link)

@@ -1,49 +1,82 @@
-"""The DNC's unroll differentiated with every L_t written once, where the backward pass
-reads it.
+"""A memory model's unroll differentiated with every step's temporal links written once,
+where the backward pass reads them: the DNC's L_t [N, N] (`links.py`) and the SDNC's
+sparse links [2, N, K] (`sparse_history.py`).
 
-Differentiating `lax.scan` over the DNC's step keeps each step's L_{t-1} for the link
-step's backward pass (`links.py`): the scan copies the carried [N, N] matrix into a
-zero-filled [T, ...] stack forward and slices it out again backward, some five passes over
-L_t per step besides the link kernel's own five. `scan` has the values of `lax.scan`
-over the step and its own vjp:
+Differentiating `lax.scan` over the step keeps each step's links for the link step's
+backward pass: the scan copies the carried links into a zero-filled [T, ...] stack forward
+and slices them out again backward, some five passes over them per step besides the link
+kernel's own. `scan` has the values of `lax.scan` over the step and its own vjp:
 
-  forward   H [T + 1, N, N] holds L_0 ... L_T: step t's link kernel reads H[t] and writes
-            L_t into H[t + 1] in place (`native.history_step`). Each step's vjp is taken as
-            it runs (`jax.vjp`) and its residuals are stacked by the scan, as lax.scan's
-            own differentiation does, except those that are the params themselves
-            (kept once); the link step's residuals are w^w_t, p_{t-1} and w^r_{t-1},
-            nothing [N, N] (the state carries a stub where L was).
+  forward   H [T + 1, ...] holds the links after 0 ... T steps: step t's link kernel reads
+            slot t and writes slot t + 1 in place. Each step's vjp is taken as it runs
+            (`jax.vjp`) and its residuals are stacked by the scan, as lax.scan's own
+            differentiation does, except those that are the params themselves (kept once);
+            the link step's residuals are its weightings (for the DNC w^w_t, p_{t-1} and
+            w^r_{t-1}), nothing the size of the links (the state carries stubs there).
   backward  a scan from t = T - 1 down to 0 applies each step's vjp; the link step's
-            backward pass is the kernel's on L_{t-1} = H[t] (`native.history_backward`),
-            carrying dL_t, written over in place by dL_{t-1}.
+            backward pass is the kernel's on slot t, carrying the links' cotangent, written
+            over in place by the previous step's.
 
-So the link matrix is read and written only by the kernels: L_{t-1} read and L_t written
-forward, L_{t-1} and dL_t read and dL_{t-1} written backward. The backward pass of a link
-step reaches H, t and dL_t through a dict shared with the backward scan's body (`channel`),
-which sets them before it applies the step's vjp; the link step leaves dL_{t-1} there.
-Gradients equal lax.scan's to float rounding (tests/models/test_history.py).
+So the links are read and written only by the kernels: slot t read and slot t + 1 written
+forward, slot t and the cotangent read and the cotangent written backward. The backward
+pass of a link step reaches H, t and the carried cotangent through a dict shared with the
+backward scan's body (`channel`: "H", "t", "gL"), which sets them before it applies the
+step's vjp; the link step leaves the previous step's cotangent there. A model's `Links`
+says where its state holds the links and how its link step runs on a history. Gradients
+equal lax.scan's to float rounding (tests/models/test_history.py,
+tests/models/test_sparse_history.py).
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dncjax.models import links, native
-
-Link = tuple[Callable, Callable]  # (state -> L [N, N], (state, L) -> the state with L)
+from dncjax.models import hooks, links, native
 
 
-def scan(fn, link: Link, params, state, xs):
-  """(final state, outputs [T, ...]): `fn(params, state, x)` (a DNC's recur or step)
-  scanned over xs for ONE example, as `lax.scan`. Differentiated as the module doc says
-  where the native link kernel is what the link step uses for this L (`native.usable`);
-  else by lax.scan's own rule."""
-  L = link[0](state)
-  if not native.usable(L.dtype, L.shape[-1]):
+class Links(NamedTuple):
+  """Where a model's state (one example) holds its temporal links, and their history."""
+  get: Callable[[Any], Any]            # state -> its links (a pytree)
+  put: Callable[[Any, Any], Any]       # (state, links) -> the state with them
+  usable: Callable[[Any], bool]        # whether the history's kernels run these links
+  start: Callable[[Any, int], Any]     # (links, slots) -> H, slot 0 = the links
+  last: Callable[[Any, int], Any]      # (H, t) -> the links in slot t
+  stub: Callable[[Any], Any]           # links -> what the state carries in their place
+  hook: str                            # the `hooks` name of the model's link step
+  hooked: Callable                     # (H, t, channel, kept) -> the link step on H, which
+                                       # leaves the H it writes in kept["H"]
+  carried: Callable[[Any, Any], Any]   # (the links' cotangent, H) -> what the backward
+                                       # carries ("gL": the link steps' backward passes')
+  restored: Callable[[Any, Any], Any]  # (that, the links) -> the links' cotangent
+
+
+def dense_links(get: Callable, put: Callable) -> Links:
+  """The DNC's L [N, N] (`links.link_step`) at the state's `get`/`put`."""
+
+  def hooked(H, t, channel, kept):
+    step = _link_step(H, t, channel)
+
+    def record(stub, w, p, v):  # the state's stub passes through
+      kept["H"], f, b = step(H, w, p, v)
+      return stub, f, b
+
+    return record
+
+  return Links(get, put, usable=lambda L: native.usable(L.dtype, L.shape[-1]),
+               start=native.history_start, last=lambda H, t: H[t],
+               stub=lambda L: jnp.zeros((0,), L.dtype), hook=links.HOOK, hooked=hooked,
+               carried=lambda gL, H: gL, restored=lambda gL, L: gL)
+
+
+def scan(fn, spec: Links, params, state, xs):
+  """(final state, outputs [T, ...]): `fn(params, state, x)` (a recur or step) scanned
+  over xs for ONE example, as `lax.scan`. Differentiated as the module doc says where
+  `spec.usable` holds for the state's links; else by lax.scan's own rule."""
+  if not spec.usable(spec.get(state)):
     return jax.lax.scan(lambda s, x: fn(params, s, x), state, xs)
 
   @jax.custom_vjp
@@ -51,11 +84,9 @@ def scan(fn, link: Link, params, state, xs):
     return jax.lax.scan(lambda s, x: fn(params, s, x), state, xs)
 
   channel = {}
-  run.defvjp(lambda *a: _forward(fn, link, channel, *a),
-             lambda *a: _backward(link, channel, *a))
+  run.defvjp(lambda *a: _forward(fn, spec, channel, *a),
+             lambda *a: _backward(spec, channel, *a))
   return run(params, state, xs)
-
-
 def _link_step(H, t, channel):
   """The link step of recorded time step t, on H: (H with L_t in slot t + 1, f_t, b_t).
   Its backward pass (run by the backward scan, see the module doc) returns no cotangent
@@ -79,26 +110,19 @@ def _link_step(H, t, channel):
   return step
 
 
-def _forward(fn, link, channel, params, state, xs):
-  get, put = link
+def _forward(fn, spec: Links, channel, params, state, xs):
   T = xs.shape[0]
-  L0 = get(state)
-  stub = jnp.zeros((0,), L0.dtype)
+  L0 = spec.get(state)
+  stub = spec.stub(L0)
   integer_xs = jnp.issubdtype(xs.dtype, jnp.integer)
 
   def body(carry, x_t):
     s, H = carry
     x, t = x_t
-    link_step = _link_step(H, t, channel)
+    kept = {}
 
     def step(params, s, x):
-      kept = {}
-
-      def record(stub, w, p, v):  # the state's stub passes through
-        kept["H"], f, b = link_step(H, w, p, v)
-        return stub, f, b
-
-      with links.override(record):
+      with hooks.override(spec.hook, spec.hooked(H, t, channel, kept)):
         return fn(params, s, x), kept["H"]
 
     if integer_xs:  # token ids: no cotangent
@@ -114,17 +138,33 @@ def _forward(fn, link, channel, params, state, xs):
     return (s, H), (outputs, per_step)
 
   steps = jnp.arange(T, dtype=jnp.int32)
-  H = native.history_start(L0, T + 1)
-  (final, H), (outputs, leaves) = jax.lax.scan(body, (put(state, stub), H), (xs, steps))
-  return (put(final, H[T]), outputs), (leaves, params, H, xs)
+  H = spec.start(L0, T + 1)
+  (final, H), (outputs, leaves) = jax.lax.scan(body, (spec.put(state, stub), H), (xs, steps))
+  channel["links"] = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), L0)
+  return (spec.put(final, spec.last(H, T)), outputs), (leaves, params, H, xs)
 
 
-def _backward(link, channel, residuals, cotangents):
-  get, put = link
+def _no_cotangent(x) -> bool:
+  """Whether a state's leaf has no cotangent (float0: an integer or boolean leaf)."""
+  return x.dtype == jax.dtypes.float0 or not jnp.issubdtype(x.dtype, jnp.inexact)
+
+
+def _backward(spec: Links, channel, residuals, cotangents):
   leaves, params, H, xs = residuals
   g_final, g_outputs = cotangents
-  stub = jnp.zeros((0,), H.dtype)
+  stub = spec.stub(channel["links"])
   param_leaves = jax.tree.leaves(params)
+  # The integer parts of the state (their cotangents float0) are not carried by the scan.
+  g_leaves, g_tree = jax.tree.flatten(spec.put(g_final, stub))
+  constant = [np.zeros(g.shape, jax.dtypes.float0) if _no_cotangent(g) else None
+              for g in g_leaves]
+
+  def whole(carried):
+    it = iter(carried)
+    return g_tree.unflatten([c if c is not None else next(it) for c in constant])
+
+  def part(g_state):
+    return [g for g, c in zip(jax.tree.leaves(g_state), constant) if c is None]
 
   def body(carry, inputs):
     g_params, g_state, gL = carry
@@ -133,15 +173,16 @@ def _backward(link, channel, residuals, cotangents):
     per_step = iter(leaves_t)
     leaves_t = [next(per_step) if i is None else param_leaves[i]
                 for i in channel["from_params"]]
-    g_p, g_s, *g_x = jax.tree.unflatten(channel["vjp"], leaves_t)((g_state, g_out))
+    g_p, g_s, *g_x = jax.tree.unflatten(channel["vjp"], leaves_t)((whole(g_state), g_out))
     g_params = jax.tree.map(jnp.add, g_params, g_p)
-    return (g_params, put(g_s, stub), channel["gL"]), g_x
+    return (g_params, part(spec.put(g_s, stub)), channel["gL"]), g_x
 
   steps = jnp.arange(xs.shape[0], dtype=jnp.int32)
   zeros = jax.tree.map(jnp.zeros_like, params)
-  carry = (zeros, put(g_final, stub), get(g_final))
+  carry = (zeros, part(spec.put(g_final, stub)), spec.carried(spec.get(g_final), H))
   (g_params, g_state, gL), g_xs = jax.lax.scan(body, carry, (leaves, g_outputs, steps),
                                                reverse=True)
+  g_state = spec.put(whole(g_state), spec.restored(gL, channel["links"]))
   if jnp.issubdtype(xs.dtype, jnp.integer):
-    return g_params, put(g_state, gL), np.zeros(xs.shape, jax.dtypes.float0)
-  return g_params, put(g_state, gL), g_xs[0]
+    return g_params, g_state, np.zeros(xs.shape, jax.dtypes.float0)
+  return g_params, g_state, g_xs[0]

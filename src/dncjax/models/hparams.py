@@ -216,6 +216,9 @@ class SDNCConfig(SparseMemoryConfig):
   allocation: str = field("lru", _ALLOCATION_HELP, choices=ALLOCATION)
   usage_eps: float = field(USAGE_EPS, "usage is clamped to [eps, 1 - eps] before allocation "
                            "(allocation 'dnc')")
+  link_history: bool = field(True, "training keeps every step's links in one buffer that the "
+                             "CPU kernels write in place (models/sparse_history.py; without "
+                             "remat, where the kernels are used); off: lax.scan keeps them")
 
   def __post_init__(self):
     super().__post_init__()

@@ -33,13 +33,10 @@ gradients against addressing.link_update and addressing.directional_weights.
 
 from __future__ import annotations
 
-import contextlib
-import threading
-
 import jax
 import jax.numpy as jnp
 
-from dncjax.models import native
+from dncjax.models import hooks, native
 
 
 def _diag_a(L_NxN, w_N, p_N):
@@ -66,25 +63,7 @@ def _new_link(L_NxN, w_N, p_N):
   return jnp.where(jnp.eye(N, dtype=bool), jnp.zeros((), L_NxN.dtype), A)
 
 
-_local = threading.local()  # .overrides: this thread's link steps from `override`
-
-
-def _overrides() -> list:
-  if not hasattr(_local, "overrides"):
-    _local.overrides = []
-  return _local.overrides
-
-
-@contextlib.contextmanager
-def override(step):
-  """Within the block, in this thread, link_step calls are `step(L, w, p, v)` (at trace
-  time: what is traced inside the block uses it). `history.py` uses this to keep L_t in
-  place."""
-  _overrides().append(step)
-  try:
-    yield
-  finally:
-    _overrides().pop()
+HOOK = "link step"  # `hooks.override(HOOK, step)`: history.py's link step
 
 
 def link_step(L_NxN: jax.Array, w_N: jax.Array, p_N: jax.Array,
@@ -92,10 +71,10 @@ def link_step(L_NxN: jax.Array, w_N: jax.Array, p_N: jax.Array,
   """(L_t [N, N], f_t [R, N], b_t [R, N]) from L_{t-1}, w^w_t, p_{t-1} and w^r_{t-1}:
   addressing.link_update then addressing.directional_weights. On the CPU the native
   kernel (`native.link_step`, one pass over L each way), elsewhere `xla_link_step`;
-  chosen at trace time (`native.usable`, $DNCJAX_LINK_KERNEL); inside `override`, its
-  step."""
-  if _overrides():
-    return _overrides()[-1](L_NxN, w_N, p_N, v_RxN)
+  chosen at trace time (`native.usable`, $DNCJAX_LINK_KERNEL); inside
+  `hooks.override(HOOK, step)`, that step."""
+  if (step := hooks.current(HOOK)) is not None:
+    return step(L_NxN, w_N, p_N, v_RxN)
   if native.usable(L_NxN.dtype, L_NxN.shape[-1]):
     return native.link_step(L_NxN, w_N, p_N, v_RxN)
   return xla_link_step(L_NxN, w_N, p_N, v_RxN)

@@ -38,7 +38,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from dncjax.models import access, addressing, controller, core, sam, sparse
+from dncjax.models import (access, addressing, controller, core, history, sam, sparse,
+                           sparse_history)
 from dncjax.models.hparams import SDNCConfig
 
 
@@ -100,10 +101,9 @@ def link_and_read(state: SDNCAccessState, memory: jax.Array, write_weights: spar
   """The links, precedence, reads and read vectors after the write (M_t, w^w_t) -> the
   next state (its usage still u_{t-1}'s or U_{t-1}'s)."""
   K = state.read_weights.index.shape[-1]
-  link = sparse.link_update(state.link, write_weights, write_weights, state.precedence)
-  link_t = sparse.link_update(state.link_t, write_weights, state.precedence, write_weights)
+  link, link_t, forward, backward = sparse.link_step(
+      state.link, state.link_t, write_weights, state.precedence, state.read_weights)
   precedence = sparse.precedence_update(state.precedence, write_weights)
-  forward, backward = sparse.directional_weights(link, link_t, state.read_weights)
   content = sparse.content_weights(memory, interface.read_keys, interface.read_strengths, K,
                                    norm_eps=norm_eps)
   read_weights = sparse.read_weights(content, forward, backward, interface.read_modes)
@@ -147,4 +147,19 @@ def make(config: SDNCConfig) -> core.Model:
     return access_step(state, parse(xi), allocation=mode, threshold=config.access_threshold,
                        norm_eps=config.norm_eps, usage_eps=config.usage_eps)
 
-  return controller.make(config, interface_size(W, R, mode), initial_access, step)
+  model = controller.make(config, interface_size(W, R, mode), initial_access, step)
+  if not config.link_history or config.remat:
+    return model
+  return model._replace(scan=lambda fn, params, state, xs: history.scan(
+      fn, _LINKS, params, state, xs))
+
+
+def _get_links(state):
+  return (state.access.link, state.access.link_t)
+
+
+def _put_links(state, pair):
+  return state._replace(access=state.access._replace(link=pair[0], link_t=pair[1]))
+
+
+_LINKS = sparse_history.links(_get_links, _put_links)

@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dncjax.models import addressing, native
+from dncjax.models import addressing, hooks, native
 from dncjax.models.hparams import NORM_EPS
 
 
@@ -176,16 +176,23 @@ def link_update(link: SparseWeights, written: SparseWeights, rows: SparseWeights
   Forward, `link` holds the rows of L (row i, entries j): rows = w^w_t, columns = p_{t-1}.
   Backward, it holds the rows of L^T (row j, entries i): rows = p_{t-1}, columns = w^w_t.
   `written` is w^w_t. Every entry decays, O(N K); the rows that `rows` holds gain the
-  entries rows[a] columns[b] and keep their K largest."""
-  k = link.index.shape[-1]
+  entries rows[a] columns[b] and keep their K largest (`merge_rows`)."""
   decayed = _decay(link.value, link.index, written)
+  merged = merge_rows(take(decayed, rows.index), take(link.index, rows.index), rows, columns)
+  return SparseWeights(link.index.at[rows.index].set(merged.index, **_ROWS),
+                       decayed.at[rows.index].set(merged.value, **_ROWS))
+
+
+def merge_rows(value_CxK: jax.Array, index_CxK: jax.Array, rows: SparseWeights,
+               columns: SparseWeights) -> SparseWeights:
+  """The decayed rows of the links at the C slots `rows` holds (values, slots [C, K]) with
+  the entries rows[a] columns[b] added (none on the diagonal), each kept to its K largest
+  -> SparseWeights [C, K]."""
   new_value = rows.value[:, None] * columns.value[None, :]
   new_value = jnp.where(columns.index[None, :] == rows.index[:, None], 0, new_value)  # L[i, i]
   new_index = jnp.broadcast_to(columns.index[None, :], new_value.shape)
-  merged = compact_rows(jnp.concatenate([take(link.index, rows.index), new_index], axis=-1),
-                        jnp.concatenate([take(decayed, rows.index), new_value], axis=-1), k)
-  return SparseWeights(link.index.at[rows.index].set(merged.index, **_ROWS),
-                       decayed.at[rows.index].set(merged.value, **_ROWS))
+  return compact_rows(jnp.concatenate([index_CxK, new_index], axis=-1),
+                      jnp.concatenate([value_CxK, new_value], axis=-1), value_CxK.shape[-1])
 
 
 def _decay(value_NxK: jax.Array, index_NxK: jax.Array, written: SparseWeights) -> jax.Array:
@@ -244,11 +251,32 @@ def _decay_rule_backward(residuals, cotangent_NxK):
 _decay_rule.defvjp(_decay_rule_forward, _decay_rule_backward)
 
 
+HOOK = "sparse link step"  # `hooks.override(HOOK, step)`: sparse_history.py's link step
+
+
+def link_step(link: SparseWeights, link_t: SparseWeights, write_weights: SparseWeights,
+              precedence: SparseWeights, read_weights: SparseWeights):
+  """(link, link_t, f_t, b_t): both directions of the links updated (`link_update`, with
+  w^w_t and p_{t-1}), then the directional weights from them and w^r_{t-1}; inside
+  `hooks.override(HOOK, step)`, that step."""
+  if (step := hooks.current(HOOK)) is not None:
+    return step(link, link_t, write_weights, precedence, read_weights)
+  link = link_update(link, write_weights, write_weights, precedence)
+  link_t = link_update(link_t, write_weights, precedence, write_weights)
+  return (link, link_t, *directional_weights(link, link_t, read_weights))
+
+
 def spread(link: SparseWeights, weights: SparseWeights, k: int) -> SparseWeights:
   """top_K(sum_a w[a] link[a, :]): the rows of `link` at w's slots, weighted -> [K]."""
-  index = take(link.index, weights.index).reshape(-1)
-  value = (weights.value[:, None] * take(link.value, weights.index)).reshape(-1)
-  return compact(index, value, k)
+  return spread_rows(take(link.value, weights.index), take(link.index, weights.index),
+                     weights, k)
+
+
+def spread_rows(value_CxK: jax.Array, index_CxK: jax.Array, weights: SparseWeights,
+                k: int) -> SparseWeights:
+  """`spread` from the links' rows at w's C slots (values, slots [C, K])."""
+  value = (weights.value[:, None] * value_CxK).reshape(-1)
+  return compact(index_CxK.reshape(-1), value, k)
 
 
 def directional_weights(link: SparseWeights, link_t: SparseWeights,

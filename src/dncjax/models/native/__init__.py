@@ -42,6 +42,10 @@ _TARGETS = {"forward": "DncjaxLinkForward", "backward": "DncjaxLinkBackward",
             "argsort": "DncjaxArgsort",
             "sparse forward": "DncjaxSparseDecayForward",
             "sparse backward": "DncjaxSparseDecayBackward",
+            "sparse history start": "DncjaxSparseHistoryStart",
+            "sparse history forward": "DncjaxSparseHistoryForward",
+            "sparse history set": "DncjaxSparseHistorySet",
+            "sparse history backward": "DncjaxSparseHistoryBackward",
             "write forward": "DncjaxAccessWriteForward",
             "write backward": "DncjaxAccessWriteBackward",
             "read forward": "DncjaxAccessReadForward",
@@ -198,3 +202,52 @@ def _sparse_backward(residuals, cotangent_NxK):
 
 
 sparse_decay.defvjp(_sparse_forward, _sparse_backward)
+
+
+def sparse_history_start(V_2xNxK: jax.Array, slots: int) -> jax.Array:
+  """HV [..., slots, 2, N, K]: a history of the sparse links' values (the rows of L and of
+  L^T) whose slot 0 is V; the kernel writes nothing else."""
+  shape = V_2xNxK.shape[:-3] + (slots,) + V_2xNxK.shape[-3:]
+  return _call("sparse history start", (jax.ShapeDtypeStruct(shape, V_2xNxK.dtype),),
+               V_2xNxK)[0]
+
+
+def _lane_steps(t, like):
+  return jnp.broadcast_to(jnp.asarray(t, jnp.int32), like.shape[:-1])  # one per lane
+
+
+def sparse_history_forward(HV, J, t, written_index, written_value, rows0, rows1):
+  """(HV, V0, J0, V1, J1): slot t + 1 of HV = slot t decayed by w^w_t with the links'
+  slots J [..., 2, N, K] (in place), and its rows `rows0` [K0] of direction 0 and `rows1`
+  [K1] of direction 1 (values and slots [K0, K]; [K1, K]). Not differentiable itself
+  (`sparse_history.py`)."""
+  k = HV.shape[-1]
+  rows = lambda r: (jax.ShapeDtypeStruct(r.shape + (k,), HV.dtype),
+                    jax.ShapeDtypeStruct(r.shape + (k,), jnp.int32))
+  return tuple(_call("sparse history forward", (HV, *rows(rows0), *rows(rows1)), HV, J,
+                     _lane_steps(t, written_index), written_index, written_value, rows0,
+                     rows1, aliases={0: 0}))
+
+
+def sparse_history_set(HV, J, t, rows0, rows1, V0, J0, V1, J1, reads):
+  """(HV, J, RV0, RJ0, RV1, RJ1): rows0, rows1 of slot t + 1 and of J set to (V0, J0) and
+  (V1, J1) in place, then the rows `reads` [..., C] of each direction (values and slots
+  [..., C, K])."""
+  shape = reads.shape + (HV.shape[-1],)
+  gathered = (jax.ShapeDtypeStruct(shape, HV.dtype), jax.ShapeDtypeStruct(shape, jnp.int32))
+  return tuple(_call("sparse history set", (HV, J, *gathered, *gathered), HV, J,
+                     _lane_steps(t, rows0), rows0, rows1, V0, J0, V1, J1, reads,
+                     aliases={0: 0, 1: 1}))
+
+
+def sparse_history_backward(HV, J, t, written_index, written_value, G_2xNxK, rows0, rows1,
+                            J0, J1, reads, gR0, gR1, gM0, gM1):
+  """(gV over G, gu, J over J), all in place: J's rows0, rows1 put back to J0, J1 (the
+  slots before step t); G [..., 2, N, K], the cotangent of slot t + 1, completed (gR0, gR1
+  [..., C, K] added at the rows `reads` [..., C] of each direction, then gM0, gM1 written
+  over rows0, rows1); then the decay's backward pass on slot t of both directions; gu [Kw]
+  summed over the directions."""
+  return tuple(_call("sparse history backward", (G_2xNxK, written_value, J), HV, J,
+                     _lane_steps(t, written_index), written_index, written_value, G_2xNxK,
+                     rows0, rows1, J0, J1, reads, gR0, gR1, gM0, gM1,
+                     aliases={5: 0, 1: 2}))
