@@ -20,8 +20,8 @@ that name the same slot). At K = N every top_K keeps everything and each functio
 its dense counterpart in `addressing.py`. Gradients reach only the slots the weightings
 hold (gathers and scatters); the choice of slots (the top K) is piecewise constant, so it
 is made without gradients, and what the backward pass keeps of a step is O(K) rows of M
-and the links' values and indices: no [N, W] array. On the CPU the links' decay, the one
-pass over all N K stored entries, is a C++ kernel (`native.sparse_decay`).
+and the links' values and indices: no [N, W] array. On the CPU the links' decay (one pass
+over the N K entries) and the content look-up's choice of slots are C++ kernels (`native`).
 """
 
 from __future__ import annotations
@@ -67,9 +67,8 @@ def empty(shape: tuple[int, ...], k: int, dtype) -> SparseWeights:
 def to_dense(weights: SparseWeights, size: int) -> jax.Array:
   """The dense weighting(s) [..., N] (tests, usage): values scattered to their slots."""
   flat_index = weights.index.reshape(-1, weights.index.shape[-1])
-  flat_value = weights.value.reshape(flat_index.shape)
-  dense = jax.vmap(lambda i, v: scatter_add(jnp.zeros((size,), v.dtype), i, v))(flat_index,
-                                                                               flat_value)
+  dense = jax.vmap(lambda i, v: scatter_add(jnp.zeros((size,), v.dtype), i, v))(
+      flat_index, weights.value.reshape(flat_index.shape))
   return dense.reshape(*weights.index.shape[:-1], size)
 
 
@@ -131,15 +130,19 @@ def content_weights(memory_NxW: jax.Array, keys_HxW: jax.Array, strengths_H: jax
   """C_K(M, k^h, beta^h): softmax over the K largest of beta^h D(k^h, M[i]) -> [H, K].
 
   `jax.lax.top_k` over the N cosine similarities (`addressing.cosine_similarity`), ties to
-  the lower slot, chooses the K slots without gradients; their K scores are then computed
-  again from the K gathered rows. The gradient is top_k's (it reaches only the K slots),
+  the lower slot, chooses the K slots without gradients (where the CPU kernels are used,
+  `native.content_top_k` in one pass over M); their K scores are then computed again from
+  the K gathered rows. The gradient is top_k's (it reaches only the K slots),
   but the backward pass, and what the forward pass keeps for it, touch K rows of M, not N.
   At K = N the values are `addressing.content_weights`' (in top-K order)."""
-  memory_const, keys_const, strengths_const = jax.lax.stop_gradient(
-      (memory_NxW, keys_HxW, strengths_H))
-  scores_HxN = strengths_const[:, None] * addressing.cosine_similarity(
-      memory_const, keys_const, norm_eps=norm_eps)
-  index_HxK = jax.lax.top_k(scores_HxN, k)[1].astype(jnp.int32)
+  if native.usable(memory_NxW.dtype, memory_NxW.shape[0]):
+    index_HxK = native.content_top_k(memory_NxW, keys_HxW, strengths_H, k, norm_eps)
+  else:
+    memory_const, keys_const, strengths_const = jax.lax.stop_gradient(
+        (memory_NxW, keys_HxW, strengths_H))
+    scores_HxN = strengths_const[:, None] * addressing.cosine_similarity(
+        memory_const, keys_const, norm_eps=norm_eps)
+    index_HxK = jax.lax.top_k(scores_HxN, k)[1].astype(jnp.int32)
   similarity = lambda rows_KxW, key_W: addressing.cosine_similarity(
       rows_KxW, key_W[None], norm_eps=norm_eps)[0]
   top_HxK = strengths_H[:, None] * jax.vmap(similarity)(take(memory_NxW, index_HxK), keys_HxW)

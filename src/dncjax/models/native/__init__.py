@@ -40,6 +40,7 @@ _TARGETS = {"forward": "DncjaxLinkForward", "backward": "DncjaxLinkBackward",
             "history forward": "DncjaxLinkHistoryForward",
             "history backward": "DncjaxLinkHistoryBackward",
             "argsort": "DncjaxArgsort",
+            "content top k": "DncjaxContentTopK",
             "sparse forward": "DncjaxSparseDecayForward",
             "sparse backward": "DncjaxSparseDecayBackward",
             "sparse history start": "DncjaxSparseHistoryStart",
@@ -130,6 +131,19 @@ def _call(direction: str, outputs, *args, aliases=None, **attributes):
   shapes = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in outputs]
   return jax.ffi.ffi_call(name, shapes, vmap_method="broadcast_all",
                           input_output_aliases=aliases)(*args, **attributes)
+
+
+def content_top_k(memory_NxW: jax.Array, keys_HxW: jax.Array, strengths_H: jax.Array, k: int,
+                  norm_eps: float) -> jax.Array:
+  """The K slots [..., H, K] (int32) of the largest beta^h D(k^h, M[i]) per key, largest
+  first, ties to the lower slot: `jax.lax.top_k` of `addressing.cosine_similarity` times
+  the strengths, in one pass over M (`content_kernel.cc`; equal up to float rounding of
+  the scores). No gradient: the inputs enter as constants."""
+  memory_NxW, keys_HxW, strengths_H = jax.lax.stop_gradient((memory_NxW, keys_HxW,
+                                                             strengths_H))
+  shape = jax.ShapeDtypeStruct(keys_HxW.shape[:-1] + (k,), jnp.int32)
+  return _call("content top k", (shape,), memory_NxW, keys_HxW, strengths_H,
+               eps=np.float64(norm_eps))[0]
 
 
 @jax.custom_vjp
