@@ -140,7 +140,7 @@ def test_history_kernels_equal_the_decay_and_refuse_steps_outside_the_history():
   s = jnp.asarray(np.stack([rng.permutation(N)[:Kw] for _ in range(B)]), jnp.int32)
   u = jnp.asarray(0.4 * rng.dirichlet(np.ones(Kw), size=B))
   rows1 = jnp.asarray(np.stack([rng.permutation(N)[:K] for _ in range(B)]), jnp.int32)
-  HV = native.sparse_history_start(V, S)
+  HV = native.sparse_history_start(V[:, 0], V[:, 1], S)
   np.testing.assert_array_equal(HV[:, 0], V)
   HV, V0, J0, V1, J1 = jax.jit(native.sparse_history_forward)(HV, J, 0, s, u, s, rows1)
   decay = jax.vmap(jax.vmap(sparse._decay_rule, (0, 0, None, None)))  # each direction

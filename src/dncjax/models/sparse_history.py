@@ -37,7 +37,7 @@ def links(get, put) -> history.Links:
     return native.usable(pair[0].value.dtype, pair[0].value.shape[-2])
 
   def start(pair, slots):
-    return (native.sparse_history_start(jnp.stack([pair[0].value, pair[1].value]), slots),
+    return (native.sparse_history_start(pair[0].value, pair[1].value, slots),
             jnp.stack([pair[0].index, pair[1].index]))
 
   def last(H, t):

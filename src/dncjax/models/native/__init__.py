@@ -218,12 +218,12 @@ def _sparse_backward(residuals, cotangent_NxK):
 sparse_decay.defvjp(_sparse_forward, _sparse_backward)
 
 
-def sparse_history_start(V_2xNxK: jax.Array, slots: int) -> jax.Array:
-  """HV [..., slots, 2, N, K]: a history of the sparse links' values (the rows of L and of
-  L^T) whose slot 0 is V; the kernel writes nothing else."""
-  shape = V_2xNxK.shape[:-3] + (slots,) + V_2xNxK.shape[-3:]
-  return _call("sparse history start", (jax.ShapeDtypeStruct(shape, V_2xNxK.dtype),),
-               V_2xNxK)[0]
+def sparse_history_start(V_NxK: jax.Array, V_t_NxK: jax.Array, slots: int) -> jax.Array:
+  """HV [..., slots, 2, N, K]: a history of the sparse links' values whose slot 0 holds V
+  (the rows of L) and V_t (those of L^T); the kernel writes nothing else."""
+  shape = V_NxK.shape[:-2] + (slots, 2) + V_NxK.shape[-2:]
+  return _call("sparse history start", (jax.ShapeDtypeStruct(shape, V_NxK.dtype),), V_NxK,
+               V_t_NxK)[0]
 
 
 def _lane_steps(t, like):

@@ -105,16 +105,22 @@ T* InPlace(const T* in, T* out, size_t count) {
   return out;
 }
 
+// Slot 0 of HV from the two directions' values V0, V1 [..., N, K] (each lane's slots 1 ...
+// are left as they are: the forward steps write each before anything reads it).
 template <ffi::DataType D>
-ffi::Error Start(Buf<D> V0, Ret<D> HV) {
+ffi::Error Start(Buf<D> V0, Buf<D> V1, Ret<D> HV) {
   int64_t lanes, slots, n, k;
   if (auto e = HistoryShape(*HV, lanes, slots, n, k); e.failure()) return e;
-  const int64_t size = 2 * n * k;
-  if (static_cast<int64_t>(V0.element_count()) != lanes * size)
-    return ffi::Error::InvalidArgument("sparse link history: links [..., 2, N, K] for H");
-  for (int64_t l = 0; l < lanes; ++l)
+  const int64_t size = n * k;
+  if (static_cast<int64_t>(V0.element_count()) != lanes * size ||
+      V1.element_count() != V0.element_count())
+    return ffi::Error::InvalidArgument("sparse link history: links [..., N, K] for H");
+  for (int64_t l = 0; l < lanes; ++l) {
     std::copy(V0.typed_data() + l * size, V0.typed_data() + (l + 1) * size,
-              HV->typed_data() + l * slots * size);
+              HV->typed_data() + l * slots * 2 * size);
+    std::copy(V1.typed_data() + l * size, V1.typed_data() + (l + 1) * size,
+              HV->typed_data() + (l * slots * 2 + 1) * size);
+  }
   return ffi::Error::Success();
 }
 
@@ -255,7 +261,8 @@ ffi::Error Backward(ffi::ThreadPool pool, Buf<D> HV, Slots J_in, Slots t, Slots 
 
 template <ffi::DataType D>
 auto BindStart() {
-  return ffi::Ffi::Bind().template Arg<Buf<D>>().template Ret<Buf<D>>();  // V0 -> HV
+  return ffi::Ffi::Bind().template Arg<Buf<D>>().template Arg<Buf<D>>()  // V0 V1
+      .template Ret<Buf<D>>();                                            // HV
 }
 
 template <ffi::DataType D>
