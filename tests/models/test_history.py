@@ -11,6 +11,7 @@ import pytest
 import dncjax
 from dncjax.models import core, native
 from dncjax.models.native import build
+from tests.jaxprs import float_shapes
 
 jax.config.update("jax_enable_x64", True)
 
@@ -94,22 +95,6 @@ def test_a_population_of_params_and_token_inputs_have_lax_scans_gradients():
   got = jax.jit(jax.grad(loss(both[True])))(members)
   want = jax.grad(loss(both[False]))(members)
   assert_trees_close(got, want, atol=1e-11)
-
-
-def float_shapes(jaxpr, found=None):
-  """Every floating-point array shape in a jaxpr and its sub-jaxprs."""
-  found = set() if found is None else found
-  for eqn in jaxpr.eqns:
-    for var in (*eqn.invars, *eqn.outvars):
-      aval = getattr(var, "aval", None)
-      if hasattr(aval, "shape") and jnp.issubdtype(aval.dtype, jnp.floating):
-        found.add(tuple(aval.shape))
-    for param in eqn.params.values():
-      for sub in (param if isinstance(param, (tuple, list)) else (param,)):
-        inner = getattr(sub, "jaxpr", sub)
-        if hasattr(inner, "eqns"):
-          float_shapes(inner, found)
-  return found
 
 
 def test_the_training_step_keeps_no_stack_of_link_matrices_but_the_history():

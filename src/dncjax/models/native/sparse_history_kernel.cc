@@ -91,6 +91,21 @@ void ScatterRows(const T* rows_in, const int32_t* rows, int64_t count, int64_t n
       std::copy(rows_in + a * k, rows_in + (a + 1) * k, table + rows[a] * k);
 }
 
+// GatherRows / ScatterRows of a direction's values V and slots J together.
+template <typename T>
+void GatherBoth(const T* V, const int32_t* J, const int32_t* rows, int64_t count, int64_t n,
+                int64_t k, T* V_out, int32_t* J_out) {
+  GatherRows(V, rows, count, n, k, V_out);
+  GatherRows(J, rows, count, n, k, J_out);
+}
+
+template <typename T>
+void ScatterBoth(const T* V_in, const int32_t* J_in, const int32_t* rows, int64_t count,
+                 int64_t n, int64_t k, T* V, int32_t* J) {
+  ScatterRows(V_in, rows, count, n, k, V);
+  ScatterRows(J_in, rows, count, n, k, J);
+}
+
 template <typename T>
 void AddRows(const T* rows_in, const int32_t* rows, int64_t count, int64_t n, int64_t k,
              T* table) {
@@ -132,14 +147,21 @@ ffi::Error CheckSlots(const B& J, int64_t lanes, int64_t n, int64_t k) {
   return ffi::Error::Success();
 }
 
+// The shapes of a step's H [..., S, 2, N, K], t (one per lane) and J [..., 2, N, K].
+template <typename B>
+ffi::Error CheckStep(const B& HV, const Slots& t, const Slots& J, int64_t& lanes,
+                     int64_t& slots, int64_t& n, int64_t& k) {
+  if (auto e = HistoryShape(HV, lanes, slots, n, k); e.failure()) return e;
+  if (auto e = CheckSteps(t, lanes, slots); e.failure()) return e;
+  return CheckSlots(J, lanes, n, k);
+}
+
 template <ffi::DataType D>
 ffi::Error Forward(ffi::ThreadPool pool, Buf<D> HV_in, Slots J, Slots t, Slots s, Buf<D> u,
                    Slots rows0, Slots rows1, Ret<D> HV_out, Ret<D> V0, SlotsOut J0, Ret<D> V1,
                    SlotsOut J1) {
   int64_t lanes, slots, n, k;
-  if (auto e = HistoryShape(HV_in, lanes, slots, n, k); e.failure()) return e;
-  if (auto e = CheckSteps(t, lanes, slots); e.failure()) return e;
-  if (auto e = CheckSlots(J, lanes, n, k); e.failure()) return e;
+  if (auto e = CheckStep(HV_in, t, J, lanes, slots, n, k); e.failure()) return e;
   using T = ffi::NativeType<D>;
   T* HV = InPlace(HV_in.typed_data(), HV_out->typed_data(), HV_in.element_count());
   const int64_t kw = PerLane(s, lanes), k0 = PerLane(rows0, lanes), k1 = PerLane(rows1, lanes);
@@ -155,10 +177,10 @@ ffi::Error Forward(ffi::ThreadPool pool, Buf<D> HV_in, Slots J, Slots t, Slots s
                                        kw, HV + to + d * size, w);
       const int32_t* r0 = rows0.typed_data() + l * k0;
       const int32_t* r1 = rows1.typed_data() + l * k1;
-      GatherRows(HV + to, r0, k0, n, k, V0->typed_data() + l * k0 * k);
-      GatherRows(Jl, r0, k0, n, k, J0->typed_data() + l * k0 * k);
-      GatherRows(HV + to + size, r1, k1, n, k, V1->typed_data() + l * k1 * k);
-      GatherRows(Jl + size, r1, k1, n, k, J1->typed_data() + l * k1 * k);
+      GatherBoth(HV + to, Jl, r0, k0, n, k, V0->typed_data() + l * k0 * k,
+                 J0->typed_data() + l * k0 * k);
+      GatherBoth(HV + to + size, Jl + size, r1, k1, n, k, V1->typed_data() + l * k1 * k,
+                 J1->typed_data() + l * k1 * k);
     }
   });
   return ffi::Error::Success();
@@ -169,9 +191,7 @@ ffi::Error Set(Buf<D> HV_in, Slots J_in, Slots t, Slots rows0, Slots rows1, Buf<
                Slots J0, Buf<D> V1, Slots J1, Slots reads, Ret<D> HV_out, SlotsOut J_out,
                Ret<D> RV0, SlotsOut RJ0, Ret<D> RV1, SlotsOut RJ1) {
   int64_t lanes, slots, n, k;
-  if (auto e = HistoryShape(HV_in, lanes, slots, n, k); e.failure()) return e;
-  if (auto e = CheckSteps(t, lanes, slots); e.failure()) return e;
-  if (auto e = CheckSlots(J_in, lanes, n, k); e.failure()) return e;
+  if (auto e = CheckStep(HV_in, t, J_in, lanes, slots, n, k); e.failure()) return e;
   using T = ffi::NativeType<D>;
   T* HV = InPlace(HV_in.typed_data(), HV_out->typed_data(), HV_in.element_count());
   int32_t* J = InPlace(J_in.typed_data(), J_out->typed_data(), J_in.element_count());
@@ -182,15 +202,15 @@ ffi::Error Set(Buf<D> HV_in, Slots J_in, Slots t, Slots rows0, Slots rows1, Buf<
     int32_t* Jl = J + l * 2 * size;
     const int32_t* r0 = rows0.typed_data() + l * k0;
     const int32_t* r1 = rows1.typed_data() + l * k1;
-    ScatterRows(V0.typed_data() + l * k0 * k, r0, k0, n, k, HV + to);
-    ScatterRows(J0.typed_data() + l * k0 * k, r0, k0, n, k, Jl);
-    ScatterRows(V1.typed_data() + l * k1 * k, r1, k1, n, k, HV + to + size);
-    ScatterRows(J1.typed_data() + l * k1 * k, r1, k1, n, k, Jl + size);
+    ScatterBoth(V0.typed_data() + l * k0 * k, J0.typed_data() + l * k0 * k, r0, k0, n, k,
+                HV + to, Jl);
+    ScatterBoth(V1.typed_data() + l * k1 * k, J1.typed_data() + l * k1 * k, r1, k1, n, k,
+                HV + to + size, Jl + size);
     const int32_t* r = reads.typed_data() + l * kr;
-    GatherRows(HV + to, r, kr, n, k, RV0->typed_data() + l * kr * k);
-    GatherRows(Jl, r, kr, n, k, RJ0->typed_data() + l * kr * k);
-    GatherRows(HV + to + size, r, kr, n, k, RV1->typed_data() + l * kr * k);
-    GatherRows(Jl + size, r, kr, n, k, RJ1->typed_data() + l * kr * k);
+    const int64_t out = l * kr * k;
+    GatherBoth(HV + to, Jl, r, kr, n, k, RV0->typed_data() + out, RJ0->typed_data() + out);
+    GatherBoth(HV + to + size, Jl + size, r, kr, n, k, RV1->typed_data() + out,
+               RJ1->typed_data() + out);
   }
   return ffi::Error::Success();
 }
@@ -225,9 +245,7 @@ ffi::Error Backward(ffi::ThreadPool pool, Buf<D> HV, Slots J_in, Slots t, Slots 
                     Buf<D> gR0, Buf<D> gR1, Buf<D> gM0, Buf<D> gM1, Ret<D> gV, Ret<D> gu,
                     SlotsOut J_out) {
   int64_t lanes, slots, n, k;
-  if (auto e = HistoryShape(HV, lanes, slots, n, k); e.failure()) return e;
-  if (auto e = CheckSteps(t, lanes, slots); e.failure()) return e;
-  if (auto e = CheckSlots(J_in, lanes, n, k); e.failure()) return e;
+  if (auto e = CheckStep(HV, t, J_in, lanes, slots, n, k); e.failure()) return e;
   const int64_t kw = PerLane(s, lanes), size = n * k;
   if (static_cast<int64_t>(G_in.element_count()) != lanes * 2 * size)
     return ffi::Error::InvalidArgument("sparse link history: G must be [..., 2, N, K]");
