@@ -310,6 +310,6 @@ def test_a_failed_build_falls_back_to_xla_with_one_message_or_is_an_error(tmp_pa
   assert done.stdout.split() == ["xla", "123.49", "123.4800", "True"]
   assert done.stderr.count("native link kernel is not used") == 1
   assert ("compiling link_kernel.cc, access_kernel.cc, sparse_link_kernel.cc, "
-          "sparse_history_kernel.cc, content_kernel.cc, sort_kernel.cc failed") in done.stderr
+          "sparse_journal_kernel.cc, content_kernel.cc, sort_kernel.cc failed") in done.stderr
   done = _run(tmp_path, "native", CXX="false")
   assert done.returncode != 0 and "BuildError" in done.stderr

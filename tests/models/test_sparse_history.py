@@ -1,7 +1,8 @@
-"""models.sparse_history: the SDNC's unroll with its sparse links kept in one buffer, against
-lax.scan's differentiation of the same steps (values and gradients: params, initial state,
-inputs; both allocations; token ids), the history kernels against the plain decay, and the
-jaxpr: no [T, N, K] stack of link values."""
+"""models.sparse_history: the SDNC's unroll with its sparse links updated in place and a
+journal of what each step changes, against lax.scan's differentiation of the same steps
+(values and gradients: params, initial state, inputs; both allocations; token ids), the
+journal kernels against the plain decay, and the jaxpr: no [T, N, K] stack of link
+values."""
 
 import jax
 import jax.numpy as jnp
@@ -98,62 +99,64 @@ def test_token_inputs_have_lax_scans_gradients():
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-11, err_msg=path)
 
 
-def test_the_training_step_keeps_no_stack_of_link_values_but_the_history():
+def test_the_training_step_keeps_no_stack_of_link_values():
   B, T = 2, 5
   both = models()
   params = jax.jit(both[True].init)(jax.random.key(1))
   states = core.batch_initial_state(both[True], B)
   xs = jnp.ones((B, T, 5))
   weights = (jnp.ones((B, T, 4)), jnp.ones((B, N, K)), jnp.ones((B, N, K)))
-  stacks = {}
+  stacks, shapes = {}, {}
   for h, model in both.items():
     grad = jax.grad(loss_fn(model, xs, weights), allow_int=True)
-    shapes = float_shapes(jax.make_jaxpr(grad)(params, states, xs).jaxpr)
+    shapes[h] = float_shapes(jax.make_jaxpr(grad)(params, states, xs).jaxpr)
     # [N, K] arrays of several time steps: stacks of link values
-    stacks[h] = {s for s in shapes if s[-2:] == (N, K) and {T, T + 1} & set(s[:-2])}
+    stacks[h] = {s for s in shapes[h] if s[-2:] == (N, K) and {T, T + 1} & set(s[:-2])}
   assert (T, B, N, K) in stacks[False], "lax.scan stacks the links: the check must see it"
-  history = (T + 1, 2, N, K)  # the history itself (one example's, the batch's), only
-  assert (B, *history) in stacks[True] and stacks[True] <= {history, (B, *history)}, stacks
+  assert not stacks[True], stacks[True]
+  assert (B, T * 2 * N * K) in shapes[True]  # the journal's room: each step's entries at most
 
 
-def test_history_kernels_equal_the_decay_and_refuse_steps_outside_the_history():
+def test_journal_kernels_equal_the_decay_and_put_every_step_back():
   rng = np.random.default_rng(5)
-  B, S, Kw = 3, 4, K + 1
+  B, T, Kw = 3, 2, K + 1
   V = jnp.asarray(rng.uniform(size=(B, 2, N, K)))
   J = jnp.asarray(np.stack([[rng.permutation(N)[:K] for _ in range(2 * N)]
                             for _ in range(B)]).reshape(B, 2, N, K), jnp.int32)
   s = jnp.asarray(np.stack([rng.permutation(N)[:Kw] for _ in range(B)]), jnp.int32)
-  u = jnp.asarray(0.4 * rng.dirichlet(np.ones(Kw), size=B))
+  u = jnp.asarray(0.4 * rng.dirichlet(np.ones(Kw), size=B)).at[:, 0].set(0)  # a slot at 0
   rows1 = jnp.asarray(np.stack([rng.permutation(N)[:K] for _ in range(B)]), jnp.int32)
-  HV = native.sparse_history_start(V[:, 0], V[:, 1], S)
-  np.testing.assert_array_equal(HV[:, 0], V)
-  HV, V0, J0, V1, J1 = jax.jit(native.sparse_history_forward)(HV, J, 0, s, u, s, rows1)
+  V_, *journal = native.sparse_journal_start(V[:, 0], V[:, 1], T)
+  np.testing.assert_array_equal(V_, V)
+  V1_, journal, D0, J0, D1, J1 = jax.jit(native.sparse_journal_forward)(
+      V_, J, tuple(journal), 0, s, u, s, rows1)
   decay = jax.vmap(jax.vmap(sparse._decay_rule, (0, 0, None, None)))  # each direction
-  decayed = decay(V, J, s, u)
-  np.testing.assert_allclose(HV[:, 1], decayed, rtol=0, atol=1e-15)
-  np.testing.assert_array_equal(HV[:, 0], V)  # slot t is read, not written
+  np.testing.assert_allclose(V1_, decay(V, J, s, u), rtol=0, atol=1e-15)
   take = jax.vmap(lambda a, i: a[i])
-  np.testing.assert_array_equal(V0, take(HV[:, 1, 0], s))
+  np.testing.assert_array_equal(D0, take(V1_[:, 0], s))
   np.testing.assert_array_equal(J1, take(J[:, 1], rows1))
+  named = jax.vmap(lambda J, s: jnp.isin(jnp.arange(N), s)[:, None] | jnp.isin(J, s))(J, s)
+  np.testing.assert_array_equal(journal[2][:, 1], np.sum(named, axis=(1, 2, 3)))  # entries
   reads = rows1[:, :2]
-  HV, J_set, RV0, _, _, RJ1 = native.sparse_history_set(HV, J, 0, s, rows1, 2 * V0, J0[..., ::-1],
-                                                        V1, (J1 + 1) % N, reads)
-  np.testing.assert_array_equal(take(HV[:, 1, 0], s), 2 * V0)  # the rows written in place
-  np.testing.assert_array_equal(RV0, take(HV[:, 1, 0], reads))
-  np.testing.assert_array_equal(RJ1, take(J_set[:, 1], reads))
-  assert not np.array_equal(J_set, J)
+  V2_, J2_, RV0, _, _, RJ1 = native.sparse_journal_set(V1_, J, 0, s, rows1, 2 * D0,
+                                                       J0[..., ::-1], D1, (J1 + 1) % N, reads)
+  np.testing.assert_array_equal(take(V2_[:, 0], s), 2 * D0)  # the rows written in place
+  np.testing.assert_array_equal(RV0, take(V2_[:, 0], reads))
+  np.testing.assert_array_equal(RJ1, take(J2_[:, 1], reads))
+  assert not np.array_equal(J2_, J)
   G = jnp.asarray(rng.normal(size=(B, 2, N, K)))
   zeros = jnp.zeros((B, 2, K))
-  gV, gu, J_back = native.sparse_history_backward(
-      HV, J_set, 0, s, u, G, s, rows1, J0, J1, reads, zeros, zeros, take(G[:, 0], s),
-      take(G[:, 1], rows1))  # G's rows written as they are, nothing added: G itself
-  np.testing.assert_array_equal(J_back, J)  # the slots before the step put back
+  gV, gu, V_back, J_back = native.sparse_journal_backward(
+      V2_, J2_, journal, 0, s, u, G, s, rows1, D0, D1, J0, J1, reads, zeros, zeros,
+      take(G[:, 0], s), take(G[:, 1], rows1))  # G's rows as they are, nothing added
+  np.testing.assert_array_equal(J_back, J)  # the step put back: slots and values
+  np.testing.assert_allclose(V_back, V, rtol=0, atol=1e-15)
   want = jax.vmap(lambda V, J, s, u, G: jax.vjp(
       lambda v, u: decay(v[None], J[None], s[None], u[None])[0], V, u)[1](G))(V, J, s, u, G)
   np.testing.assert_allclose(gV, want[0], rtol=0, atol=1e-14)
   np.testing.assert_allclose(gu, want[1], rtol=0, atol=1e-13)
-  with pytest.raises(Exception, match="t \\+ 1 outside H"):
-    jax.block_until_ready(native.sparse_history_forward(HV, J, S - 1, s, u, s, rows1))
+  with pytest.raises(Exception, match="t outside the journal"):
+    jax.block_until_ready(native.sparse_journal_forward(V_, J, journal, T, s, u, s, rows1))
 
 
 def test_remat_history_off_and_xla_keep_lax_scan():

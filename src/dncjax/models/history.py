@@ -1,30 +1,31 @@
-"""A memory model's unroll differentiated with every step's temporal links written once,
-where the backward pass reads them: the DNC's L_t [N, N] (`links.py`) and the SDNC's
-sparse links [2, N, K] (`sparse_history.py`).
+"""A memory model's unroll differentiated with every step's temporal links kept where the
+kernels write them, read by the backward pass: the DNC's L_t [N, N] (`links.py`) and the
+SDNC's sparse links [2, N, K] (`sparse_history.py`).
 
 Differentiating `lax.scan` over the step keeps each step's links for the link step's
 backward pass: the scan copies the carried links into a zero-filled [T, ...] stack forward
 and slices them out again backward, some five passes over them per step besides the link
 kernel's own. `scan` has the values of `lax.scan` over the step and its own vjp:
 
-  forward   H [T + 1, ...] holds the links after 0 ... T steps: step t's link kernel reads
-            slot t and writes slot t + 1 in place. Each step's vjp is taken as it runs
-            (`jax.vjp`) and its residuals are stacked by the scan, as lax.scan's own
-            differentiation does, except those that are the params themselves (kept once);
-            the link step's residuals are its weightings (for the DNC w^w_t, p_{t-1} and
-            w^r_{t-1}), nothing the size of the links (the state carries stubs there).
+  forward   H holds the links of every step, written by the link kernels in place (the
+            DNC: H [T + 1, N, N], step t reads slot t and writes L_t into slot t + 1; the
+            SDNC: the links updated in place and a journal of what each step changes).
+            Each step's vjp is taken as it runs (`jax.vjp`) and its residuals are stacked
+            by the scan, as lax.scan's own differentiation does, except those that are the
+            params themselves (kept once); the link step's residuals are its weightings
+            and rows (for the DNC w^w_t, p_{t-1} and w^r_{t-1}), nothing the size of the
+            links (the state carries stubs there).
   backward  a scan from t = T - 1 down to 0 applies each step's vjp; the link step's
-            backward pass is the kernel's on slot t, carrying the links' cotangent, written
-            over in place by the previous step's.
+            backward pass is the kernel's, on what H holds of step t, carrying the links'
+            cotangent (and for the SDNC the links themselves, put back step by step),
+            written over in place.
 
-So the links are read and written only by the kernels: slot t read and slot t + 1 written
-forward, slot t and the cotangent read and the cotangent written backward. The backward
-pass of a link step reaches H, t and the carried cotangent through a dict shared with the
-backward scan's body (`channel`: "H", "t", "gL"), which sets them before it applies the
-step's vjp; the link step leaves the previous step's cotangent there. A model's `Links`
-says where its state holds the links and how its link step runs on a history. Gradients
-equal lax.scan's to float rounding (tests/models/test_history.py,
-tests/models/test_sparse_history.py).
+So the links are read and written only by the kernels. The backward pass of a link step
+reaches H, t and the carried values through a dict shared with the backward scan's body
+(`channel`: "H", "t", "gL"), which sets them before it applies the step's vjp; the link
+step leaves the previous step's there. A model's `Links` says where its state holds the
+links and how its link step runs on H. Gradients equal lax.scan's to float rounding
+(tests/models/test_history.py, tests/models/test_sparse_history.py).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class Links(NamedTuple):
   put: Callable[[Any, Any], Any]       # (state, links) -> the state with them
   usable: Callable[[Any], bool]        # whether the history's kernels run these links
   start: Callable[[Any, int], Any]     # (links, slots) -> H, slot 0 = the links
-  last: Callable[[Any, int], Any]      # (H, t) -> the links in slot t
+  last: Callable[[Any, int], Any]      # (H, T) -> the links after the last step, T
   stub: Callable[[Any], Any]           # links -> what the state carries in their place
   hook: str                            # the `hooks` name of the model's link step
   hooked: Callable                     # (H, t, channel, kept) -> the link step on H, which

@@ -43,10 +43,10 @@ _TARGETS = {"forward": "DncjaxLinkForward", "backward": "DncjaxLinkBackward",
             "content top k": "DncjaxContentTopK",
             "sparse forward": "DncjaxSparseDecayForward",
             "sparse backward": "DncjaxSparseDecayBackward",
-            "sparse history start": "DncjaxSparseHistoryStart",
-            "sparse history forward": "DncjaxSparseHistoryForward",
-            "sparse history set": "DncjaxSparseHistorySet",
-            "sparse history backward": "DncjaxSparseHistoryBackward",
+            "sparse journal start": "DncjaxSparseJournalStart",
+            "sparse journal forward": "DncjaxSparseJournalForward",
+            "sparse journal set": "DncjaxSparseJournalSet",
+            "sparse journal backward": "DncjaxSparseJournalBackward",
             "write forward": "DncjaxAccessWriteForward",
             "write backward": "DncjaxAccessWriteBackward",
             "read forward": "DncjaxAccessReadForward",
@@ -218,50 +218,53 @@ def _sparse_backward(residuals, cotangent_NxK):
 sparse_decay.defvjp(_sparse_forward, _sparse_backward)
 
 
-def sparse_history_start(V_NxK: jax.Array, V_t_NxK: jax.Array, slots: int) -> jax.Array:
-  """HV [..., slots, 2, N, K]: a history of the sparse links' values whose slot 0 holds V
-  (the rows of L) and V_t (those of L^T); the kernel writes nothing else."""
-  shape = V_NxK.shape[:-2] + (slots, 2) + V_NxK.shape[-2:]
-  return _call("sparse history start", (jax.ShapeDtypeStruct(shape, V_NxK.dtype),), V_NxK,
-               V_t_NxK)[0]
+def sparse_journal_start(V_NxK: jax.Array, V_t_NxK: jax.Array, steps: int):
+  """(V [..., 2, N, K], jidx, jval [..., steps 2 N K], offsets [..., steps + 1]): the sparse
+  links' values (the rows of L and of L^T) stacked, and an empty journal for `steps` steps
+  (`sparse_journal_kernel.cc`; the kernel writes only offsets[0])."""
+  lead, (n, k) = V_NxK.shape[:-2], V_NxK.shape[-2:]
+  shapes = ((*lead, 2, n, k), V_NxK.dtype), ((*lead, steps * 2 * n * k), jnp.int32), (
+      (*lead, steps * 2 * n * k), V_NxK.dtype), ((*lead, steps + 1), jnp.int32)
+  return tuple(_call("sparse journal start", [jax.ShapeDtypeStruct(*a) for a in shapes],
+                     V_NxK, V_t_NxK))
 
 
 def _lane_steps(t, like):
   return jnp.broadcast_to(jnp.asarray(t, jnp.int32), like.shape[:-1])  # one per lane
 
 
-def sparse_history_forward(HV, J, t, written_index, written_value, rows0, rows1):
-  """(HV, V0, J0, V1, J1): slot t + 1 of HV = slot t decayed by w^w_t with the links'
-  slots J [..., 2, N, K] (in place), and its rows `rows0` [K0] of direction 0 and `rows1`
-  [K1] of direction 1 (values and slots [K0, K]; [K1, K]). Not differentiable itself
-  (`sparse_history.py`)."""
-  k = HV.shape[-1]
-  rows = lambda r: (jax.ShapeDtypeStruct(r.shape + (k,), HV.dtype),
+def sparse_journal_forward(V, J, journal, t, written_index, written_value, rows0, rows1):
+  """(V, journal, V0, J0, V1, J1): step t's decay of both directions by w^w_t, in place,
+  the entries it changes journalled (journal = (jidx, jval, offsets)), and the decayed rows
+  `rows0` [K0] of direction 0 and `rows1` [K1] of direction 1 (values and slots [K0, K];
+  [K1, K]). Not differentiable itself (`sparse_history.py`)."""
+  k = V.shape[-1]
+  rows = lambda r: (jax.ShapeDtypeStruct(r.shape + (k,), V.dtype),
                     jax.ShapeDtypeStruct(r.shape + (k,), jnp.int32))
-  return tuple(_call("sparse history forward", (HV, *rows(rows0), *rows(rows1)), HV, J,
-                     _lane_steps(t, written_index), written_index, written_value, rows0,
-                     rows1, aliases={0: 0}))
+  V, *out = _call("sparse journal forward", (V, *journal, *rows(rows0), *rows(rows1)), V, J,
+                  *journal, _lane_steps(t, written_index), written_index, written_value,
+                  rows0, rows1, aliases={0: 0, 2: 1, 3: 2, 4: 3})
+  return (V, tuple(out[:3]), *out[3:])
 
 
-def sparse_history_set(HV, J, t, rows0, rows1, V0, J0, V1, J1, reads):
-  """(HV, J, RV0, RJ0, RV1, RJ1): rows0, rows1 of slot t + 1 and of J set to (V0, J0) and
-  (V1, J1) in place, then the rows `reads` [..., C] of each direction (values and slots
-  [..., C, K])."""
-  shape = reads.shape + (HV.shape[-1],)
-  gathered = (jax.ShapeDtypeStruct(shape, HV.dtype), jax.ShapeDtypeStruct(shape, jnp.int32))
-  return tuple(_call("sparse history set", (HV, J, *gathered, *gathered), HV, J,
+def sparse_journal_set(V, J, t, rows0, rows1, V0, J0, V1, J1, reads):
+  """(V, J, RV0, RJ0, RV1, RJ1): rows0, rows1 of V and J set to (V0, J0) and (V1, J1) in
+  place, then the rows `reads` [..., C] of each direction (values and slots [..., C, K])."""
+  shape = reads.shape + (V.shape[-1],)
+  gathered = (jax.ShapeDtypeStruct(shape, V.dtype), jax.ShapeDtypeStruct(shape, jnp.int32))
+  return tuple(_call("sparse journal set", (V, J, *gathered, *gathered), V, J,
                      _lane_steps(t, rows0), rows0, rows1, V0, J0, V1, J1, reads,
                      aliases={0: 0, 1: 1}))
 
 
-def sparse_history_backward(HV, J, t, written_index, written_value, G_2xNxK, rows0, rows1,
-                            J0, J1, reads, gR0, gR1, gM0, gM1):
-  """(gV over G, gu, J over J), all in place: J's rows0, rows1 put back to J0, J1 (the
-  slots before step t); G [..., 2, N, K], the cotangent of slot t + 1, completed (gR0, gR1
-  [..., C, K] added at the rows `reads` [..., C] of each direction, then gM0, gM1 written
-  over rows0, rows1); then the decay's backward pass on slot t of both directions; gu [Kw]
-  summed over the directions."""
-  return tuple(_call("sparse history backward", (G_2xNxK, written_value, J), HV, J,
-                     _lane_steps(t, written_index), written_index, written_value, G_2xNxK,
-                     rows0, rows1, J0, J1, reads, gR0, gR1, gM0, gM1,
-                     aliases={5: 0, 1: 2}))
+def sparse_journal_backward(V, J, journal, t, written_index, written_value, G, rows0, rows1,
+                            D0, D1, J0, J1, reads, gR0, gR1, gM0, gM1):
+  """(G, gu, V, J), in place: from V_{t+1}, J_{t+1} and the cotangent G [..., 2, N, K] of
+  V_{t+1}, G completed (gR0, gR1 [..., C, K] added at the rows `reads`, then gM0, gM1
+  written over rows0, rows1), the rows put back to their decayed values D0, D1 and slots
+  J0, J1, then step t's journal undone in V with G scaled by the decay and gu [Kw] (both
+  directions) from it: V_t, J_t and the cotangent of V_t."""
+  return tuple(_call("sparse journal backward", (G, written_value, V, J), V, J, *journal,
+                     _lane_steps(t, written_index), written_index, written_value, G, rows0,
+                     rows1, D0, D1, J0, J1, reads, gR0, gR1, gM0, gM1,
+                     aliases={8: 0, 0: 2, 1: 3}))

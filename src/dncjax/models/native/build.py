@@ -1,6 +1,6 @@
 """Compiling the CPU kernels (`link_kernel.cc` with `link_lanes.h` and `link_blocks.h`,
-`access_kernel.cc` with `access_lanes.h`, `sparse_link_kernel.cc` and
-`sparse_history_kernel.cc` with `sparse_lanes.h`, `content_kernel.cc`, `sort_kernel.cc`;
+`access_kernel.cc` with `access_lanes.h`, `sparse_link_kernel.cc`,
+`sparse_journal_kernel.cc`, `content_kernel.cc`, `sort_kernel.cc`;
 all use `lanes.h`) into one shared library, once per machine.
 
 The library goes to <user cache>/native/ (`dncjax.folders.user_cache`), named by a hash of
@@ -26,11 +26,10 @@ from dncjax import folders
 
 SOURCES = tuple(Path(__file__).with_name(name)
                 for name in ("link_kernel.cc", "access_kernel.cc", "sparse_link_kernel.cc",
-                             "sparse_history_kernel.cc", "content_kernel.cc",
+                             "sparse_journal_kernel.cc", "content_kernel.cc",
                              "sort_kernel.cc"))
 HEADERS = tuple(Path(__file__).with_name(name)
-                for name in ("lanes.h", "link_lanes.h", "link_blocks.h", "access_lanes.h",
-                             "sparse_lanes.h"))
+                for name in ("lanes.h", "link_lanes.h", "link_blocks.h", "access_lanes.h"))
 FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-fopenmp-simd",
          "-fno-math-errno")
 
