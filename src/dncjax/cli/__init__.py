@@ -12,9 +12,9 @@ dataclasses of options that take their defaults (how to run, what to print).
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import dataclasses
-import _thread
 import signal
 import sys
 import typing

@@ -44,7 +44,7 @@ class Links(NamedTuple):
   get: Callable[[Any], Any]            # state -> its links (a pytree)
   put: Callable[[Any, Any], Any]       # (state, links) -> the state with them
   usable: Callable[[Any], bool]        # whether the history's kernels run these links
-  start: Callable[[Any, int], Any]     # (links, slots) -> H, slot 0 = the links
+  start: Callable[[Any, int], Any]     # (links, T + 1) -> H, holding them as they start
   last: Callable[[Any, int], Any]      # (H, T) -> the links after the last step, T
   stub: Callable[[Any], Any]           # links -> what the state carries in their place
   hook: str                            # the `hooks` name of the model's link step
@@ -88,6 +88,8 @@ def scan(fn, spec: Links, params, state, xs):
   run.defvjp(lambda *a: _forward(fn, spec, channel, *a),
              lambda *a: _backward(spec, channel, *a))
   return run(params, state, xs)
+
+
 def _link_step(H, t, channel):
   """The link step of recorded time step t, on H: (H with L_t in slot t + 1, f_t, b_t).
   Its backward pass (run by the backward scan, see the module doc) returns no cotangent

@@ -216,9 +216,10 @@ class SDNCConfig(SparseMemoryConfig):
   allocation: str = field("lru", _ALLOCATION_HELP, choices=ALLOCATION)
   usage_eps: float = field(USAGE_EPS, "usage is clamped to [eps, 1 - eps] before allocation "
                            "(allocation 'dnc')")
-  link_history: bool = field(True, "training keeps every step's links in one buffer that the "
-                             "CPU kernels write in place (models/sparse_history.py; without "
-                             "remat, where the kernels are used); off: lax.scan keeps them")
+  link_history: bool = field(True, "training updates the links in place with a journal of "
+                             "each step's changes, by the CPU kernels "
+                             "(models/sparse_history.py; without remat, where the kernels "
+                             "are used); off: lax.scan keeps every step's links")
 
   def __post_init__(self):
     super().__post_init__()
