@@ -253,8 +253,7 @@ def _peer(args) -> int:
   print(f"jax {jax.__version__} against the PyTorch DNC ({args.peer}): {args.model} "
         f"B={args.batch} T={args.time} I={args.input} H={args.hidden} W={args.word} "
         f"R={args.reads}, best of {args.rounds} interleaved rounds\n")
-  peer_compare.compare(args, prepare, args.peer,
-                       prepare_forward=functools.partial(prepare, forward=True))
+  peer_compare.compare(args, prepare, functools.partial(prepare, forward=True), args.peer)
   return 0
 
 

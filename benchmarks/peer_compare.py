@@ -48,7 +48,7 @@ def peer_step(python: str, args, memory_size: int, threads: int) -> dict:
   return rows[-1]
 
 
-def compare(args, prepare, python: str, out=print, prepare_forward=None) -> list[dict]:
+def compare(args, prepare, prepare_forward, python: str, out=print) -> list[dict]:
   """Interleaved rounds at each of `args.memory_sizes`; prints and returns the rows.
   `prepare(args, N)` is dnc_speed's: (compile seconds, timer(steps) -> (wall, cpu));
   `prepare_forward(args, N)` the same for dncjax's forward pass, timed where the peer
@@ -58,8 +58,7 @@ def compare(args, prepare, python: str, out=print, prepare_forward=None) -> list
   out("|---:|---:|---:|---:|---:|---|---:|---:|")
   rows = []
   for n in args.memory_sizes:
-    _, timer = prepare(args, n)
-    timers = {"train": timer}
+    timers = {"train": prepare(args, n)[1]}
     best = {"train": float("inf"), "forward": float("inf")}
     theirs = None
     for _ in range(args.rounds):
@@ -69,8 +68,7 @@ def compare(args, prepare, python: str, out=print, prepare_forward=None) -> list
         row = peer_step(python, args, n, threads)
         if theirs is None or row["step_ms"] < theirs["step_ms"]:
           theirs = row
-      if (theirs["measured"] != TRAINING and "forward" not in timers
-          and prepare_forward is not None):
+      if theirs["measured"] != TRAINING and "forward" not in timers:
         timers["forward"] = prepare_forward(args, n)[1]
         best["forward"] = timers["forward"](args.steps)[0] * 1e3
     like = best["train"] if theirs["measured"] == TRAINING else best["forward"]
