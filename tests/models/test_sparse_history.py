@@ -169,3 +169,12 @@ def test_remat_history_off_and_xla_keep_lax_scan():
   weights = (1.0, 1.0, 1.0)
   grad = jax.grad(loss_fn(both[True], xs, weights), allow_int=True)
   assert "ffi_call" not in str(jax.make_jaxpr(grad)(params, states, xs))
+
+
+def test_a_journal_too_large_for_int32_places_keeps_lax_scan():
+  from dncjax.models import sdnc  # pylint: disable=import-outside-toplevel
+  links = lambda n, k: tuple(sparse.SparseWeights(jax.ShapeDtypeStruct((n, k), jnp.int32),
+                                                  jax.ShapeDtypeStruct((n, k), jnp.float32))
+                             for _ in range(2))
+  assert sdnc._LINKS.usable(links(65_536, 8), 20)
+  assert not sdnc._LINKS.usable(links(2**20, 32), 32)  # 2^31 places: lax.scan's rule

@@ -43,7 +43,7 @@ class Links(NamedTuple):
   """Where a model's state (one example) holds its temporal links, and their history."""
   get: Callable[[Any], Any]            # state -> its links (a pytree)
   put: Callable[[Any, Any], Any]       # (state, links) -> the state with them
-  usable: Callable[[Any], bool]        # whether the history's kernels run these links
+  usable: Callable[[Any, int], bool]   # (links, T): whether the kernels run these links
   start: Callable[[Any, int], Any]     # (links, T + 1) -> H, holding them as they start
   last: Callable[[Any, int], Any]      # (H, T) -> the links after the last step, T
   stub: Callable[[Any], Any]           # links -> what the state carries in their place
@@ -67,7 +67,7 @@ def dense_links(get: Callable, put: Callable) -> Links:
 
     return record
 
-  return Links(get, put, usable=lambda L: native.usable(L.dtype, L.shape[-1]),
+  return Links(get, put, usable=lambda L, T: native.usable(L.dtype, L.shape[-1]),
                start=native.history_start, last=lambda H, t: H[t],
                stub=lambda L: jnp.zeros((0,), L.dtype), hook=links.HOOK, hooked=hooked,
                carried=lambda gL, H: gL, restored=lambda gL, L: gL)
@@ -76,8 +76,8 @@ def dense_links(get: Callable, put: Callable) -> Links:
 def scan(fn, spec: Links, params, state, xs):
   """(final state, outputs [T, ...]): `fn(params, state, x)` (a recur or step) scanned
   over xs for ONE example, as `lax.scan`. Differentiated as the module doc says where
-  `spec.usable` holds for the state's links; else by lax.scan's own rule."""
-  if not spec.usable(spec.get(state)):
+  `spec.usable` holds for the state's links and T; else by lax.scan's own rule."""
+  if not spec.usable(spec.get(state), xs.shape[0]):
     return jax.lax.scan(lambda s, x: fn(params, s, x), state, xs)
 
   @jax.custom_vjp

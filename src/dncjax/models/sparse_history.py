@@ -42,8 +42,9 @@ def links(get, put) -> history.Links:
   """The SDNC's (link, link_t) at the state's `get`/`put` as `history.Links` (H = (V, J,
   journal), the backward's carry (G, V, J))."""
 
-  def usable(pair):
-    return native.usable(pair[0].value.dtype, pair[0].value.shape[-2])
+  def usable(pair, steps):  # the journal's places are int32: T 2 N K of them per example
+    N, K = pair[0].value.shape[-2:]
+    return steps * 2 * N * K < 2**31 and native.usable(pair[0].value.dtype, N)
 
   def start(pair, slots):
     V, *journal = native.sparse_journal_start(pair[0].value, pair[1].value, slots - 1)
