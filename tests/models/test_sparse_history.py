@@ -138,7 +138,7 @@ def test_journal_kernels_equal_the_decay_and_put_every_step_back():
   named = jax.vmap(lambda J, s: jnp.isin(jnp.arange(N), s)[:, None] | jnp.isin(J, s))(J, s)
   np.testing.assert_array_equal(journal[2][:, 1], np.sum(named, axis=(1, 2, 3)))  # entries
   reads = rows1[:, :2]
-  V2_, J2_, RV0, _, _, RJ1 = native.sparse_journal_set(V1_, J, 0, s, rows1, 2 * D0,
+  V2_, J2_, RV0, _, _, RJ1 = native.sparse_journal_set(V1_, J, s, rows1, 2 * D0,
                                                        J0[..., ::-1], D1, (J1 + 1) % N, reads)
   np.testing.assert_array_equal(take(V2_[:, 0], s), 2 * D0)  # the rows written in place
   np.testing.assert_array_equal(RV0, take(V2_[:, 0], reads))

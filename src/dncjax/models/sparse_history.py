@@ -107,7 +107,7 @@ def _link_step(t, channel):
         lambda V0, V1, w_value, p_value: _merges((V0, rows0[1]), (V1, rows1[1]), w, p,
                                                  w_value, p_value),
         rows0[0], rows1[0], w.value, p.value, has_aux=True)
-    V, J, *read = native.sparse_journal_set(V, J, t, w.index, p.index, values[0], index[0],
+    V, J, *read = native.sparse_journal_set(V, J, w.index, p.index, values[0], index[0],
                                             values[1], index[1], r.index)
     (f, b), spreads_vjp, (f_index, b_index) = jax.vjp(
         lambda V0, V1, r_value: _spreads((V0, read[1]), (V1, read[3]), r, r_value),

@@ -247,13 +247,13 @@ def sparse_journal_forward(V, J, journal, t, written_index, written_value, rows0
   return (V, tuple(out[:3]), *out[3:])
 
 
-def sparse_journal_set(V, J, t, rows0, rows1, V0, J0, V1, J1, reads):
+def sparse_journal_set(V, J, rows0, rows1, V0, J0, V1, J1, reads):
   """(V, J, RV0, RJ0, RV1, RJ1): rows0, rows1 of V and J set to (V0, J0) and (V1, J1) in
   place, then the rows `reads` [..., C] of each direction (values and slots [..., C, K])."""
   shape = reads.shape + (V.shape[-1],)
   gathered = (jax.ShapeDtypeStruct(shape, V.dtype), jax.ShapeDtypeStruct(shape, jnp.int32))
-  return tuple(_call("sparse journal set", (V, J, *gathered, *gathered), V, J,
-                     _lane_steps(t, rows0), rows0, rows1, V0, J0, V1, J1, reads,
+  return tuple(_call("sparse journal set", (V, J, *gathered, *gathered), V, J, rows0, rows1,
+                     V0, J0, V1, J1, reads,
                      aliases={0: 0, 1: 1}))
 
 

@@ -50,10 +50,9 @@ int64_t PerLane(const B& b, int64_t lanes) {
   return lanes == 0 ? 0 : static_cast<int64_t>(b.element_count()) / lanes;
 }
 
-// Lanes, N and K of V [..., 2, N, K]; J must have V's size, t one entry per lane.
+// Lanes, N and K of V [..., 2, N, K]; J must have V's size.
 template <typename B>
-ffi::Error Shape(const B& V, const Slots& J, const Slots& t, int64_t& lanes, int64_t& n,
-                 int64_t& k) {
+ffi::Error Shape(const B& V, const Slots& J, int64_t& lanes, int64_t& n, int64_t& k) {
   auto dims = V.dimensions();
   if (dims.size() < 3 || dims[dims.size() - 3] != 2)
     return ffi::Error::InvalidArgument("sparse link journal: V must be [..., 2, N, K]");
@@ -62,13 +61,13 @@ ffi::Error Shape(const B& V, const Slots& J, const Slots& t, int64_t& lanes, int
   lanes = n * k == 0 ? 0 : static_cast<int64_t>(V.element_count()) / (2 * n * k);
   if (J.element_count() != V.element_count())
     return ffi::Error::InvalidArgument("sparse link journal: J must be [..., 2, N, K]");
-  if (static_cast<int64_t>(t.element_count()) != lanes)
-    return ffi::Error::InvalidArgument("sparse link journal: t must have one entry per lane");
   return ffi::Error::Success();
 }
 
-// The steps t of the lanes against the journal's offsets [..., T + 1].
+// The steps t (one per lane) against the journal's offsets [..., T + 1].
 inline ffi::Error CheckSteps(const Slots& t, const Slots& offsets, int64_t lanes) {
+  if (static_cast<int64_t>(t.element_count()) != lanes)
+    return ffi::Error::InvalidArgument("sparse link journal: t must have one entry per lane");
   const int64_t steps = PerLane(offsets, lanes) - 1;
   for (int64_t l = 0; l < lanes; ++l)
     if (t.typed_data()[l] < 0 || t.typed_data()[l] >= steps)
@@ -166,7 +165,7 @@ ffi::Error Forward(ffi::ThreadPool pool, Buf<D> V_in, Slots J, Slots jidx_in, Bu
                    Ret<D> V_out, SlotsOut jidx_out, Ret<D> jval_out, SlotsOut offsets_out,
                    Ret<D> V0, SlotsOut J0, Ret<D> V1, SlotsOut J1) {
   int64_t lanes, n, k;
-  if (auto e = Shape(V_in, J, t, lanes, n, k); e.failure()) return e;
+  if (auto e = Shape(V_in, J, lanes, n, k); e.failure()) return e;
   if (auto e = CheckSteps(t, offsets_in, lanes); e.failure()) return e;
   using T = ffi::NativeType<D>;
   T* V = InPlace(V_in.typed_data(), V_out->typed_data(), V_in.element_count());
@@ -199,11 +198,11 @@ ffi::Error Forward(ffi::ThreadPool pool, Buf<D> V_in, Slots J, Slots jidx_in, Bu
 }
 
 template <ffi::DataType D>
-ffi::Error Set(Buf<D> V_in, Slots J_in, Slots t, Slots rows0, Slots rows1, Buf<D> M0,
+ffi::Error Set(Buf<D> V_in, Slots J_in, Slots rows0, Slots rows1, Buf<D> M0,
                Slots N0, Buf<D> M1, Slots N1, Slots reads, Ret<D> V_out, SlotsOut J_out,
                Ret<D> RV0, SlotsOut RJ0, Ret<D> RV1, SlotsOut RJ1) {
   int64_t lanes, n, k;
-  if (auto e = Shape(V_in, J_in, t, lanes, n, k); e.failure()) return e;
+  if (auto e = Shape(V_in, J_in, lanes, n, k); e.failure()) return e;
   using T = ffi::NativeType<D>;
   T* V = InPlace(V_in.typed_data(), V_out->typed_data(), V_in.element_count());
   int32_t* J = InPlace(J_in.typed_data(), J_out->typed_data(), J_in.element_count());
@@ -278,7 +277,7 @@ ffi::Error Backward(ffi::ThreadPool pool, Buf<D> V_in, Slots J_in, Slots jidx, B
                     Buf<D> gR0, Buf<D> gR1, Buf<D> gM0, Buf<D> gM1, Ret<D> G_out, Ret<D> gu,
                     Ret<D> V_out, SlotsOut J_out) {
   int64_t lanes, n, k;
-  if (auto e = Shape(V_in, J_in, t, lanes, n, k); e.failure()) return e;
+  if (auto e = Shape(V_in, J_in, lanes, n, k); e.failure()) return e;
   if (auto e = CheckSteps(t, offsets, lanes); e.failure()) return e;
   if (G_in.element_count() != V_in.element_count())
     return ffi::Error::InvalidArgument("sparse link journal: G must be [..., 2, N, K]");
@@ -334,7 +333,7 @@ auto BindForward() {
 template <ffi::DataType D>
 auto BindSet() {
   return ffi::Ffi::Bind()
-      .template Arg<Buf<D>>().template Arg<Slots>().template Arg<Slots>()  // V J t
+      .template Arg<Buf<D>>().template Arg<Slots>()                        // V J
       .template Arg<Slots>().template Arg<Slots>()                         // rows0 rows1
       .template Arg<Buf<D>>().template Arg<Slots>()                        // merged 0
       .template Arg<Buf<D>>().template Arg<Slots>()                        // merged 1
