@@ -1,8 +1,8 @@
 // The link step per lane as link_lanes.h computes it, with kB rows of L at a time held in
-// vector registers (GCC/Clang vector extensions, 64 bytes: AVX-512's width, two AVX2
-// registers elsewhere) and kR read heads known when compiling: the per-column values (w,
-// p, the R rows of v and gb, the column sums) are loaded once per kB rows rather than once
-// per row, and nothing passes over a row twice. Used by link_kernel.cc for R <= 4
+// vector registers (GCC/Clang vector extensions of the target's width: 64 bytes with
+// AVX-512, else 32, AVX2's) and kR read heads known when compiling: the per-column values
+// (w, p, the R rows of v and gb, the column sums) are loaded once per kB rows rather than
+// once per row, and nothing passes over a row twice. Used by link_kernel.cc for R <= 4
 // (forward; backward from N = 512 on, where it measured faster: at N = 256 a lane's rows
 // stay in cache and the row-by-row form is as fast).
 
@@ -16,20 +16,26 @@
 namespace dncjax {
 namespace blocks {
 
+#if defined(__AVX512F__)
+#define DNCJAX_VECTOR_BYTES 64
+#else
+#define DNCJAX_VECTOR_BYTES 32
+#endif
+
 template <typename T>
 struct Simd;
 template <>
 struct Simd<float> {
-  typedef float V __attribute__((vector_size(64)));
+  typedef float V __attribute__((vector_size(DNCJAX_VECTOR_BYTES)));
 };
 template <>
 struct Simd<double> {
-  typedef double V __attribute__((vector_size(64)));
+  typedef double V __attribute__((vector_size(DNCJAX_VECTOR_BYTES)));
 };
 template <typename T>
 using V = typename Simd<T>::V;
 template <typename T>
-constexpr int64_t kWidth = 64 / sizeof(T);
+constexpr int64_t kWidth = DNCJAX_VECTOR_BYTES / sizeof(T);
 
 template <typename T>
 inline V<T> Load(const T* p) {

@@ -89,7 +89,11 @@ inline ffi::Error CheckSteps(const ffi::Buffer<ffi::S32>& t, int64_t lanes, int6
 }
 
 // The row blocks of link_blocks.h for R = 1 ... 4 read heads, else link_lanes.h's rows.
-constexpr int kBlockRows = 4;
+#if defined(__AVX512F__)
+constexpr int kBlockRows = 4;  // 32 vector registers hold 4 rows' accumulators
+#else
+constexpr int kBlockRows = 2;  // AVX2's 16 hold 2 rows' (4 spill them to the stack)
+#endif
 constexpr int64_t kBackwardBlocksFrom = 512;  // N
 
 template <typename T, int kR = 1>
