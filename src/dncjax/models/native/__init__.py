@@ -33,7 +33,7 @@ from dncjax import checks
 from dncjax.models.native import build
 
 VARIABLE = checks.LINK_KERNEL_VARIABLE
-AUTO_MIN_SIZE = 32  # `auto` leaves smaller link matrices to XLA (as fast there, no FFI calls)
+AUTO_MIN_SIZE = 16  # `auto` leaves smaller link matrices to XLA (as fast there, no FFI calls)
 KINDS = checks.LINK_KERNELS
 _TARGETS = {"forward": "DncjaxLinkForward", "backward": "DncjaxLinkBackward",
             "history start": "DncjaxLinkHistoryStart",
