@@ -115,6 +115,38 @@ def test_the_training_step_keeps_no_stack_of_link_matrices_but_the_history():
   assert stacks[True] == {(B, T + 1, N, N)}, stacks[True]  # the history itself, only
   for name in ("Whh", "Wrh", "Whi"):  # weights are kept once, not once per step
     assert (T,) + params[name].shape not in shapes[True], name
+    # and their cotangents summed over the batch at each step, not carried per example
+    assert (B,) + params[name].shape not in shapes[True], name
+
+
+def test_one_examples_unroll_vmapped_or_alone_has_the_batchs_gradients():
+  """The history's scan runs a batch at once; one example is a batch of one, also under
+  a vmap of the caller's (the link step's backward pass then batched twice)."""
+  rng = np.random.default_rng(6)
+  model = models()[True]
+  params = jax.jit(model.init)(jax.random.key(1))
+  B, T = 3, 5
+  states = warm_states(model, params, B, rng)
+  xs = jnp.asarray(rng.normal(size=(B, T, 5)))
+
+  def batch_loss(params, states, xs):
+    final, features = core.batch_unroll_features(model, params, states, xs)
+    return jnp.sum(jnp.tanh(features[0])) + jnp.sum(final.access.link ** 2)
+
+  def one_loss(params, state, xs):
+    final, features = core.unroll_features(model, params, state, xs)
+    return jnp.sum(jnp.tanh(features[0])) + jnp.sum(final.access.link ** 2)
+
+  want = jax.grad(batch_loss, argnums=(0, 1, 2))(params, states, xs)
+  vmapped = jax.grad(lambda p, s, x: jnp.sum(jax.vmap(one_loss, (None, 0, 0))(p, s, x)),
+                     argnums=(0, 1, 2))(params, states, xs)
+  assert_trees_close(vmapped, want, atol=1e-11)
+  alone = [jax.grad(one_loss, argnums=(0, 1, 2))(
+      params, jax.tree.map(lambda a: a[b], states), xs[b]) for b in range(B)]
+  assert_trees_close(jax.tree.map(lambda *g: sum(g), *[a[0] for a in alone]), want[0],
+                     atol=1e-11)
+  for b in range(B):
+    assert_trees_close(alone[b][1:], jax.tree.map(lambda a: a[b], want[1:]), atol=1e-11)
 
 
 def test_history_kernels_equal_the_link_step_and_refuse_steps_outside_the_history():

@@ -36,8 +36,9 @@ class Model(NamedTuple):
   recur, readout: None, or `step` split as readout o recur (`split_model`): recur
     (params, state, x) -> (state, features) inside the scan, readout (params, features) -> y
     outside it, time-parallel.
-  scan: None, or the model's own scan over time (fn, params, state, xs) -> (state, outputs)
-    of fn = recur (or step): the values of lax.scan's, differentiated another way.
+  scan: None, or the model's own scan over time of a batch, (fn, params, states, xs) ->
+    (states, outputs) with a leading axis B on states, xs [B, T, ...] and the outputs, of
+    fn = recur (or step): the values of vmap of lax.scan's, differentiated another way.
   """
   init: Callable[[jax.Array], Params]
   initial_state: Callable[[], State]
@@ -49,10 +50,10 @@ class Model(NamedTuple):
   # (one [B*T, .] matmul instead of T small ones; dropout on the features goes between).
   recur: Callable[[Params, State, jax.Array], tuple[State, Any]] | None = None
   readout: Callable[[Params, Any], jax.Array] | None = None
-  # Optional: the model's own scan over time, (fn, params, state, xs) -> (state, outputs)
-  # for fn = recur (or step), with the values of lax.scan's and another way of
-  # differentiating it (the DNC's link history, history.py); unroll_features uses it when
-  # there is no reset.
+  # Optional: the model's own scan over time of a batch (leading axis B), (fn, params,
+  # states, xs) -> (states, outputs) for fn = recur (or step), with the values of vmap of
+  # lax.scan's and another way of differentiating it (the DNC's link history, history.py);
+  # the unrolls use it when there is no reset (one example as a batch of one).
   scan: Callable[[Callable, Params, State, jax.Array], tuple[State, Any]] | None = None
 
 
@@ -105,8 +106,9 @@ def unroll_features(model: Model, params: Params, state: State, xs: jax.Array,
   For a model without a recur/readout split the features are its outputs y. With `reset`
   [T] bool, the state is returned to `initial_state()` before each step t it marks."""
   fn = model.step if model.recur is None else model.recur
-  if reset is None and model.scan is not None:
-    return model.scan(fn, params, state, xs)
+  if reset is None and model.scan is not None:  # as a batch of one
+    return jax.tree.map(lambda a: a[0], model.scan(
+        fn, params, jax.tree.map(lambda a: a[None], state), xs[None]))
   if reset is None:
     return jax.lax.scan(lambda s, x: fn(params, s, x), state, xs)
   check_reset(reset, xs.shape[:1])
@@ -139,15 +141,17 @@ def batch_unroll(model: Model, params: Params, states: State, xs_B: jax.Array,
                  reset: jax.Array | None = None):
   """`unroll` vmapped over a batch: states and xs carry a leading B axis; `reset`, if
   given, is [B, T] bool (lane b restarts before step t where reset[b, t])."""
-  if reset is None:
-    return jax.vmap(lambda s, xs: unroll(model, params, s, xs))(states, xs_B)
-  check_reset(reset, xs_B.shape[:2])
-  return jax.vmap(lambda s, xs, r: unroll(model, params, s, xs, r))(states, xs_B, reset)
+  states, features = batch_unroll_features(model, params, states, xs_B, reset)
+  return states, readout(model, params, features, time_axes=2)
 
 
 def batch_unroll_features(model: Model, params: Params, states: State, xs_B: jax.Array,
                           reset: jax.Array | None = None):
-  """`unroll_features` vmapped over a batch (`reset` as in `batch_unroll`)."""
+  """`unroll_features` vmapped over a batch (`reset` as in `batch_unroll`); the model's own
+  `scan`, if any, runs the batch at once."""
+  if reset is None and model.scan is not None:
+    return model.scan(model.step if model.recur is None else model.recur, params, states,
+                      xs_B)
   if reset is None:
     return jax.vmap(lambda s, xs: unroll_features(model, params, s, xs))(states, xs_B)
   check_reset(reset, xs_B.shape[:2])

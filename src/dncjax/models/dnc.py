@@ -76,7 +76,7 @@ def make(config: DNCConfig) -> core.Model:
                           access_step, state_type=DNCState)
   if not config.link_history or config.remat:
     return model
-  return model._replace(scan=lambda fn, params, state, xs: history.scan(
+  return model._replace(scan=lambda fn, params, state, xs: history.batch_scan(
       fn, _LINKS, params, state, xs))
 
 

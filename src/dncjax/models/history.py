@@ -20,6 +20,14 @@ kernel's own. `scan` has the values of `lax.scan` over the step and its own vjp:
             cotangent (and for the SDNC the links themselves, put back step by step),
             written over in place.
 
+`batch_scan` runs a batch of examples batch-major: one scan over time whose step is the
+example's step vmapped over the batch, so that step's vjp is the batch's and each step's
+cotangent of the params is one product over the examples per weight matrix (a vmap of
+`scan` carries one per example, [B, 4 H, H] for W_hh, and sums them after the scan). Its
+link step's backward pass runs once for the whole batch on the batch's H and carried
+cotangent (a `jax.custom_batching.custom_vmap` rule, `_lanes_backward`); the SDNC's link
+step, whose backward pass is written per example, runs `scan` under a vmap instead.
+
 So the links are read and written only by the kernels. The backward pass of a link step
 reaches H, t and the carried values through a dict shared with the backward scan's body
 (`channel`: "H", "t", "gL"), which sets them before it applies the step's vjp; the link
@@ -40,7 +48,9 @@ from dncjax.models import hooks, links, native
 
 
 class Links(NamedTuple):
-  """Where a model's state (one example) holds its temporal links, and their history."""
+  """Where a model's state (one example) holds its temporal links, and their history.
+  With `lanes` the link step's backward pass reaches H and the carried cotangent for the
+  whole batch (`batch_scan`); else for one example (`scan`, under a vmap)."""
   get: Callable[[Any], Any]            # state -> its links (a pytree)
   put: Callable[[Any, Any], Any]       # (state, links) -> the state with them
   usable: Callable[[Any, int], bool]   # (links, T): whether the kernels run these links
@@ -53,10 +63,11 @@ class Links(NamedTuple):
   carried: Callable[[Any, Any], Any]   # (the links' cotangent, H) -> what the backward
                                        # carries ("gL": the link steps' backward passes')
   restored: Callable[[Any, Any], Any]  # (that, the links) -> the links' cotangent
+  lanes: bool = False                  # hooked for `batch_scan` (else for `scan`)
 
 
 def dense_links(get: Callable, put: Callable) -> Links:
-  """The DNC's L [N, N] (`links.link_step`) at the state's `get`/`put`."""
+  """The DNC's L [N, N] (`links.link_step`) at the state's `get`/`put`, for `batch_scan`."""
 
   def hooked(H, t, channel, kept):
     step = _link_step(H, t, channel)
@@ -70,30 +81,49 @@ def dense_links(get: Callable, put: Callable) -> Links:
   return Links(get, put, usable=lambda L, T: native.usable(L.dtype, L.shape[-1]),
                start=native.history_start, last=lambda H, t: H[t],
                stub=lambda L: jnp.zeros((0,), L.dtype), hook=links.HOOK, hooked=hooked,
-               carried=lambda gL, H: gL, restored=lambda gL, L: gL)
+               carried=lambda gL, H: gL, restored=lambda gL, L: gL, lanes=True)
 
 
 def scan(fn, spec: Links, params, state, xs):
   """(final state, outputs [T, ...]): `fn(params, state, x)` (a recur or step) scanned
   over xs for ONE example, as `lax.scan`. Differentiated as the module doc says where
   `spec.usable` holds for the state's links and T; else by lax.scan's own rule."""
+  plain = lambda params, state, xs: jax.lax.scan(lambda s, x: fn(params, s, x), state, xs)
   if not spec.usable(spec.get(state), xs.shape[0]):
-    return jax.lax.scan(lambda s, x: fn(params, s, x), state, xs)
+    return plain(params, state, xs)
+  return _differentiated(plain, fn, spec, False)(params, state, xs)
 
-  @jax.custom_vjp
-  def run(params, state, xs):
-    return jax.lax.scan(lambda s, x: fn(params, s, x), state, xs)
 
+def batch_scan(fn, spec: Links, params, states, xs):
+  """(final states, outputs [B, T, ...]): `scan` for a batch of examples (states and xs
+  with a leading axis B), as its vmap. Batch-major where `spec.usable` holds: one scan over
+  time of the step vmapped over the examples, whose vjp is the batch's, so each step's
+  cotangent of the params is one product over the batch per weight matrix (a vmap of
+  `scan` carries one per example and sums them at the end). The spec's link step must
+  reach the batch's H (`spec.lanes`)."""
+  plain = jax.vmap(lambda params, state, xs: jax.lax.scan(
+      lambda s, x: fn(params, s, x), state, xs), in_axes=(None, 0, 0))
+  if not spec.usable(spec.get(states), xs.shape[1]):
+    return plain(params, states, xs)
+  if not spec.lanes:
+    return jax.vmap(lambda s, x: scan(fn, spec, params, s, x))(states, xs)
+  return _differentiated(plain, fn, spec, True)(params, states, xs)
+
+
+def _differentiated(plain, fn, spec: Links, lanes: bool):
+  """`plain(params, state, xs)` with the module doc's vjp, batch-major with `lanes`."""
+  run = jax.custom_vjp(plain)
   channel = {}
-  run.defvjp(lambda *a: _forward(fn, spec, channel, *a),
-             lambda *a: _backward(spec, channel, *a))
-  return run(params, state, xs)
+  run.defvjp(lambda *a: _forward(fn, spec, channel, lanes, *a),
+             lambda *a: _backward(spec, channel, lanes, *a))
+  return run
 
 
 def _link_step(H, t, channel):
-  """The link step of recorded time step t, on H: (H with L_t in slot t + 1, f_t, b_t).
-  Its backward pass (run by the backward scan, see the module doc) returns no cotangent
-  for H: H enters the step as a constant."""
+  """The link step of recorded time step t on one example's H, under `batch_scan`'s vmap
+  over the examples: (H with L_t in slot t + 1, f_t, b_t). Its backward pass (run by the
+  backward scan, see the module doc) returns no cotangent for H, a constant to the step;
+  it runs on the batch's H and gL, which the backward scan leaves in `channel`."""
 
   @jax.custom_vjp
   def step(H, w, p, v):
@@ -104,34 +134,57 @@ def _link_step(H, t, channel):
 
   def bwd(residuals, cotangents):
     _, gf, gb = cotangents
-    gL, gw, gp, gv = native.history_backward(channel["H"], channel["t"], *residuals,
-                                             channel["gL"], gf, gb)
-    channel["gL"] = gL
-    return None, gw, gp, gv
+    return (None, *_lanes_backward(channel)(*residuals, gf, gb))
 
   step.defvjp(fwd, bwd)
   return step
 
 
-def _forward(fn, spec: Links, channel, params, state, xs):
-  T = xs.shape[0]
+def _lanes_backward(channel):
+  """(w, p, v, gf, gb) of one example -> (gw, gp, gv): the link kernel's backward pass
+  for the whole batch, on the H, t and gL of `channel` (gL updated there), when the
+  examples' vmap batches it; traced per example only for the shapes of its results."""
+
+  @jax.custom_batching.custom_vmap
+  def backward(w, p, v, gf, gb):
+    return jnp.zeros_like(w), jnp.zeros_like(p), jnp.zeros_like(v)
+
+  @backward.def_vmap
+  def lanes(axis_size, in_batched, *args):
+    w, p, v, gf, gb = (a if batched else jnp.broadcast_to(a, (axis_size, *a.shape))
+                       for a, batched in zip(args, in_batched))
+    channel["gL"], gw, gp, gv = native.history_backward(channel["H"], channel["t"], w, p, v,
+                                                        channel["gL"], gf, gb)
+    return (gw, gp, gv), (True, True, True)
+
+  return backward
+
+
+def _forward(fn, spec: Links, channel, lanes, params, state, xs):
+  """The forward scan; with `lanes` state and xs carry the examples' axis first and each
+  step is vmapped over them (xs and the outputs scanned time-major)."""
+  over = jax.vmap if lanes else lambda f: f
+  T = xs.shape[1 if lanes else 0]
   L0 = spec.get(state)
-  stub = spec.stub(L0)
+  stub = over(spec.stub)(L0)
   integer_xs = jnp.issubdtype(xs.dtype, jnp.integer)
 
   def body(carry, x_t):
     s, H = carry
     x, t = x_t
-    kept = {}
 
-    def step(params, s, x):
+    def one(params, s, x, H):  # one example
+      kept = {}
       with hooks.override(spec.hook, spec.hooked(H, t, channel, kept)):
         return fn(params, s, x), kept["H"]
 
+    step = jax.vmap(one, in_axes=(None, 0, 0, 0)) if lanes else one
     if integer_xs:  # token ids: no cotangent
-      (s, outputs), vjp, H = jax.vjp(lambda p_, s_: step(p_, s_, x), params, s, has_aux=True)
+      (s, outputs), vjp, H = jax.vjp(lambda p_, s_: step(p_, s_, x, H), params, s,
+                                     has_aux=True)
     else:
-      (s, outputs), vjp, H = jax.vjp(step, params, s, x, has_aux=True)
+      (s, outputs), vjp, H = jax.vjp(lambda p_, s_, x_: step(p_, s_, x_, H), params, s, x,
+                                     has_aux=True)
     leaves, channel["vjp"] = jax.tree.flatten(vjp)
     # Residuals that are the params themselves (the weights of the products) are the same
     # at every step: kept once, outside the scan, rather than stacked T times.
@@ -141,10 +194,18 @@ def _forward(fn, spec: Links, channel, params, state, xs):
     return (s, H), (outputs, per_step)
 
   steps = jnp.arange(T, dtype=jnp.int32)
-  H = spec.start(L0, T + 1)
-  (final, H), (outputs, leaves) = jax.lax.scan(body, (spec.put(state, stub), H), (xs, steps))
-  channel["links"] = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), L0)
-  return (spec.put(final, spec.last(H, T)), outputs), (leaves, params, H, xs)
+  H = over(lambda L: spec.start(L, T + 1))(L0)
+  (final, H), (outputs, leaves) = jax.lax.scan(body, (spec.put(state, stub), H),
+                                               (_time_major(xs, lanes), steps))
+  channel["links"], channel["stub"] = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), (L0, stub))
+  last = over(lambda H: spec.last(H, T))(H)
+  return (spec.put(final, last), _time_major(outputs, lanes)), (leaves, params, H, xs)
+
+
+def _time_major(tree, lanes: bool):
+  """[B, T, ...] <-> [T, B, ...] for every leaf of tree with `lanes`, else tree."""
+  return jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), tree) if lanes else tree
 
 
 def _no_cotangent(x) -> bool:
@@ -152,10 +213,10 @@ def _no_cotangent(x) -> bool:
   return x.dtype == jax.dtypes.float0 or not jnp.issubdtype(x.dtype, jnp.inexact)
 
 
-def _backward(spec: Links, channel, residuals, cotangents):
+def _backward(spec: Links, channel, lanes, residuals, cotangents):
   leaves, params, H, xs = residuals
   g_final, g_outputs = cotangents
-  stub = spec.stub(channel["links"])
+  stub = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), channel["stub"])
   param_leaves = jax.tree.leaves(params)
   # The integer parts of the state (their cotangents float0) are not carried by the scan.
   g_leaves, g_tree = jax.tree.flatten(spec.put(g_final, stub))
@@ -180,12 +241,12 @@ def _backward(spec: Links, channel, residuals, cotangents):
     g_params = jax.tree.map(jnp.add, g_params, g_p)
     return (g_params, part(spec.put(g_s, stub)), channel["gL"]), g_x
 
-  steps = jnp.arange(xs.shape[0], dtype=jnp.int32)
+  steps = jnp.arange(xs.shape[1 if lanes else 0], dtype=jnp.int32)
   zeros = jax.tree.map(jnp.zeros_like, params)
   carry = (zeros, part(spec.put(g_final, stub)), spec.carried(spec.get(g_final), H))
-  (g_params, g_state, gL), g_xs = jax.lax.scan(body, carry, (leaves, g_outputs, steps),
-                                               reverse=True)
+  (g_params, g_state, gL), g_xs = jax.lax.scan(
+      body, carry, (leaves, _time_major(g_outputs, lanes), steps), reverse=True)
   g_state = spec.put(whole(g_state), spec.restored(gL, channel["links"]))
   if jnp.issubdtype(xs.dtype, jnp.integer):
     return g_params, g_state, np.zeros(xs.shape, jax.dtypes.float0)
-  return g_params, g_state, g_xs[0]
+  return g_params, g_state, _time_major(g_xs[0], lanes)

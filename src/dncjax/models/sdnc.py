@@ -150,7 +150,7 @@ def make(config: SDNCConfig) -> core.Model:
   model = controller.make(config, interface_size(W, R, mode), initial_access, step)
   if not config.link_history or config.remat:
     return model
-  return model._replace(scan=lambda fn, params, state, xs: history.scan(
+  return model._replace(scan=lambda fn, params, state, xs: history.batch_scan(
       fn, _LINKS, params, state, xs))
 
 
