@@ -9,7 +9,7 @@ A core is a `Model`: a NamedTuple of pure functions written for ONE example.
                                         truncated BPTT (e.g. the seed DNC wipes its memory)
 
 Time is one `jax.lax.scan` over `step` (`unroll`); the batch is one `jax.vmap`
-(`batch_unroll`). Packed episodes: an optional `reset` flag per step (`[T]`, batched
+(`batch_unroll`), or the model's own `scan` of the whole batch where it has one. Packed episodes: an optional `reset` flag per step (`[T]`, batched
 `[B, T]`, bool) returns the state to `initial_state()` before the steps it marks, inside
 the scan. The registry of models is `dncjax.models` (`make_model`, `build`).
 """
