@@ -203,9 +203,9 @@ def test_training_keeps_no_memory_rows_per_step(name, per_slot, monkeypatch):
   """What the forward pass keeps for the backward pass (the vjp's residuals), without
   remat: no [N, W] memory per step (the content reads keep their K gathered rows); only
   the SDNC's two link arrays (values and indices: 4 K per slot; their decay compares the
-  indices with w^w_t's K slots, so w^w_t dense is not kept). With remat each step's whole state is kept instead, memory included.
-  With XLA's steps, differentiated by lax.scan (the SDNC's journal with the kernels:
-  tests/models/test_sparse_history.py)."""
+  indices with w^w_t's K slots, so w^w_t dense is not kept). With remat each step's whole
+  state is kept instead, memory included. With XLA's steps, differentiated by lax.scan
+  (the SDNC's journal with the kernels: tests/models/test_sparse_history.py)."""
   monkeypatch.setenv(native.VARIABLE, "xla")
   N, K, T, B = 17, 2, 4, 2  # 17: no other size is 17 (interfaces 13, 19; W 3; H 5)
   xs = jnp.ones((B, T, I))

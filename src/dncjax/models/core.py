@@ -9,9 +9,10 @@ A core is a `Model`: a NamedTuple of pure functions written for ONE example.
                                         truncated BPTT (e.g. the seed DNC wipes its memory)
 
 Time is one `jax.lax.scan` over `step` (`unroll`); the batch is one `jax.vmap`
-(`batch_unroll`), or the model's own `scan` of the whole batch where it has one. Packed episodes: an optional `reset` flag per step (`[T]`, batched
-`[B, T]`, bool) returns the state to `initial_state()` before the steps it marks, inside
-the scan. The registry of models is `dncjax.models` (`make_model`, `build`).
+(`batch_unroll`), or the model's own `scan` of the whole batch where it has one. Packed
+episodes: an optional `reset` flag per step (`[T]`, batched `[B, T]`, bool) returns the
+state to `initial_state()` before the steps it marks, inside the scan. The registry of
+models is `dncjax.models` (`make_model`, `build`).
 """
 
 from __future__ import annotations
@@ -99,13 +100,18 @@ def reset_where(model: Model, reset: jax.Array, state: State) -> State:
   return jax.tree.map(lambda s0, s: jnp.where(reset, s0.astype(s.dtype), s), initial, state)
 
 
+def _recurrence(model: Model):
+  """What the scan over time runs: `recur` where the model is split, else `step`."""
+  return model.step if model.recur is None else model.recur
+
+
 def unroll_features(model: Model, params: Params, state: State, xs: jax.Array,
                     reset: jax.Array | None = None):
   """The recurrence alone over time for one example: (final state, features [T, ...]).
 
   For a model without a recur/readout split the features are its outputs y. With `reset`
   [T] bool, the state is returned to `initial_state()` before each step t it marks."""
-  fn = model.step if model.recur is None else model.recur
+  fn = _recurrence(model)
   if reset is None and model.scan is not None:  # as a batch of one
     return jax.tree.map(lambda a: a[0], model.scan(
         fn, params, jax.tree.map(lambda a: a[None], state), xs[None]))
@@ -150,8 +156,7 @@ def batch_unroll_features(model: Model, params: Params, states: State, xs_B: jax
   """`unroll_features` vmapped over a batch (`reset` as in `batch_unroll`); the model's own
   `scan`, if any, runs the batch at once."""
   if reset is None and model.scan is not None:
-    return model.scan(model.step if model.recur is None else model.recur, params, states,
-                      xs_B)
+    return model.scan(_recurrence(model), params, states, xs_B)
   if reset is None:
     return jax.vmap(lambda s, xs: unroll_features(model, params, s, xs))(states, xs_B)
   check_reset(reset, xs_B.shape[:2])

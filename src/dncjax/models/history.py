@@ -88,7 +88,10 @@ def scan(fn, spec: Links, params, state, xs):
   """(final state, outputs [T, ...]): `fn(params, state, x)` (a recur or step) scanned
   over xs for ONE example, as `lax.scan`. Differentiated as the module doc says where
   `spec.usable` holds for the state's links and T; else by lax.scan's own rule."""
-  plain = lambda params, state, xs: jax.lax.scan(lambda s, x: fn(params, s, x), state, xs)
+  if spec.lanes:  # its link step runs batched: one example is a batch of one
+    return jax.tree.map(lambda a: a[0], batch_scan(
+        fn, spec, params, jax.tree.map(lambda a: a[None], state), xs[None]))
+  plain = _plain(fn)
   if not spec.usable(spec.get(state), xs.shape[0]):
     return plain(params, state, xs)
   return _differentiated(plain, fn, spec, False)(params, state, xs)
@@ -101,13 +104,17 @@ def batch_scan(fn, spec: Links, params, states, xs):
   cotangent of the params is one product over the batch per weight matrix (a vmap of
   `scan` carries one per example and sums them at the end). The spec's link step must
   reach the batch's H (`spec.lanes`)."""
-  plain = jax.vmap(lambda params, state, xs: jax.lax.scan(
-      lambda s, x: fn(params, s, x), state, xs), in_axes=(None, 0, 0))
+  plain = jax.vmap(_plain(fn), in_axes=(None, 0, 0))
   if not spec.usable(spec.get(states), xs.shape[1]):
     return plain(params, states, xs)
   if not spec.lanes:
     return jax.vmap(lambda s, x: scan(fn, spec, params, s, x))(states, xs)
   return _differentiated(plain, fn, spec, True)(params, states, xs)
+
+
+def _plain(fn):
+  """(params, state, xs) -> lax.scan of `fn` over xs for one example."""
+  return lambda params, state, xs: jax.lax.scan(lambda s, x: fn(params, s, x), state, xs)
 
 
 def _differentiated(plain, fn, spec: Links, lanes: bool):
