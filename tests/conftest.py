@@ -3,7 +3,8 @@
 float64 is switched on for the whole session (gradient and oracle checks need it; the
 float32 models keep their explicit dtype). The corpus is found through DNCJAX_DATA_DIR,
 as CI sets it; when unset, the shared folder beside the checkout is used if present.
-Subprocesses get glibc's huge-page tunable (as `cli.hugepages.use()` gives a command).
+Subprocesses get mimalloc and glibc's huge-page tunable (as `cli.allocation.use()` gives a
+command).
 JAX's compilation cache goes to a temporary folder of the test run ($DNCJAX_CACHE_DIR,
 which xdist's workers and subprocesses inherit), never to the user's cache. The CPU shows
 itself as two devices (for tests/training/test_parallel.py; subprocesses inherit it);
@@ -36,12 +37,6 @@ if _SHARED_CACHE not in os.environ:
   atexit.register(shutil.rmtree, os.environ[_SHARED_CACHE], ignore_errors=True)
 os.environ["DNCJAX_CACHE_DIR"] = os.environ[_SHARED_CACHE]
 
-# The commands the tests start run as a console command does after `cli.hugepages.use()`
-# (glibc's huge-page tunable set), without running themselves again first.
-_tunables = os.environ.get("GLIBC_TUNABLES", "")
-if "glibc.malloc.hugetlb" not in _tunables:
-  os.environ["GLIBC_TUNABLES"] = f"{_tunables}:glibc.malloc.hugetlb=1".lstrip(":")
-
 _flags = os.environ.get("XLA_FLAGS", "")
 if "xla_force_host_platform_device_count" not in _flags:  # read when the backend starts
   _flags = f"{_flags} --xla_force_host_platform_device_count=2"
@@ -51,6 +46,13 @@ os.environ["XLA_FLAGS"] = _flags.strip()
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
+
+from dncjax.cli import allocation  # noqa: E402
+
+# The commands the tests start run as a console command does after `cli.allocation.use()`
+# (mimalloc preloaded where installed, glibc's huge-page tunable set), without running
+# themselves again first.
+os.environ.update(allocation.wanted())
 
 jax.config.update("jax_enable_x64", True)
 

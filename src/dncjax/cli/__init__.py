@@ -21,7 +21,7 @@ import typing
 from typing import Any, Callable
 
 from dncjax import checks, configs, models
-from dncjax.cli import hugepages
+from dncjax.cli import allocation
 from dncjax.training.config import RunOptions, Schedule
 from dncjax.training.console import one_line
 
@@ -275,14 +275,14 @@ def run(main: Callable[[], int | None], errors: Errors | Callable[[], Errors] = 
   """Runs `main`; known errors become one line on stderr and a non-zero exit. `errors`
   may be a function returning them (so a job's modules load only when something fails).
   `command=True` (a console entry point: `main` is what this process is for) first runs
-  the process again with huge pages where they help (`hugepages.use`)."""
+  the process again with mimalloc and huge pages where they help (`allocation.use`)."""
   signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C while loading: one line
   sys.unraisablehook = _interrupt_again
   try:
     checks.link_kernel()  # the environment's choices, checked before anything loads
-    hugepages.variable()
+    allocation.variables()
     if command:
-      hugepages.use()
+      allocation.use()
     sys.exit(main() or 0)
   except KeyboardInterrupt as e:  # signals.Interrupted carries 128 + the signal (SIGTERM: 143)
     code = getattr(e, "exit_code", 130)
